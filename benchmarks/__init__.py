@@ -1,0 +1,1 @@
+"""edgeldm.benchmarks — timing primitive, device fingerprint, quality metrics, history, regression gate, report."""

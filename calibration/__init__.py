@@ -1,0 +1,1 @@
+"""edgeldm.calibration — prompt sets, sampler-trajectory capture, calibration readers, the synthetic scene dataset."""

@@ -1,0 +1,55 @@
+"""edgeldm: shrink Stable-Diffusion-family models for laptops, phones and embedded GPUs.
+
+Importing ``edgeldm`` (or ``edgeldm.runtimes``) never imports torch, diffusers or transformers; the
+functions below import them on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402  (version first: submodules read it)
+    CheckpointError,
+    CheckpointNotFoundError,
+    CorruptWeightsError,
+    EdgeLDMError,
+    MissingComponentError,
+    MissingDependencyError,
+    NotADiffusersFolderError,
+    OutputExistsError,
+    PickledWeightsError,
+    UnsupportedPipelineError,
+    WeightShapeMismatchError,
+)
+
+
+def load_pipeline(source, *, allow_pickle: bool = False, seed: int = 0, dtype=None):
+    """Load a diffusers folder or a zoo model as a diffusers pipeline (see :mod:`edgeldm.loading`)."""
+    from .loading import load_pipeline as _load
+
+    return _load(source, allow_pickle=allow_pickle, seed=seed, dtype=dtype)
+
+
+def describe_model(source, *, height: int | None = None, width: int | None = None, allow_pickle: bool = False) -> dict:
+    """What ``edgeldm info`` prints, as a dict (see :mod:`edgeldm.info`)."""
+    from .info import describe_model as _describe
+
+    return _describe(source, height=height, width=width, allow_pickle=allow_pickle)
+
+
+__all__ = [
+    "__version__",
+    "load_pipeline",
+    "describe_model",
+    "EdgeLDMError",
+    "MissingDependencyError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "NotADiffusersFolderError",
+    "UnsupportedPipelineError",
+    "MissingComponentError",
+    "CorruptWeightsError",
+    "WeightShapeMismatchError",
+    "PickledWeightsError",
+    "OutputExistsError",
+]

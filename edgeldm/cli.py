@@ -1,0 +1,201 @@
+"""The ``edgeldm`` command line.
+
+argparse stays here: every subcommand parses its flags, then calls one library function with plain
+keyword arguments. Errors from the library (:class:`~edgeldm.errors.EdgeLDMError`) are printed without a
+traceback (``--verbose`` shows it) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import EdgeLDMError
+
+logger = logging.getLogger("edgeldm")
+
+#: subcommand name -> function that adds its parser (one registry, filled by @subcommand)
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def subcommand(name: str):
+    def register(add_parser: Callable[[argparse._SubParsersAction], None]):
+        if name in SUBCOMMANDS:
+            raise ValueError(f"subcommand {name!r} registered twice")
+        SUBCOMMANDS[name] = add_parser
+        return add_parser
+
+    return register
+
+
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help="a diffusers pipeline folder (model_index.json + component folders) or a zoo name "
+                             "(see `edgeldm zoo list`)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="accept pickled .bin/.ckpt weights (read with torch.load(weights_only=True)); "
+                             "refused by default because unpickling can run code")
+
+
+# --- info --------------------------------------------------------------------------------------
+
+
+@subcommand("info")
+def _add_info(sub) -> None:
+    p = sub.add_parser(
+        "info", help="components, parameters, UNet MACs and the operator inventory of a model",
+        description="Describe a model without loading its weights: per component the class, parameter count, "
+                    "dtype and size on disk; for the UNet the MACs of one denoising step at the given image size "
+                    "(counted by torch's FlopCounterMode) and every operator pruning can work on.",
+        epilog="examples:\n  edgeldm info sd15\n  edgeldm info ./my-sd-checkpoint --json --height 768 --width 768",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_argument(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels (default: the model's native size)")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels (default: the model's native size)")
+    p.add_argument("--operators", action="store_true", help="list every operator, not only the summary per type")
+    p.set_defaults(func=_run_info)
+
+
+def _run_info(args) -> int:
+    from .info import describe_model, render_info
+
+    for flag in ("height", "width"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise EdgeLDMError(f"--{flag} must be a positive number of pixels, got {value}")
+    info = describe_model(args.model, height=args.height, width=args.width, allow_pickle=args.allow_pickle)
+    if args.json:
+        json.dump(info, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_info(info, list_operators=args.operators)
+    return 0
+
+
+# --- zoo ---------------------------------------------------------------------------------------
+
+
+@subcommand("zoo")
+def _add_zoo(sub) -> None:
+    p = sub.add_parser("zoo", help="list the built-in models, or save one as a diffusers folder",
+                       description="The zoo holds architecture presets (real SD architectures with seeded random "
+                                   "weights, for latency and memory at real scale) and models shipped with edgeldm.")
+    zoo_sub = p.add_subparsers(dest="zoo_command", metavar="{list,save}", required=True)
+    ls = zoo_sub.add_parser("list", help="list zoo models")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=_run_zoo_list)
+    save = zoo_sub.add_parser("save", help="write a zoo model as a diffusers folder (safetensors)",
+                              description="Materialise a zoo model as a standard diffusers folder that any "
+                                          "diffusers-based tool (and edgeldm) loads with from_pretrained.")
+    save.add_argument("name", help="zoo model name")
+    save.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --overwrite)")
+    save.add_argument("--seed", type=int, default=0, help="seed of the random weights of a preset (default 0)")
+    save.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    save.set_defaults(func=_run_zoo_save)
+
+
+def _run_zoo_list(args) -> int:
+    from .zoo import ZOO
+
+    rows = [{"name": e.name, "kind": e.kind, "description": e.description} for e in ZOO.values()]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="edgeldm zoo")
+    for col in ("name", "kind", "description"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["description"])
+    Console().print(table)
+    return 0
+
+
+def _run_zoo_save(args) -> int:
+    from .atomic import atomic_output_dir
+    from .loading import load_pipeline
+    from .zoo import get_zoo_entry
+
+    get_zoo_entry(args.name)  # clear error before any heavy import
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        pipe = load_pipeline(args.name, seed=args.seed)
+        logger.info("writing %s", args.output)
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+    logger.info("saved %s to %s", args.name, args.output)
+    return 0
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeldm",
+        description="Shrink Stable-Diffusion-family models for edge devices: LD-Pruner structured pruning, "
+                    "quantization and latent consistency distillation, exported to ONNX / OpenVINO / Core ML.",
+        epilog="Run `edgeldm COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeldm {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging; show tracebacks on errors")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in SUBCOMMANDS.values():
+        add_parser(sub)
+    return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (it may be swapped after configuration)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+    if quiet:
+        import os
+
+        # diffusers / transformers read these when first imported (all of them are imported lazily)
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeLDMError as exc:
+        if args.verbose:
+            logger.exception("edgeldm failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

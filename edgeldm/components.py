@@ -1,0 +1,69 @@
+"""What a Stable-Diffusion-family pipeline is made of, and how to build a component from its config.
+
+Shared by the zoo (seeded random weights), the checkpoint checker (meta models to compare shapes
+against) and ``edgeldm info``; nothing here reads weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._lazy import require
+
+#: pipelines whose components edgeldm knows how to compress, export and run
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")
+#: every supported pipeline needs all of these
+REQUIRED_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
+#: components that carry weights (the ones compression works on)
+WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
+#: listed in many model_index.json files but never needed on the edge; never loaded
+SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def component_spec(model_index: dict, name: str) -> tuple[str, str] | None:
+    """(library, class name) of component ``name`` in a ``model_index.json``, or None if absent/null."""
+    spec = model_index.get(name)
+    if not isinstance(spec, (list, tuple)) or len(spec) != 2 or spec[0] is None or spec[1] is None:
+        return None
+    return str(spec[0]), str(spec[1])
+
+
+def component_class(library: str, class_name: str):
+    module = require(library)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        from .errors import UnsupportedPipelineError
+
+        raise UnsupportedPipelineError(f"{library} has no class {class_name!r}") from None
+
+
+def build_model_from_config(library: str, class_name: str, folder: Path):
+    """Instantiate a weighted component from the config in ``folder`` (weights left to the caller).
+
+    Call it under :func:`edgeldm.zoo.random_init.empty_weights` (or accelerate's ``init_empty_weights``)
+    to get a meta model without paying for the default init.
+    """
+    cls = component_class(library, class_name)
+    if library == "diffusers":
+        return cls.from_config(cls.load_config(str(folder)))
+    if library == "transformers":
+        return cls(cls.config_class.from_pretrained(str(folder)))
+    from .errors import UnsupportedPipelineError
+
+    raise UnsupportedPipelineError(f"component class {library}.{class_name} is neither a diffusers nor a transformers model")
+
+
+def build_scheduler_from_config(library: str, class_name: str, folder: Path):
+    cls = component_class(library, class_name)
+    return cls.from_config(cls.load_config(str(folder)))
+
+
+def vae_scale_factor(vae_config) -> int:
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)

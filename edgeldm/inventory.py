@@ -1,0 +1,143 @@
+"""The UNet's operator inventory and its MACs per denoising step, measured by a real counter.
+
+The inventory is what pruning works on: every ResNet block, spatial transformer, transformer block,
+self- / cross-attention, feed-forward, down/upsampler and mid-block, found by walking the module tree
+(not from a table of SD's layout), so it holds for any UNet2DConditionModel, pruned ones included.
+
+MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2 of matmuls, convolutions and
+attention) run under ``FakeTensorMode``: shapes propagate, nothing is computed, so an SD v1.5 UNet at
+512 px is counted in a fraction of a second, from real or meta weights alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ._lazy import require
+
+#: (operator type, diffusers class) in match order; the first isinstance hit wins
+OPERATOR_TYPES: list[tuple[str, str]] = []
+
+
+def register_operator_type(op_type: str, class_path: str) -> None:
+    if any(t == op_type for t, _ in OPERATOR_TYPES):
+        raise ValueError(f"operator type {op_type!r} registered twice")
+    if "." not in class_path:
+        raise ValueError(f"operator class must be a dotted path, got {class_path!r}")
+    OPERATOR_TYPES.append((op_type, class_path))
+
+
+for _op_type, _class_path in [
+    ("resnet", "diffusers.models.resnet.ResnetBlock2D"),
+    ("transformer", "diffusers.models.transformers.transformer_2d.Transformer2DModel"),
+    ("transformer_block", "diffusers.models.attention.BasicTransformerBlock"),
+    ("attention", "diffusers.models.attention_processor.Attention"),  # split into self / cross below
+    ("feed_forward", "diffusers.models.attention.FeedForward"),
+    ("downsampler", "diffusers.models.downsampling.Downsample2D"),
+    ("upsampler", "diffusers.models.upsampling.Upsample2D"),
+    ("mid_block", "diffusers.models.unets.unet_2d_blocks.UNetMidBlock2DCrossAttn"),
+]:
+    register_operator_type(_op_type, _class_path)
+
+
+@dataclass
+class Operator:
+    name: str  # qualified module name inside the UNet
+    type: str
+    parameters: int
+    macs: int | None = None  # per denoising step, batch 1
+    mac_share: float | None = None  # fraction of the UNet's MACs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resolve_types() -> list[tuple[str, type]]:
+    import importlib
+
+    resolved = []
+    for op_type, path in OPERATOR_TYPES:
+        module_name, cls_name = path.rsplit(".", 1)
+        resolved.append((op_type, getattr(importlib.import_module(module_name), cls_name)))
+    return resolved
+
+
+def operator_type(module, types: list[tuple[str, type]] | None = None) -> str | None:
+    for op_type, cls in types or _resolve_types():
+        if isinstance(module, cls):
+            if op_type == "attention":
+                return "cross_attention" if getattr(module, "is_cross_attention", False) else "self_attention"
+            return op_type
+    return None
+
+
+def operator_inventory(unet) -> list[Operator]:
+    """Every prunable operator of ``unet``, in module order."""
+    types = _resolve_types()
+    ops = []
+    for name, module in unet.named_modules():
+        op_type = operator_type(module, types)
+        if op_type is not None:
+            ops.append(Operator(name, op_type, sum(p.numel() for p in module.parameters())))
+    return ops
+
+
+@dataclass(frozen=True)
+class MacCount:
+    total: int
+    per_module: dict[str, int]  # qualified module name ("" = whole model) -> MACs
+
+
+def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int = 8, batch: int = 1,
+                        sequence_length: int = 77) -> dict:
+    """Inputs of one denoising step at an image size (latents are ``size / vae_scale_factor``)."""
+    torch = require("torch")
+    cfg = unet.config
+    if height % vae_scale_factor or width % vae_scale_factor:
+        from .errors import EdgeLDMError
+
+        raise EdgeLDMError(f"height and width must be multiples of {vae_scale_factor} (the VAE's downsampling "
+                           f"factor), got {height}x{width}")
+    inputs = {
+        "sample": torch.zeros(batch, cfg.in_channels, height // vae_scale_factor, width // vae_scale_factor),
+        "timestep": torch.full((batch,), 999, dtype=torch.long),
+        "encoder_hidden_states": torch.zeros(batch, sequence_length, cfg.cross_attention_dim),
+    }
+    if getattr(cfg, "time_cond_proj_dim", None):
+        inputs["timestep_cond"] = torch.zeros(batch, cfg.time_cond_proj_dim)
+    return inputs
+
+
+def count_macs(model, inputs: dict) -> MacCount:
+    """MACs of ``model(**inputs)``, per module, without computing anything."""
+    torch = require("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # inputs follow the weights: a meta model (``edgeldm info`` builds one) gets meta inputs
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    counter = FlopCounterMode(display=False, depth=None)
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake_mode, torch.no_grad():
+        fake_inputs = {k: fake_mode.from_tensor(v) for k, v in inputs.items()}
+        with counter:
+            model(**fake_inputs)
+    per_module: dict[str, int] = {}
+    for key, by_op in counter.get_flop_counts().items():
+        if key == "Global":
+            continue
+        # keys are "<RootClass>.<qualified.name>"; the root itself is "<RootClass>"
+        name = key.split(".", 1)[1] if "." in key else ""
+        per_module[name] = sum(by_op.values()) // 2
+    return MacCount(total=counter.get_total_flops() // 2, per_module=per_module)
+
+
+def unet_inventory_with_macs(unet, height: int, width: int, *, vae_scale_factor: int = 8,
+                             sequence_length: int = 77) -> tuple[list[Operator], MacCount]:
+    ops = operator_inventory(unet)
+    macs = count_macs(unet, unet_example_inputs(unet, height, width, vae_scale_factor=vae_scale_factor,
+                                                sequence_length=sequence_length))
+    for op in ops:
+        op.macs = macs.per_module.get(op.name, 0)
+        op.mac_share = op.macs / macs.total if macs.total else 0.0
+    return ops, macs

@@ -1,0 +1,80 @@
+"""``load_pipeline``: a zoo name or a user's diffusers folder -> a diffusers pipeline, offline.
+
+Folders are checked first (:mod:`edgeldm.checkpoint`: typed, actionable errors from headers only), then
+loaded by diffusers' and transformers' own ``from_pretrained`` with ``local_files_only`` — the same
+code path a user's checkpoint and a shipped zoo checkpoint take.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ._lazy import require
+from .checkpoint import check_checkpoint
+from .components import component_class
+from .errors import CheckpointError, CheckpointNotFoundError
+from .zoo import ZOO, build_preset, get_zoo_entry
+
+logger = logging.getLogger("edgeldm")
+
+
+def ensure_offline() -> None:
+    """No model hub is ever contacted: set before diffusers / transformers read their constants."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
+    """("folder", path) for an existing path, ("preset", None) or ("checkpoint", path) for a zoo name."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return "folder", path
+    if isinstance(source, str) and source in ZOO:
+        entry = ZOO[source]
+        return entry.kind, entry.folder if entry.kind == "checkpoint" else None
+    if isinstance(source, str) and os.sep not in source and not source.startswith("."):
+        get_zoo_entry(source)  # raises with the list of zoo names
+    raise CheckpointNotFoundError(
+        f"{path} does not exist", hint=f"pass a diffusers folder or a zoo model ({', '.join(sorted(ZOO))})"
+    )
+
+
+def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed: int = 0, dtype=None):
+    """Load a Stable-Diffusion-family pipeline from a diffusers folder or a zoo name.
+
+    ``allow_pickle`` admits ``.bin`` / ``.ckpt`` weights (read with ``torch.load(weights_only=True)``);
+    ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load.
+    """
+    ensure_offline()
+    kind, path = resolve_source(source)
+    if kind == "preset":
+        return build_preset(str(source), seed=seed, dtype=dtype)
+    return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype)
+
+
+def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
+    ensure_offline()
+    checked = check_checkpoint(path, allow_pickle=allow_pickle)
+    require("torch")
+    pipeline_cls = component_class("diffusers", checked.pipeline_class)
+    logger.info("loading %s from %s", checked.pipeline_class, path)
+    try:
+        pipe = pipeline_cls.from_pretrained(
+            str(path),
+            local_files_only=True,
+            # True refuses pickles outright; None lets diffusers fall back to .bin (after the user opted in)
+            use_safetensors=None if (allow_pickle and checked.uses_pickle) else True,
+            torch_dtype=dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"diffusers could not load {path}: {exc}") from exc
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.eval()
+    return pipe
