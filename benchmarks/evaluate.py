@@ -33,7 +33,17 @@ class EvalResult:
     images: np.ndarray
     latents: np.ndarray
     captions: list[str]
+    scenes: list  # the Scene each caption asked for
     predicted: np.ndarray
+
+    def correct(self) -> list[bool]:
+        """Per image: every scored attribute right."""
+        from ..calibration.scenes import ATTRIBUTES
+        from .quality import SCORED_ATTRIBUTES
+
+        cols = [ATTRIBUTES.index(a) for a in SCORED_ATTRIBUTES]
+        truth = np.array([sc.labels() for sc in self.scenes])[:, cols]
+        return [bool(ok) for ok in (self.predicted[:, cols] == truth).all(axis=1)]
 
 
 def evaluate_pipeline(pipe, config: EvalConfig = EvalConfig(), *, scorer=None, model_name: str = "") -> EvalResult:
@@ -73,4 +83,27 @@ def evaluate_pipeline(pipe, config: EvalConfig = EvalConfig(), *, scorer=None, m
         "generation_seconds": round(seconds, 2),
         "config": asdict(config),
     }
-    return EvalResult(metrics, images, latents, captions, predicted)
+    return EvalResult(metrics, images, latents, captions, scenes, predicted)
+
+
+def vae_ceiling(pipe, *, images: int = 500, seed: int = 0, split: str = "heldout", scorer=None) -> dict:
+    """Prompt accuracy of real held-out scenes passed through the model's VAE (encode -> decode).
+
+    No generated image can score better than what the VAE can reproduce, so this bounds ``eval``.
+    """
+    import torch
+
+    from .attribute_classifier import AttributeScorer
+
+    scorer = scorer or AttributeScorer()
+    real = make_scenes(images, seed=seed + 3000, split=split)
+    x = torch.from_numpy(real.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    with torch.no_grad():
+        recon = torch.cat([pipe.vae.decode(pipe.vae.encode(x[i:i + 100]).latent_dist.mean).sample
+                           for i in range(0, len(x), 100)])
+    out = ((recon.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    _, predicted = scorer(out)
+    from .quality import psnr
+
+    return {"accuracy": prompt_accuracy(predicted, real.scenes),
+            "psnr_db": float(np.mean(psnr(real.images, out))), "images": images, "split": split}

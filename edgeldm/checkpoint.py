@@ -32,7 +32,6 @@ from .errors import (
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
-CONFIG_FILES = {"diffusers": "config.json", "transformers": "config.json"}
 #: safetensors dtype codes -> torch / numpy names
 DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
@@ -130,7 +129,7 @@ def _check_tokenizer(folder: Path) -> None:
 
 
 def _find_weights(folder: Path, name: str, library: str, class_name: str, *, allow_pickle: bool) -> ComponentFiles:
-    if not (folder / CONFIG_FILES.get(library, "config.json")).is_file():
+    if not (folder / "config.json").is_file():  # diffusers and transformers models alike
         raise MissingComponentError(f"{folder} has no config.json")
     all_files = sorted(p for p in folder.iterdir() if p.is_file())
     # variants such as diffusion_pytorch_model.fp16.safetensors are not picked up by default loading

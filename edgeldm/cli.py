@@ -65,10 +65,7 @@ def _add_info(sub) -> None:
 def _run_info(args) -> int:
     from .info import describe_model, render_info
 
-    for flag in ("height", "width"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise EdgeLDMError(f"--{flag} must be a positive number of pixels, got {value}")
+    _check_positive(height=args.height, width=args.width)
     info = describe_model(args.model, height=args.height, width=args.width, allow_pickle=args.allow_pickle)
     if args.json:
         json.dump(info, sys.stdout, indent=2)
@@ -223,6 +220,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=25, help="images per pipeline call (default 25)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
+    p.add_argument("--vae-ceiling", action="store_true",
+                   help="also score real held-out scenes passed through the model's VAE: the best any generated "
+                        "image can do")
     p.set_defaults(func=_run_eval)
 
 
@@ -237,16 +237,14 @@ def _run_eval(args) -> int:
     result = evaluate_pipeline(pipe, config, model_name=str(args.model))
     if args.sheet:
         from .benchmarks.contact_sheet import contact_sheet
-        from .benchmarks.quality import SCORED_ATTRIBUTES
-        from .calibration.scenes import ATTRIBUTES, eval_prompts
 
-        scenes = [s for _, s in eval_prompts(config.prompts, seed=config.seed, split=config.split)]
-        cols = [ATTRIBUTES.index(a) for a in SCORED_ATTRIBUTES]
-        correct = [bool((result.predicted[i, cols] == [sc.labels()[c] for c in cols]).all())
-                   for i, sc in enumerate(scenes)]
-        contact_sheet(result.images, result.captions, args.sheet, correct=correct)
+        contact_sheet(result.images, result.captions, args.sheet, correct=result.correct())
         result.metrics["sheet"] = str(args.sheet)
     m = result.metrics
+    if args.vae_ceiling:
+        from .benchmarks.evaluate import vae_ceiling
+
+        m["vae_ceiling"] = vae_ceiling(pipe, seed=config.seed, split=config.split)
     if args.json:
         json.dump(m, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -256,6 +254,110 @@ def _run_eval(args) -> int:
               f"{m['scheduler']}, seed {m['seed']}")
         print("accuracy  " + "  ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items()))
         print(f"Fréchet distance (classifier features) {m['fd']:.3f}   generation {m['generation_seconds']} s")
+        if "vae_ceiling" in m:
+            ceiling = m["vae_ceiling"]
+            print(f"VAE ceiling ({ceiling['images']} real scenes, {ceiling['psnr_db']:.1f} dB)  "
+                  + "  ".join(f"{k} {100 * v:.1f} %" for k, v in ceiling["accuracy"].items()))
+    return 0
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+@subcommand("export")
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a model to a bundle of ONNX / OpenVINO graphs with a manifest",
+        description="Export the text encoder, UNet and VAE decoder of MODEL into one bundle folder (optimum's "
+                    "layout, so optimum's pipelines load it too) with edgeldm.json: file digests, I/O specs, "
+                    "scheduler, defaults, and every graph's validation against torch (max abs diff, cosine, PSNR). "
+                    "Graphs are validated on shapes other than the export shapes; a failure writes nothing.",
+        epilog="examples:\n  edgeldm export tiny -o bundles/tiny\n"
+               "  edgeldm export ./sd15 -o bundles/sd15-npu --backend onnx --static --height 512 --width 512",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_argument(p)
+    p.add_argument("-o", "--output", required=True, help="bundle folder to create")
+    p.add_argument("--backend", default="onnx,openvino",
+                   help="comma-separated backends: onnx, openvino (default onnx,openvino)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="graph precision; fp16 keeps the VAE in fp32 unless --fp16-vae (default fp32)")
+    p.add_argument("--fp16-vae", action="store_true", help="also export the VAE in fp16 (risk: black images)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the model's native size)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
+    p.add_argument("--static", action="store_true", help="fixed shapes (batch 2 UNet for guidance; what NPUs need)")
+    p.add_argument("--vae-encoder", action="store_true", help="also export the VAE encoder (image-to-image)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from .exporters.bundle import ExportConfig, export_bundle
+
+    _check_positive(height=args.height, width=args.width)
+    config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
+                          precision=args.precision, height=args.height, width=args.width, static=args.static,
+                          vae_encoder=args.vae_encoder, fp16_vae_decoder=args.fp16_vae)
+    manifest = export_bundle(args.model, args.output, config, overwrite=args.overwrite,
+                             allow_pickle=args.allow_pickle)
+    for comp, entry in manifest["components"].items():
+        for backend, b in entry["backends"].items():
+            worst = min(o["psnr_db"] if isinstance(o["psnr_db"], (int, float)) else float("inf")
+                        for o in b["validation"]["outputs"].values())
+            logger.info("  %-13s %-9s %s  validation PSNR >= %.1f dB", comp, backend, entry["precision"], worst)
+    logger.info("wrote bundle %s", args.output)
+    return 0
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+@subcommand("run")
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="generate an image from a bundle with the torch-free runtime",
+        description="Text-to-image over an exported bundle through ONNX Runtime or OpenVINO: numpy samplers, the "
+                    "bundle's tokenizer, one backend; no torch, no diffusers. Verifies the bundle's file digests.",
+        epilog='example:\n  edgeldm run bundles/tiny --prompt "a small red circle in the top left on a white '
+               'background" --backend openvino -o x.png',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
+    p.add_argument("--prompt", required=True, help="text prompt")
+    p.add_argument("--negative-prompt", default=None, help="negative prompt (with guidance > 1)")
+    p.add_argument("--backend", default="onnx", help="onnx or openvino (default onnx)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the bundle's)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the bundle's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the bundle's)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the bundle's)")
+    p.add_argument("--sampler", default=None,
+                   help="ddim, euler, dpm++2m, pndm or lcm (default: the bundle's scheduler)")
+    p.add_argument("--threads", type=int, default=None, help="backend CPU threads (default: the backend's choice)")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the bundle's files")
+    p.add_argument("-o", "--output", required=True, help="output PNG file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(args) -> int:
+    from pathlib import Path
+
+    from .runtimes.text2image import Text2Image
+
+    _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise EdgeLDMError(f"{out} already exists", hint="pass --overwrite to replace it")
+    options = {"threads": args.threads} if args.threads else {}
+    t2i = Text2Image(args.bundle, backend=args.backend, verify=not args.no_verify, sampler=args.sampler, **options)
+    image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
+                seed=args.seed, height=args.height, width=args.width)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(out)
+    logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
     return 0
 
 

@@ -81,6 +81,6 @@ def test_cli_info_tables_and_bad_size(capsys):
     out = capsys.readouterr().out
     assert "up_blocks.0.attentions.0.transformer_blocks.0.attn2" in out and "cross_attention" in out
     assert main(["info", "tiny-random", "--height", "-8"]) == 1
-    assert "--height must be a positive" in capsys.readouterr().err
+    assert "--height must be positive" in capsys.readouterr().err
     assert main(["info", "tiny-random", "--height", "63"]) == 1
     assert "multiples of 2" in capsys.readouterr().err

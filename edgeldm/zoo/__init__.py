@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-
 from ..errors import CheckpointNotFoundError
 
 
@@ -37,8 +36,6 @@ def register_zoo_entry(entry: ZooEntry) -> ZooEntry:
         raise ValueError(f"zoo entry {entry.name!r} is registered twice")
     if entry.kind not in ("preset", "checkpoint"):
         raise ValueError(f"zoo entry {entry.name!r}: unknown kind {entry.kind!r}")
-    if not (entry.folder / "model_index.json").is_file():
-        raise ValueError(f"zoo entry {entry.name!r}: {entry.folder} has no model_index.json")
     ZOO[entry.name] = entry
     return entry
 
@@ -55,6 +52,16 @@ for _name, _description in {
     "tiny-random": "test-sized SD architecture (diffusers' dummy components, real CLIP vocabulary), random",
 }.items():
     register_zoo_entry(ZooEntry(_name, _description, "preset", _configs(_name)))
+
+
+# The embedded default model, trained by `python -m edgeldm.zoo.train_tiny` (log and command in tiny/TRAINING.md)
+register_zoo_entry(ZooEntry(
+    "tiny",
+    "the embedded default: SD-architecture text-to-image LDM trained by edgeldm on synthetic captioned scenes "
+    "(64 px; CLIP BPE tokenizer, UNet2DConditionModel, AutoencoderKL f=8)",
+    "checkpoint",
+    Path(str(resources.files("edgeldm.zoo").joinpath("tiny"))),
+))
 
 
 def get_zoo_entry(name: str) -> ZooEntry:

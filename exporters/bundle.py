@@ -1,0 +1,267 @@
+"""``edgeldm export``: a model -> one bundle folder of ONNX / OpenVINO graphs with a manifest.
+
+The layout follows optimum's, so ``ORTStableDiffusionPipeline`` and ``OVStableDiffusionPipeline`` load an
+edgeldm bundle as well: ``model_index.json``, ``scheduler/``, ``tokenizer/`` and per component
+(``text_encoder/``, ``unet/``, ``vae_decoder/``, optionally ``vae_encoder/``) the graphs with the
+component's ``config.json``; beside them ``edgeldm.json`` (:mod:`edgeldm.manifest`).
+Every graph is validated against its torch module before the bundle appears (atomically).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..atomic import atomic_output_dir
+from ..errors import EdgeLDMError
+from ..io_spec import ComponentIO, text_encoder_io, unet_io, vae_decoder_io, vae_encoder_io
+from ..manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, digest_files, sha256_file
+from ..progress import progress_bar
+from .validation import DEFAULT_TOLERANCES, ExportValidationError, ValidationReport
+
+logger = logging.getLogger("edgeldm")
+
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: backend -> the function exporting one component into a folder (filled below, imported lazily)
+EXPORTERS: dict[str, str] = {
+    "onnx": "edgeldm.exporters.onnx_export:export_onnx",
+    "openvino": "edgeldm.exporters.openvino_export:export_openvino",
+}
+#: the runtime session that validates each backend's graph
+VALIDATING_BACKENDS = ("onnx", "openvino")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    backends: tuple[str, ...] = ("onnx", "openvino")
+    precision: str = "fp32"  # fp32 | fp16
+    height: int | None = None  # default: the model's native size
+    width: int | None = None
+    static: bool = False
+    vae_encoder: bool = False
+    fp16_vae_decoder: bool = False  # fp16 VAE decoders give black images: fp32 unless asked
+    opset: int = 17
+    tolerances: dict = field(default_factory=dict)  # component -> Tolerances, overriding the defaults
+
+    def check(self) -> None:
+        unknown = [b for b in self.backends if b not in EXPORTERS]
+        if unknown:
+            raise EdgeLDMError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(EXPORTERS)}")
+        if not self.backends:
+            raise EdgeLDMError("no backend to export to")
+        if self.precision not in ("fp32", "fp16"):
+            raise EdgeLDMError(f"--precision must be fp32 or fp16, got {self.precision!r}")
+        if self.opset < 17:
+            raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")
+
+
+def _load(ref: str):
+    import importlib
+
+    module, fn = ref.split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def component_ios(pipe, height: int, width: int) -> dict[str, ComponentIO]:
+    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    lh, lw = height // factor, width // factor
+    seq = pipe.tokenizer.model_max_length
+    return {
+        "text_encoder": text_encoder_io(pipe.text_encoder.config, sequence_length=seq),
+        "unet": unet_io(pipe.unet.config, latent_height=lh, latent_width=lw, sequence_length=seq),
+        "vae_decoder": vae_decoder_io(pipe.vae.config, latent_height=lh, latent_width=lw),
+        "vae_encoder": vae_encoder_io(pipe.vae.config, height=height, width=width),
+    }
+
+
+def _spatial_multiple(pipe) -> int:
+    """Latent sizes must survive the UNet's downsamplings: a multiple of 2^(levels - 1)."""
+    return 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+
+
+def _validate(module, io: ComponentIO, graph: Path, backend: str, precision: str, tolerances, *,
+              spatial_multiple: int, vocab_size: int) -> ValidationReport:
+    import numpy as np
+    import torch
+
+    from ..runtimes.backends import open_session
+    from .dummy_inputs import example_inputs, validation_dims
+    from .validation import compare_outputs
+
+    dims = io.dims if io.is_static else validation_dims(io, spatial_multiple=spatial_multiple)
+    inputs = example_inputs(io, dims, seed=1, vocab_size=vocab_size)
+    with torch.no_grad():
+        ref = module(*[torch.from_numpy(inputs[n]) for n in io.input_names])
+    reference = {name: t.float().numpy() for name, t in zip(io.output_names, ref)}
+    session = open_session(backend, graph, io)
+    candidate = session(**inputs)
+    checks = compare_outputs(reference, candidate, tolerances)
+    shapes = {k: list(np.shape(v)) for k, v in inputs.items()}
+    return ValidationReport(io.component, backend, precision, shapes, tolerances, checks)
+
+
+def _source_digest(source, pipe) -> dict:
+    from ..loading import resolve_source
+
+    kind, path = resolve_source(source)
+    if kind == "preset":
+        return {"model": str(source), "kind": "preset", "digest": f"preset:{source}:seed0"}
+    weights = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+    h = __import__("hashlib").sha256()
+    for w in weights:
+        h.update(str(w.relative_to(path)).encode())
+        h.update(sha256_file(w).encode())
+    return {"model": str(source), "kind": kind, "digest": f"sha256:{h.hexdigest()}"}
+
+
+def _toolchain() -> dict:
+    from importlib import metadata
+
+    versions = {"edgeldm": __version__}
+    for pkg in ("torch", "diffusers", "transformers", "onnx", "onnxruntime", "openvino", "coremltools"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def default_sampling(pipe) -> dict:
+    is_lcm = bool(getattr(pipe.unet.config, "time_cond_proj_dim", None))
+    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if is_lcm else \
+        {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
+
+
+def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfig(), *, overwrite: bool = False,
+                  allow_pickle: bool = False) -> dict:
+    """Export ``source`` (zoo name or diffusers folder) to a bundle at ``output``; returns the manifest."""
+    from ..components import vae_scale_factor
+    from ..loading import load_pipeline, resolve_source
+    from .torch_modules import component_module
+
+    config.check()
+    pipe = load_pipeline(source, allow_pickle=allow_pickle)
+    factor = vae_scale_factor(pipe.vae.config)
+    height = config.height or pipe.unet.config.sample_size * factor
+    width = config.width or pipe.unet.config.sample_size * factor
+    multiple = factor * _spatial_multiple(pipe)
+    if height % multiple or width % multiple or height <= 0 or width <= 0:
+        raise EdgeLDMError(f"height and width must be positive multiples of {multiple} for this model "
+                           f"(VAE factor {factor} x UNet downsamplings), got {height}x{width}")
+    ios = component_ios(pipe, height, width)
+    components = list(COMPONENTS) + (["vae_encoder"] if config.vae_encoder else [])
+    if config.static:
+        ios = {k: v.static() for k, v in ios.items()}
+    kind, path = resolve_source(source)
+    protect = (path,) if path is not None and kind == "folder" else ()
+    vocab = pipe.text_encoder.config.vocab_size
+    manifest_components: dict[str, dict] = {}
+    failures: list[ValidationReport] = []
+
+    with atomic_output_dir(output, overwrite=overwrite, protect=protect) as tmp, \
+            tempfile.TemporaryDirectory(prefix="edgeldm-export-") as scratch, \
+            progress_bar(total=len(components) * len(config.backends), desc="exporting", unit="graph") as bar:
+        for comp in components:
+            io = ios[comp]
+            module = component_module(pipe, comp)
+            precision = config.precision
+            if comp.startswith("vae") and precision == "fp16" and not config.fp16_vae_decoder:
+                precision = "fp32"  # fp16 VAEs overflow into black images
+            tol = config.tolerances.get(comp, DEFAULT_TOLERANCES[precision])
+            folder = tmp / comp
+            entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
+            onnx_files = None
+            for backend in (b for b in ("onnx", "openvino") if b in config.backends):
+                if backend == "onnx" or onnx_files is None:
+                    # OpenVINO converts from the ONNX graph (faster, and the very same graph)
+                    target = folder if "onnx" in config.backends else Path(scratch) / comp
+                    onnx_files = _load(EXPORTERS["onnx"])(module, io, target, opset=config.opset,
+                                                          precision=precision, vocab_size=vocab)
+                    if backend == "onnx":
+                        files = onnx_files
+                if backend == "openvino":
+                    files = _load(EXPORTERS["openvino"])(onnx_files[0], io, folder, precision=precision,
+                                                         vocab_size=vocab)
+                report = _validate(module, io, files[0], backend, precision, tol,
+                                   spatial_multiple=_spatial_multiple(pipe), vocab_size=vocab)
+                logger.info("%s %s: %s", comp, backend, ", ".join(
+                    f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
+                if not report.passed:
+                    failures.append(report)
+                entry["backends"][backend] = {"files": digest_files(tmp, files), "validation": report.to_dict()}
+                bar.update(1)
+            _write_component_config(pipe, comp, folder)
+            manifest_components[comp] = entry
+        if failures:
+            messages = []
+            for report in failures:
+                try:
+                    report.raise_if_failed()
+                except ExportValidationError as exc:
+                    messages.append(exc.message)
+            raise ExportValidationError("export validation failed; no bundle was written:\n" + "\n".join(messages),
+                                        hint="re-export with --precision fp32, or check the model for "
+                                             "operations the backend does not support")
+        pipe.scheduler.save_pretrained(str(tmp / "scheduler"))
+        _write_tokenizer(pipe.tokenizer, tmp / "tokenizer")
+        model_index = dict(pipe.config)
+        for drop in ("safety_checker", "feature_extractor", "image_encoder"):
+            model_index.pop(drop, None)
+        (tmp / "model_index.json").write_text(json.dumps({k: v for k, v in model_index.items()
+                                                          if not k.startswith("_") or k in ("_class_name",
+                                                                                            "_diffusers_version")},
+                                                         indent=2, default=list) + "\n")
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "toolchain": _toolchain(),
+            "source": _source_digest(source, pipe),
+            "recipe": {"stage": "export", "options": {**asdict(config), "tolerances": {
+                k: asdict(v) for k, v in config.tolerances.items()}}},
+            "pipeline": pipe.config["_class_name"] if "_class_name" in pipe.config else type(pipe).__name__,
+            "image": {"height": height, "width": width, "vae_scale_factor": factor,
+                      "latent_channels": pipe.unet.config.in_channels,
+                      "scaling_factor": pipe.vae.config.scaling_factor, "static": config.static},
+            "defaults": default_sampling(pipe),
+            "scheduler": {"class": type(pipe.scheduler).__name__, "config": dict(pipe.scheduler.config)},
+            "tokenizer": {"folder": "tokenizer", "model_max_length": pipe.tokenizer.model_max_length,
+                          "pad_token_id": pipe.tokenizer.pad_token_id, "files": digest_files(
+                              tmp, sorted((tmp / "tokenizer").iterdir()))},
+            "components": manifest_components,
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    return manifest
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def _write_component_config(pipe, component: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if component == "text_encoder":
+        pipe.text_encoder.config.to_json_file(str(folder / "config.json"))
+    elif component == "unet":
+        pipe.unet.save_config(str(folder))
+    else:  # optimum keeps the VAE's config beside each VAE graph
+        pipe.vae.save_config(str(folder))
+
+
+def _write_tokenizer(tokenizer, folder: Path) -> None:
+    """The slow tokenizer's files (for diffusers / optimum) plus ``tokenizer.json`` for the ``tokenizers``
+    library, which is all the torch-free runtime needs."""
+    from transformers import CLIPTokenizerFast
+
+    tokenizer.save_pretrained(str(folder))
+    fast = CLIPTokenizerFast.from_pretrained(str(folder))
+    fast.backend_tokenizer.save(str(folder / "tokenizer.json"))

@@ -1,0 +1,55 @@
+"""torch -> ONNX (legacy TorchScript exporter: fast, and what optimum and ONNX Runtime tooling expect)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .._lazy import require
+from ..io_spec import ComponentIO
+from .dummy_inputs import example_inputs
+
+logger = logging.getLogger("edgeldm")
+
+ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx_data"
+PROTOBUF_LIMIT = 2**31 - 1
+DEFAULT_OPSET = 17
+
+
+def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_OPSET, precision: str = "fp32",
+                vocab_size: int = 49408) -> list[Path]:
+    """Export ``module`` to ``folder/model.onnx`` (+ ``model.onnx_data`` beyond 2 GB); returns the files.
+
+    Symbolic dims of ``io`` become dynamic axes; a static ``io`` gives a fixed-shape graph. fp16 converts
+    the weights and compute with onnxruntime's float16 converter, keeping fp32 inputs and outputs.
+    """
+    torch = require("torch")
+    onnx = require("onnx")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ONNX_FILE
+    inputs = example_inputs(io, vocab_size=vocab_size)
+    args = tuple(torch.from_numpy(inputs[name]) for name in io.input_names)
+    dynamic_axes = {t.name: t.dynamic_axes() for t in (*io.inputs, *io.outputs) if t.dynamic_axes()}
+    with torch.no_grad():
+        torch.onnx.export(module, args, str(path), input_names=io.input_names, output_names=io.output_names,
+                          dynamic_axes=dynamic_axes or None, opset_version=opset, do_constant_folding=True,
+                          dynamo=False)
+    model = onnx.load(str(path), load_external_data=True)
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # fp32 at the edges: callers feed and read float32 whatever the internal precision
+        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+    for stale in folder.iterdir():  # the exporter may scatter one file per tensor for > 2 GB graphs
+        if stale.name != ONNX_FILE:
+            stale.unlink()
+    large = sum(len(t.raw_data) for t in model.graph.initializer) > PROTOBUF_LIMIT - 64 * 2**20  # room for the graph
+    if large:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=ONNX_DATA_FILE, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+    files = [path] + ([folder / ONNX_DATA_FILE] if large else [])
+    logger.debug("exported %s to %s (%s)", io.component, path, "external data" if large else "single file")
+    return files

@@ -1,0 +1,39 @@
+"""Backend sessions: one small class per backend, one call signature.
+
+``session(**named_inputs) -> dict[str, np.ndarray]``; inputs are checked against the component's
+declared I/O (from the bundle manifest) before the backend sees them, and outputs never alias inputs
+(LCM reads the sample it passed in after the call). Backends are imported inside :func:`open_session`,
+so only the one in use needs to be installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ...errors import EdgeLDMError
+
+#: backend name -> (module, class); module imported on use
+BACKENDS: dict[str, tuple[str, str]] = {}
+
+
+def register_backend(name: str, module: str, class_name: str) -> None:
+    if name in BACKENDS or not name.isidentifier():
+        raise ValueError(f"backend name {name!r} is taken or not an identifier")
+    BACKENDS[name] = (module, class_name)
+
+
+register_backend("onnx", "edgeldm.runtimes.backends.onnxruntime_session", "OnnxRuntimeSession")
+register_backend("openvino", "edgeldm.runtimes.backends.openvino_session", "OpenVINOSession")
+
+
+def session_class(backend: str):
+    if backend not in BACKENDS:
+        raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[backend]
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_session(backend: str, model_path: str | Path, io, **options):
+    """A session of ``backend`` over the graph at ``model_path`` with declared I/O ``io`` (a ComponentIO)."""
+    return session_class(backend)(Path(model_path), io, **options)

@@ -1,0 +1,154 @@
+"""``Text2Image``: prompt -> image over an exported bundle, without torch or diffusers.
+
+Steps mirror diffusers' pipelines: 1. tokenize, 2. encode the prompt (and the negative / empty prompt
+for classifier-free guidance), 3. draw the initial latents, 4. denoise with a numpy sampler — the
+conditional and unconditional halves in *one* UNet call — or, for an LCM bundle, with the guidance
+scale fed as an embedding (``timestep_cond``), 5. decode with the VAE. Sessions, the sampler and the
+manifest are shared and never mutated by a call, so one ``Text2Image`` serves several threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeLDMError
+from ..manifest import BundleError, component_io, load_manifest, verify_files
+from .backends import BACKENDS, open_session
+from .samplers import sampler_from_scheduler_config
+from .tokenizer import PromptTokenizer
+
+logger = logging.getLogger("edgeldm")
+
+GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
+    """Sinusoidal embedding of the guidance scale, as diffusers' LCM pipeline computes it (w is ω − 1)."""
+    w = np.asarray(w, dtype=np.float32) * 1000.0
+    half = dim // 2
+    freqs = np.exp(np.arange(half, dtype=np.float32) * -(math.log(10000.0) / (half - 1)))
+    emb = w[:, None] * freqs[None, :]
+    emb = np.concatenate([np.sin(emb), np.cos(emb)], axis=1)
+    if dim % 2 == 1:
+        emb = np.pad(emb, ((0, 0), (0, 1)))
+    return emb.astype(np.float32)
+
+
+class Text2Image:
+    def __init__(self, bundle: str | Path, backend: str = "onnx", *, verify: bool = True, sampler: str | None = None,
+                 **session_options):
+        self.bundle = Path(bundle)
+        self.manifest = load_manifest(self.bundle)
+        if backend not in BACKENDS:
+            raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+        lacking = [c for c in COMPONENTS if backend not in self.manifest["components"].get(c, {}).get("backends", {})]
+        if lacking:
+            have = sorted({b for c in self.manifest["components"].values() for b in c["backends"]})
+            raise BundleError(f"bundle {self.bundle} has no {backend} graph for {', '.join(lacking)}",
+                              hint=f"it has: {', '.join(have) or 'nothing'}; re-export with --backend {backend}")
+        if verify:
+            verify_files(self.bundle, self.manifest, backends=[backend])
+        self.backend = backend
+        self.ios = {c: component_io(self.manifest, c) for c in COMPONENTS}
+        self.sessions = {c: open_session(backend, self.bundle / c / GRAPH_FILE[backend], self.ios[c], **session_options)
+                         for c in COMPONENTS}
+        tok = self.manifest["tokenizer"]
+        self.tokenizer = PromptTokenizer(self.bundle / tok["folder"], max_length=tok["model_max_length"],
+                                         pad_token_id=tok.get("pad_token_id"))
+        sched = dict(self.manifest["scheduler"]["config"])
+        sched.setdefault("_class_name", self.manifest["scheduler"]["class"])
+        self.sampler = sampler_from_scheduler_config(sched, sampler)
+        self.image = self.manifest["image"]
+        self.defaults = self.manifest["defaults"]
+        unet_inputs = {t.name: t for t in self.ios["unet"].inputs}
+        self.guidance_embedding_dim = unet_inputs["timestep_cond"].shape[1] if "timestep_cond" in unet_inputs else None
+        self.unet_batch = unet_inputs["sample"].shape[0]  # an int for static bundles
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _check_size(self, height: int, width: int) -> None:
+        multiple = self.image["vae_scale_factor"]
+        if height % multiple or width % multiple or height <= 0 or width <= 0:
+            raise EdgeLDMError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
+        if self.image.get("static") and (height, width) != (self.image["height"], self.image["width"]):
+            raise EdgeLDMError(f"this bundle was exported with static shapes for {self.image['height']}x"
+                               f"{self.image['width']}; asked for {height}x{width}",
+                               hint="re-export without --static, or with --height/--width of this size")
+
+    def _encode(self, prompts: list[str]) -> np.ndarray:
+        ids = self.tokenizer(prompts)
+        batch = self.ios["text_encoder"].inputs[0].shape[0]
+        if isinstance(batch, int):  # a static text encoder takes a fixed batch: call it per prompt
+            return np.concatenate([self.sessions["text_encoder"](input_ids=ids[i:i + batch])["last_hidden_state"]
+                                   for i in range(0, len(ids), batch)])
+        return self.sessions["text_encoder"](input_ids=ids)["last_hidden_state"]
+
+    def _unet(self, sample: np.ndarray, t: float, cond: np.ndarray, timestep_cond: np.ndarray | None) -> np.ndarray:
+        inputs = {"sample": sample, "timestep": np.asarray(t, dtype=np.float32), "encoder_hidden_states": cond}
+        if timestep_cond is not None:
+            inputs["timestep_cond"] = timestep_cond
+        return self.sessions["unet"](**inputs)["out_sample"]
+
+    # -- the call --------------------------------------------------------------------------------
+
+    def latents(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
+                guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,
+                initial_latents: np.ndarray | None = None) -> np.ndarray:
+        """The final (scaled) latents of one image; ``initial_latents`` replaces the seeded noise draw."""
+        steps = steps or self.defaults["steps"]
+        guidance = self.defaults["guidance"] if guidance is None else guidance
+        height, width = height or self.image["height"], width or self.image["width"]
+        self._check_size(height, width)
+        factor = self.image["vae_scale_factor"]
+        rng = np.random.default_rng(seed)
+        plan = self.sampler.plan(steps)
+        state = self.sampler.initial_state(plan)
+        # 1-2. prompt embeddings; guidance doubles the batch unless the UNet embeds the guidance scale
+        use_embedding = self.guidance_embedding_dim is not None
+        do_cfg = guidance > 1.0 and not use_embedding
+        texts = [negative_prompt or "", prompt] if do_cfg else [prompt]
+        cond = self._encode(texts)
+        timestep_cond = guidance_scale_embedding(np.array([guidance - 1.0]), self.guidance_embedding_dim) \
+            if use_embedding else None
+        # 3. initial latents
+        shape = (1, self.image["latent_channels"], height // factor, width // factor)
+        if initial_latents is not None:
+            latents = np.asarray(initial_latents, dtype=np.float32).reshape(shape)
+        else:
+            latents = rng.standard_normal(shape).astype(np.float32)
+        latents = (latents * plan.init_noise_sigma).astype(np.float32)
+        # 4. denoise
+        for t in plan.timesteps:
+            model_in = self.sampler.scale_model_input(latents, plan, state).astype(np.float32)
+            if do_cfg:
+                out = self._unet(np.concatenate([model_in, model_in]), t, cond, timestep_cond)
+                uncond, text = out[:1], out[1:]
+                out = uncond + guidance * (text - uncond)
+            else:
+                if isinstance(self.unet_batch, int) and self.unet_batch != 1:
+                    raise EdgeLDMError("this static bundle's UNet takes a guidance batch of "
+                                       f"{self.unet_batch}; use guidance > 1")
+                out = self._unet(model_in, t, cond, timestep_cond)
+            noise = rng.standard_normal(latents.shape).astype(np.float32) \
+                if self.sampler.requires_noise(plan, state) else None
+            latents, _, state = self.sampler.step(out, latents, plan, state, noise=noise)
+            latents = latents.astype(np.float32)
+        return latents
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latents -> uint8 HWC image."""
+        image = self.sessions["vae_decoder"](latent_sample=(latents / self.image["scaling_factor"]).astype(np.float32))
+        image = np.clip((image["sample"][0] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        return image.transpose(1, 2, 0)
+
+    def __call__(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None):
+        """One PIL image for ``prompt``."""
+        from PIL import Image
+
+        return Image.fromarray(self.decode(self.latents(prompt, negative_prompt, steps, guidance, seed, height, width)))
