@@ -37,10 +37,13 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
                           dynamo=False)
     model = onnx.load(str(path), load_external_data=True)
     if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-        # fp32 at the edges: callers feed and read float32 whatever the internal precision
-        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+        # fp32 at the edges: callers feed and read float32 whatever the internal precision. Resize stays
+        # fp32: its scales input must be float32, and the converter would turn that constant into fp16.
+        _constants_to_initializers(model)  # the converter keeps initializers of blocked ops fp32, not Constants
+        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
+                                         op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"])
     for stale in folder.iterdir():  # the exporter may scatter one file per tensor for > 2 GB graphs
         if stale.name != ONNX_FILE:
             stale.unlink()
@@ -53,3 +56,19 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
     files = [path] + ([folder / ONNX_DATA_FILE] if large else [])
     logger.debug("exported %s to %s (%s)", io.component, path, "external data" if large else "single file")
     return files
+
+
+def _constants_to_initializers(model) -> None:
+    """Turn ``Constant`` nodes holding a tensor into graph initializers, in place."""
+    graph = model.graph
+    keep = []
+    for node in graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Constant" and "value" in attrs and len(node.output) == 1:
+            tensor = attrs["value"].t
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)

@@ -10,7 +10,6 @@ manifest are shared and never mutated by a call, so one ``Text2Image`` serves se
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,9 @@ def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     """Sinusoidal embedding of the guidance scale, as diffusers' LCM pipeline computes it (w is ω − 1)."""
     w = np.asarray(w, dtype=np.float32) * 1000.0
     half = dim // 2
-    freqs = np.exp(np.arange(half, dtype=np.float32) * -(math.log(10000.0) / (half - 1)))
+    # float32 throughout, as diffusers computes it: sin of arguments up to ~10^4 amplifies any rounding
+    step = np.log(np.float32(10000.0)) / np.float32(half - 1)
+    freqs = np.exp(np.arange(half, dtype=np.float32) * -step)
     emb = w[:, None] * freqs[None, :]
     emb = np.concatenate([np.sin(emb), np.cos(emb)], axis=1)
     if dim % 2 == 1:

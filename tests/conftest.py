@@ -39,3 +39,13 @@ def tree_digest(path: Path) -> str:
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_random_bundle(tmp_path_factory) -> Path:
+    """tiny-random exported to ONNX + OpenVINO (read-only by convention: copy before editing)."""
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    path = tmp_path_factory.mktemp("bundle") / "tiny-random"
+    export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "openvino")))
+    return path
