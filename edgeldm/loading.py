@@ -15,6 +15,7 @@ from ._lazy import require
 from .checkpoint import check_checkpoint
 from .components import component_class
 from .errors import CheckpointError, CheckpointNotFoundError
+from .progress import progress_enabled
 from .zoo import ZOO, build_preset, get_zoo_entry
 
 logger = logging.getLogger("edgeldm")
@@ -61,6 +62,8 @@ def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
     checked = check_checkpoint(path, allow_pickle=allow_pickle)
     require("torch")
     pipeline_cls = component_class("diffusers", checked.pipeline_class)
+    if not progress_enabled():  # --quiet: diffusers' own "Loading pipeline components" bar too
+        require("diffusers.utils.logging").disable_progress_bar()
     logger.info("loading %s from %s", checked.pipeline_class, path)
     try:
         pipe = pipeline_cls.from_pretrained(

@@ -91,3 +91,31 @@ def test_export_never_writes_into_its_input(tiny_random_dir):
 
     with pytest.raises(EdgeLDMError, match="never writes into its input"):
         export_bundle(str(tiny_random_dir), tiny_random_dir / "bundle", ExportConfig(backends=("onnx",)))
+
+
+@pytest.mark.slow
+def test_sd15_unet_exports_with_external_data_and_runs(tmp_path):
+    """SD v1.5's UNet is 3.4 GB: beyond protobuf's 2 GB, so the weights go to one model.onnx_data file."""
+    import onnxruntime as ort
+    import torch
+
+    from edgeldm.exporters.dummy_inputs import example_inputs
+    from edgeldm.exporters.onnx_export import export_onnx
+    from edgeldm.exporters.torch_modules import UNetModule
+    from edgeldm.io_spec import unet_io
+    from edgeldm.zoo import build_preset
+
+    pipe = build_preset("sd15")
+    io = unet_io(pipe.unet.config, latent_height=8, latent_width=8)
+    module = UNetModule(pipe.unet).eval()
+    files = export_onnx(module, io, tmp_path / "unet")
+    assert [f.name for f in files] == ["model.onnx", "model.onnx_data"]
+    assert sorted(p.name for p in (tmp_path / "unet").iterdir()) == ["model.onnx", "model.onnx_data"]
+    assert files[1].stat().st_size > 3 * 2**30 and files[0].stat().st_size < 50 * 2**20
+    inputs = example_inputs(io, {"batch_size": 1, "latent_height": 16, "latent_width": 16})
+    session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, inputs)
+    with torch.no_grad():
+        (ref,) = module(*[torch.from_numpy(inputs[n]) for n in io.input_names])
+    assert out.shape == (1, 4, 16, 16)
+    assert np.abs(out - ref.numpy()).max() < 1e-3
