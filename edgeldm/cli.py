@@ -325,7 +325,9 @@ def _add_run(sub) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
     p.add_argument("--prompt", required=True, help="text prompt")
     p.add_argument("--negative-prompt", default=None, help="negative prompt (with guidance > 1)")
-    p.add_argument("--backend", default="onnx", help="onnx or openvino (default onnx)")
+    p.add_argument("--backend", default="onnx",
+                   help="onnx, openvino, or torch (the source model through diffusers' modules, for reference; "
+                        "needs the compress extra) (default onnx)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the bundle's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the bundle's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -59,18 +59,19 @@ def load_manifest(bundle: str | Path) -> dict:
 
 
 def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = None) -> None:
-    """Check every listed file of the given backends (all when None) exists and has its SHA-256."""
+    """Check the tokenizer's files and every file of the given backends (all when None) against their SHA-256."""
     problems = []
-    for comp_name, comp in manifest["components"].items():
-        for backend, entry in comp["backends"].items():
-            if backends is not None and backend not in backends:
-                continue
-            for rel, digest in entry["files"].items():
-                path = bundle / rel
-                if not path.is_file():
-                    problems.append(f"{rel} is missing")
-                elif sha256_file(path) != digest:
-                    problems.append(f"{rel} was altered or truncated (SHA-256 differs from the manifest)")
+    listed = [dict(manifest.get("tokenizer", {}).get("files", {}))]
+    for comp in manifest["components"].values():
+        listed += [entry["files"] for backend, entry in comp["backends"].items()
+                   if backends is None or backend in backends]
+    for files in listed:
+        for rel, digest in files.items():
+            path = bundle / rel
+            if not path.is_file():
+                problems.append(f"{rel} is missing")
+            elif sha256_file(path) != digest:
+                problems.append(f"{rel} was altered or truncated (SHA-256 differs from the manifest)")
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n    " + "\n    ".join(problems),
                           hint="re-export the bundle; pass verify=False (--no-verify) only if you edited it on purpose")

@@ -116,7 +116,9 @@ def _source_digest(source, pipe) -> dict:
     for w in weights:
         h.update(str(w.relative_to(path)).encode())
         h.update(sha256_file(w).encode())
-    return {"model": str(source), "kind": kind, "digest": f"sha256:{h.hexdigest()}"}
+    # absolute: the torch reference session reloads the source from wherever the bundle is run
+    model = str(path.resolve()) if kind == "folder" else str(source)
+    return {"model": model, "kind": kind, "digest": f"sha256:{h.hexdigest()}"}
 
 
 def _toolchain() -> dict:

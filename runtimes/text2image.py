@@ -47,7 +47,9 @@ class Text2Image:
         self.manifest = load_manifest(self.bundle)
         if backend not in BACKENDS:
             raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
-        lacking = [c for c in COMPONENTS if backend not in self.manifest["components"].get(c, {}).get("backends", {})]
+        # the torch reference runs the source model's modules, so every bundle "has" it
+        lacking = [] if backend == "torch" else \
+            [c for c in COMPONENTS if backend not in self.manifest["components"].get(c, {}).get("backends", {})]
         if lacking:
             have = sorted({b for c in self.manifest["components"].values() for b in c["backends"]})
             raise BundleError(f"bundle {self.bundle} has no {backend} graph for {', '.join(lacking)}",
@@ -56,8 +58,10 @@ class Text2Image:
             verify_files(self.bundle, self.manifest, backends=[backend])
         self.backend = backend
         self.ios = {c: component_io(self.manifest, c) for c in COMPONENTS}
-        self.sessions = {c: open_session(backend, self.bundle / c / GRAPH_FILE[backend], self.ios[c], **session_options)
-                         for c in COMPONENTS}
+        if backend == "torch":
+            session_options.setdefault("source", self.manifest["source"]["model"])
+        self.sessions = {c: open_session(backend, self.bundle / c / GRAPH_FILE.get(backend, ""), self.ios[c],
+                                         **session_options) for c in COMPONENTS}
         tok = self.manifest["tokenizer"]
         self.tokenizer = PromptTokenizer(self.bundle / tok["folder"], max_length=tok["model_max_length"],
                                          pad_token_id=tok.get("pad_token_id"))

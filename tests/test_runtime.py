@@ -46,6 +46,13 @@ def test_onnx_and_openvino_agree(tiny_random_bundle, onnx_t2i):
     assert psnr(a[None], b[None])[0] >= 35.0
 
 
+def test_torch_reference_backend_agrees(tiny_random_bundle, onnx_t2i):
+    ref = Text2Image(tiny_random_bundle, backend="torch")
+    a = np.asarray(onnx_t2i(PROMPT, steps=3, seed=2))
+    b = np.asarray(ref(PROMPT, steps=3, seed=2))
+    assert psnr(a[None], b[None])[0] >= 40.0
+
+
 def test_same_seed_same_image_other_seed_other_image(onnx_t2i):
     a, b, c = (np.asarray(onnx_t2i(PROMPT, steps=2, seed=s)) for s in (1, 1, 2))
     assert np.array_equal(a, b) and not np.array_equal(a, c)

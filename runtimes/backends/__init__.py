@@ -25,6 +25,7 @@ def register_backend(name: str, module: str, class_name: str) -> None:
 
 register_backend("onnx", "edgeldm.runtimes.backends.onnxruntime_session", "OnnxRuntimeSession")
 register_backend("openvino", "edgeldm.runtimes.backends.openvino_session", "OpenVINOSession")
+register_backend("torch", "edgeldm.runtimes.backends.torch_session", "TorchSession")  # reference; imports torch
 
 
 def session_class(backend: str):
