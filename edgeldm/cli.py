@@ -279,7 +279,7 @@ def _add_export(sub) -> None:
     _add_model_argument(p)
     p.add_argument("-o", "--output", required=True, help="bundle folder to create")
     p.add_argument("--backend", default="onnx,openvino",
-                   help="comma-separated backends: onnx, openvino (default onnx,openvino)")
+                   help="comma-separated backends: onnx, openvino, coreml (needs --static); default onnx,openvino")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                    help="graph precision; fp16 keeps the VAE in fp32 unless --fp16-vae (default fp32)")
     p.add_argument("--fp16-vae", action="store_true", help="also export the VAE in fp16 (risk: black images)")
@@ -302,8 +302,13 @@ def _run_export(args) -> int:
                              allow_pickle=args.allow_pickle)
     for comp, entry in manifest["components"].items():
         for backend, b in entry["backends"].items():
+            validation = b["validation"]
+            if validation.get("skipped"):
+                logger.info("  %-13s %-9s %s  validation skipped: %s", comp, backend, entry["precision"],
+                            validation["skipped"])
+                continue
             worst = min(o["psnr_db"] if isinstance(o["psnr_db"], (int, float)) else float("inf")
-                        for o in b["validation"]["outputs"].values())
+                        for o in validation["outputs"].values())
             logger.info("  %-13s %-9s %s  validation PSNR >= %.1f dB", comp, backend, entry["precision"], worst)
     logger.info("wrote bundle %s", args.output)
     return 0

@@ -1,4 +1,4 @@
-"""``edgeldm export``: a model -> one bundle folder of ONNX / OpenVINO graphs with a manifest.
+"""``edgeldm export``: a model -> one bundle folder of ONNX / OpenVINO / Core ML graphs with a manifest.
 
 The layout follows optimum's, so ``ORTStableDiffusionPipeline`` and ``OVStableDiffusionPipeline`` load an
 edgeldm bundle as well: ``model_index.json``, ``scheduler/``, ``tokenizer/`` and per component
@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,8 @@ COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 EXPORTERS: dict[str, str] = {
     "onnx": "edgeldm.exporters.onnx_export:export_onnx",
     "openvino": "edgeldm.exporters.openvino_export:export_openvino",
+    "coreml": "edgeldm.exporters.coreml_export:export_coreml",
 }
-#: the runtime session that validates each backend's graph
-VALIDATING_BACKENDS = ("onnx", "openvino")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class ExportConfig:
             raise EdgeLDMError(f"--precision must be fp32 or fp16, got {self.precision!r}")
         if self.opset < 17:
             raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")
+        if "coreml" in self.backends and not self.static:
+            raise EdgeLDMError("the coreml backend needs fixed shapes (Core ML packages are exported static)",
+                               hint="add --static (ExportConfig(static=True))")
 
 
 def _load(ref: str):
@@ -103,6 +106,20 @@ def _validate(module, io: ComponentIO, graph: Path, backend: str, precision: str
     checks = compare_outputs(reference, candidate, tolerances)
     shapes = {k: list(np.shape(v)) for k, v in inputs.items()}
     return ValidationReport(io.component, backend, precision, shapes, tolerances, checks)
+
+
+def _skip_reason(backend: str) -> str | None:
+    """Why ``backend``'s graph cannot run on this machine (its validation is then recorded as skipped)."""
+    if backend == "coreml" and sys.platform != "darwin":
+        return "Core ML prediction needs macOS"
+    return None
+
+
+def _skipped_validation(io: ComponentIO, precision: str, tolerances, reason: str) -> dict:
+    """A validation entry with no numbers: ``passed`` is None, not True, and the reason says why."""
+    return {"passed": None, "skipped": reason, "input_shapes": {}, "tolerances": asdict(tolerances),
+            "outputs": {name: {"max_abs_diff": None, "cosine": None, "psnr_db": None, "failures": []}
+                        for name in io.output_names}}
 
 
 def _source_digest(source, pipe) -> dict:
@@ -178,8 +195,10 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             folder = tmp / comp
             entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
             onnx_files = None
-            for backend in (b for b in ("onnx", "openvino") if b in config.backends):
-                if backend == "onnx" or onnx_files is None:
+            for backend in (b for b in ("onnx", "openvino", "coreml") if b in config.backends):
+                if backend == "coreml":  # from the torch module through torch.export, not from ONNX
+                    files = _load(EXPORTERS["coreml"])(module, io, folder, precision=precision, vocab_size=vocab)
+                elif backend == "onnx" or onnx_files is None:
                     # OpenVINO converts from the ONNX graph (faster, and the very same graph)
                     target = folder if "onnx" in config.backends else Path(scratch) / comp
                     onnx_files = _load(EXPORTERS["onnx"])(module, io, target, opset=config.opset,
@@ -189,13 +208,19 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                 if backend == "openvino":
                     files = _load(EXPORTERS["openvino"])(onnx_files[0], io, folder, precision=precision,
                                                          vocab_size=vocab)
-                report = _validate(module, io, files[0], backend, precision, tol,
-                                   spatial_multiple=_spatial_multiple(pipe), vocab_size=vocab)
-                logger.info("%s %s: %s", comp, backend, ", ".join(
-                    f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
-                if not report.passed:
-                    failures.append(report)
-                entry["backends"][backend] = {"files": digest_files(tmp, files), "validation": report.to_dict()}
+                if skip := _skip_reason(backend):
+                    logger.info("%s %s: validation skipped (%s)", comp, backend, skip)
+                    validation = _skipped_validation(io, precision, tol, skip)
+                else:
+                    graph = folder / "model.mlpackage" if backend == "coreml" else files[0]
+                    report = _validate(module, io, graph, backend, precision, tol,
+                                       spatial_multiple=_spatial_multiple(pipe), vocab_size=vocab)
+                    logger.info("%s %s: %s", comp, backend, ", ".join(
+                        f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
+                    if not report.passed:
+                        failures.append(report)
+                    validation = report.to_dict()
+                entry["backends"][backend] = {"files": digest_files(tmp, files), "validation": validation}
                 bar.update(1)
             _write_component_config(pipe, comp, folder)
             manifest_components[comp] = entry

@@ -22,7 +22,7 @@ from .tokenizer import PromptTokenizer
 
 logger = logging.getLogger("edgeldm")
 
-GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
+GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 
 

@@ -25,6 +25,7 @@ def register_backend(name: str, module: str, class_name: str) -> None:
 
 register_backend("onnx", "edgeldm.runtimes.backends.onnxruntime_session", "OnnxRuntimeSession")
 register_backend("openvino", "edgeldm.runtimes.backends.openvino_session", "OpenVINOSession")
+register_backend("coreml", "edgeldm.runtimes.backends.coreml_session", "CoreMLSession")  # predicts on macOS only
 register_backend("torch", "edgeldm.runtimes.backends.torch_session", "TorchSession")  # reference; imports torch
 
 
