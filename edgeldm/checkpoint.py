@@ -22,6 +22,7 @@ from .components import (
     read_json,
 )
 from .errors import (
+    CheckpointNotFoundError,
     CorruptWeightsError,
     MissingComponentError,
     NotADiffusersFolderError,
@@ -73,6 +74,8 @@ class CheckpointFolder:
 
 def read_model_index(path: Path) -> dict:
     index_file = path / "model_index.json"
+    if not path.exists():
+        raise CheckpointNotFoundError(f"{path} does not exist")
     if not path.is_dir():
         raise NotADiffusersFolderError(
             f"{path} is a file, not a diffusers pipeline folder",
