@@ -44,7 +44,7 @@ class TinyTrainingConfig:
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 64, 64)
     vae_layers_per_block: int = 1
-    vae_steps: int = 1500
+    vae_steps: int = 2000
     vae_batch: int = 16
     vae_lr: float = 1e-3
     vae_kl_weight: float = 3e-5
