@@ -34,9 +34,6 @@ def contact_sheet(images: np.ndarray, captions: list[str], path: str | Path, *, 
         sheet.paste(Image.fromarray(img).resize((w, h), Image.NEAREST), (x0 + pad, y0 + pad))
         lines = textwrap.wrap(cap, width=30)[: max(1, h // 12)]
         draw.multiline_text((x0 + w + 2 * pad, y0 + pad), "\n".join(lines), fill=(20, 20, 20), font=font, spacing=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    from ..atomic import atomic_write_bytes, png_bytes
+
+    return atomic_write_bytes(path, png_bytes(sheet))

@@ -58,38 +58,54 @@ def evaluate_pipeline(pipe, config: EvalConfig = EvalConfig(), *, scorer=None, m
     if config.scheduler:
         swap_scheduler(pipe, config.scheduler)
     scorer = scorer or AttributeScorer()
-    pairs = eval_prompts(config.prompts, seed=config.seed, split=config.split)
-    captions = [c for c, _ in pairs]
-    scenes = [s for _, s in pairs]
-    seeds = [config.seed * 100_003 + i for i in range(len(captions))]
+    captions, scenes, seeds = eval_set(config)
     t0 = time.perf_counter()
     images, latents = generate(pipe, captions, steps=config.steps, guidance=config.guidance, seeds=seeds,
                                batch_size=config.batch_size)
     seconds = time.perf_counter() - t0
+    metrics, predicted = score_images(images, scenes, config, scorer=scorer)
+    metrics.update(model=model_name, scheduler=type(pipe.scheduler).__name__, generation_seconds=round(seconds, 2))
+    return EvalResult(metrics, images, latents, captions, scenes, predicted)
+
+
+def eval_set(config: EvalConfig) -> tuple[list[str], list, list[int]]:
+    """The captions, the scenes they ask for, and one seed per caption: the same for every model."""
+    pairs = eval_prompts(config.prompts, seed=config.seed, split=config.split)
+    captions = [c for c, _ in pairs]
+    return captions, [s for _, s in pairs], [config.seed * 100_003 + i for i in range(len(captions))]
+
+
+def score_images(images: np.ndarray, scenes: list, config: EvalConfig, *, scorer=None) -> tuple[dict, np.ndarray]:
+    """Metrics of generated uint8 images (n, H, W, 3) against the scenes their prompts asked for.
+
+    Whatever made the images (diffusers, an exported bundle through the runtime, a peer pipeline), the same
+    classifier and reference set score them, so the numbers compare across paths.
+    """
+    from .attribute_classifier import AttributeScorer
+
+    scorer = scorer or AttributeScorer()
     feats, predicted = scorer(images)
     real = make_scenes(config.reference_images, seed=config.seed + 2000, split=config.split)
     real_feats, _ = scorer(real.images)
     metrics = {
         "schema": EVAL_SCHEMA,
-        "model": model_name,
         "accuracy": prompt_accuracy(predicted, scenes),
         "fd": frechet_distance(feats, real_feats),
-        "images": len(captions),
+        "images": len(images),
         "steps": config.steps,
         "guidance": config.guidance,
         "seed": config.seed,
         "split": config.split,
-        "scheduler": type(pipe.scheduler).__name__,
-        "generation_seconds": round(seconds, 2),
         "config": asdict(config),
     }
-    return EvalResult(metrics, images, latents, captions, scenes, predicted)
+    return metrics, predicted
 
 
 def vae_ceiling(pipe, *, images: int = 500, seed: int = 0, split: str = "heldout", scorer=None) -> dict:
     """Prompt accuracy of real held-out scenes passed through the model's VAE (encode -> decode).
 
-    No generated image can score better than what the VAE can reproduce, so this bounds ``eval``.
+    A reference for ``eval``: what the VAE reproduces of real scenes. Not a strict bound: the VAE softens
+    small shapes that a UNet may still draw as crisp prototypes.
     """
     import torch
 

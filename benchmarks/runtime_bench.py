@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .quality import psnr
+from .targets import folder_bytes
 from .timing import alternate, summarize
 
 PROMPT = "a small red circle in the top left on a white background"
@@ -40,10 +41,6 @@ class _TimedSession:
             return self.session(**inputs)
         finally:
             self.seconds += time.perf_counter() - t0
-
-
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def runtime_overhead(t2i, *, steps: int, guidance: float, repeat: int) -> dict:
@@ -134,7 +131,7 @@ def export_figures(model: str, out_dir: Path, *, sd15: bool) -> dict:
     figures = {}
     t0 = time.perf_counter()
     export_bundle(model, out_dir / model, ExportConfig(backends=("onnx", "openvino")))
-    figures[model] = {"export_seconds": time.perf_counter() - t0, "bundle_bytes": _folder_bytes(out_dir / model)}
+    figures[model] = {"export_seconds": time.perf_counter() - t0, "bundle_bytes": folder_bytes(out_dir / model)}
     if sd15:
         figures["sd15_unet"] = _export_sd15_unet(out_dir / "sd15-unet")
     return figures
@@ -152,7 +149,7 @@ def _export_sd15_unet(folder: Path) -> dict:
     t0 = time.perf_counter()
     files = export_onnx(UNetModule(pipe.unet).eval(), io, folder)
     return {"export_seconds": time.perf_counter() - t0, "files": [f.name for f in files],
-            "bytes": _folder_bytes(folder)}
+            "bytes": folder_bytes(folder)}
 
 
 def main(argv=None) -> int:

@@ -56,3 +56,25 @@ def alternate(fn_a: Callable[[], object], fn_b: Callable[[], object], *, repeat:
             fn()
             out.append(time.perf_counter() - t0)
     return a, b
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process as the OS counts it.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process image; ``getrusage``'s
+    ``ru_maxrss`` would carry over the parent's peak through fork + exec). Elsewhere ``getrusage``
+    (bytes on macOS).
+    """
+    import resource
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024

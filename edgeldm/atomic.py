@@ -56,6 +56,44 @@ def atomic_output_dir(destination: str | os.PathLike, *, overwrite: bool = False
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write one file through a temporary file beside it; a full disk leaves the previous file as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(Path(tmp))
+        if exc.errno == errno.ENOSPC:
+            raise EdgeLDMError(f"the disk filled up while writing {path}; nothing was written",
+                               hint="free some space or choose another output location") from exc
+        raise
+    except BaseException:
+        _remove(Path(tmp))
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image (or uint8 HWC array) encoded as PNG."""
+    import io
+
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)

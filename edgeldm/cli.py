@@ -175,8 +175,7 @@ def _add_generate(sub) -> None:
 def _run_generate(args) -> int:
     from pathlib import Path
 
-    from PIL import Image
-
+    from .atomic import atomic_write_bytes, png_bytes
     from .generation import generate
     from .loading import load_pipeline
     from .schedulers import swap_scheduler
@@ -191,10 +190,7 @@ def _run_generate(args) -> int:
     images, _ = generate(pipe, [args.prompt], steps=args.steps, guidance=args.guidance, seeds=[args.seed],
                          height=args.height, width=args.width,
                          negative_prompts=[args.negative_prompt] if args.negative_prompt else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    Image.fromarray(images[0]).save(tmp, format="PNG")
-    tmp.replace(out)
+    atomic_write_bytes(out, png_bytes(images[0]))
     logger.info("wrote %s (%dx%d, %d steps, guidance %g, seed %d, %s)", out, images.shape[2], images.shape[1],
                 args.steps, args.guidance, args.seed, type(pipe.scheduler).__name__)
     return 0
@@ -221,8 +217,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
     p.add_argument("--vae-ceiling", action="store_true",
-                   help="also score real held-out scenes passed through the model's VAE: the best any generated "
-                        "image can do")
+                   help="also score real held-out scenes passed through the model's VAE (encode, decode): a "
+                        "reference for what the VAE can reproduce")
     p.set_defaults(func=_run_eval)
 
 
@@ -256,7 +252,7 @@ def _run_eval(args) -> int:
         print(f"Fréchet distance (classifier features) {m['fd']:.3f}   generation {m['generation_seconds']} s")
         if "vae_ceiling" in m:
             ceiling = m["vae_ceiling"]
-            print(f"VAE ceiling ({ceiling['images']} real scenes, {ceiling['psnr_db']:.1f} dB)  "
+            print(f"VAE round-trip ({ceiling['images']} real scenes, {ceiling['psnr_db']:.1f} dB)  "
                   + "  ".join(f"{k} {100 * v:.1f} %" for k, v in ceiling["accuracy"].items()))
     return 0
 
@@ -350,6 +346,7 @@ def _add_run(sub) -> None:
 def _run_run(args) -> int:
     from pathlib import Path
 
+    from .atomic import atomic_write_bytes, png_bytes
     from .runtimes.text2image import Text2Image
 
     _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
@@ -360,15 +357,177 @@ def _run_run(args) -> int:
     t2i = Text2Image(args.bundle, backend=args.backend, verify=not args.no_verify, sampler=args.sampler, **options)
     image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                 seed=args.seed, height=args.height, width=args.width)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(out)
+    atomic_write_bytes(out, png_bytes(image))
     logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
     return 0
 
 
 # --- entry point -------------------------------------------------------------------------------
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+_BENCH_EPILOG = """targets:
+  BUNDLE                 our torch-free runtime on an exported bundle (--backend picks the graphs)
+  MODEL, diffusers:MODEL the torch pipeline through diffusers (a folder or a zoo name)
+  optimum-ort:BUNDLE     optimum's ORTDiffusionPipeline on the bundle
+  optimum-ov:BUNDLE      optimum-intel's OVDiffusionPipeline on the bundle
+
+examples:
+  edgeldm bench bundles/tiny --vs diffusers:tiny --repeat 10 --markdown
+  edgeldm bench sd15 --steps 1 --height 256 --width 256 --repeat 3
+  edgeldm bench bundles/tiny --history bench-history --json result.json
+  edgeldm bench compare result.json bench-history --max-regression 10%
+  edgeldm bench report bench-history -o report/"""
+
+
+@subcommand("bench")
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="latency per component, memory, size and quality of a model or bundle (also: bench compare, "
+                      "bench report)",
+        description="Time TARGET in a fresh process: cold load, text encoder, time per UNet step, VAE decode, "
+                    "end-to-end time per image (median / p90 / min / max over --repeat runs after --warmup), peak "
+                    "resident memory as the OS counts it, size on disk, and - for models derived from tiny - the "
+                    "quality metrics of `edgeldm eval`. With --vs both targets run alternately (A B A B ...) and "
+                    "every figure is reported as a ratio per pair. One JSON document per run (schema "
+                    "edgeldm.bench/1, docs/bench-schema.md). `edgeldm bench compare` is the regression gate, "
+                    "`edgeldm bench report` draws a history.",
+        epilog=_BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="TARGET", help="what to time (see targets below)")
+    p.add_argument("--vs", default=None, metavar="OTHER", help="a second target, timed alternately with TARGET")
+    p.add_argument("--backend", default="onnx", help="graphs a bundle target runs: onnx, openvino, coreml or torch "
+                                                     "(default onnx)")
+    p.add_argument("--device", default=None,
+                   help="backend device: an ONNX Runtime execution provider, an OpenVINO device (CPU, GPU, NPU, "
+                        "AUTO), Core ML compute units, or a torch device (default: the CPU)")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps per image (default 25; 1 gives a "
+                                                         "UNet-step figure without a full image's cost)")
+    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default 7.5)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    p.add_argument("--repeat", type=int, default=5, help="timed images per target (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed images first (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per target (default: the backend's)")
+    p.add_argument("--quality-prompts", type=int, default=None,
+                   help="held-out prompts for the quality metrics (default 50 when the target derives from tiny, "
+                        "else none; 0 turns them off)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the result document to OUT ('-': stdout)")
+    p.add_argument("--history", default=None, metavar="DIR",
+                   help="append the result (and a contact sheet) to DIR/<device fingerprint>/")
+    p.add_argument("--sheet", default=None, metavar="PNG", help="write a contact sheet of the sample images")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown summary (for CI logs)")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from .atomic import atomic_write_text
+    from .benchmarks.bench import append_history, markdown_summary, run_bench, write_sheet
+    from .benchmarks.targets import BenchConfig
+
+    _check_positive(steps=args.steps, repeat=args.repeat, height=args.height, width=args.width,
+                    threads=args.threads)
+    config = BenchConfig(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
+                         repeat=args.repeat, warmup=args.warmup, threads=args.threads, backend=args.backend,
+                         device=args.device, quality_prompts=args.quality_prompts)
+    result, samples = run_bench(args.target, config, vs=args.vs, command=" ".join(["edgeldm"] + sys.argv[1:]))
+    if args.history:
+        logger.info("appended %s", append_history(result, args.history, samples))
+    if args.sheet:
+        write_sheet(samples, args.sheet)
+    document = json.dumps(result, indent=2) + "\n"
+    if args.json == "-":
+        sys.stdout.write(document)
+    elif args.json:
+        atomic_write_text(args.json, document)
+    if args.markdown or args.json != "-":
+        print(markdown_summary(result))
+    return 0
+
+
+@subcommand("bench-compare")
+def _add_bench_compare(sub) -> None:
+    p = sub.add_parser(
+        "bench-compare", prog="edgeldm bench compare",
+        help="the regression gate: fail when a latency or memory figure got worse than allowed (also: bench compare)",
+        description="Compare a new bench result with a baseline: every latency figure (medians) and the peak "
+                    "memory. Exits 1, naming the figures, when any is worse than --max-regression allows. BASELINE "
+                    "is a result file or a --history folder (then the latest result of the same device and target "
+                    "is the baseline).",
+        epilog="example:\n  edgeldm bench compare result.json bench-history --max-regression 10% --markdown",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("new", metavar="NEW", help="the new result (JSON written by `edgeldm bench --json`)")
+    p.add_argument("baseline", metavar="BASELINE", help="a baseline result file or a history folder")
+    p.add_argument("--max-regression", default="10%", help="allowed slow-down per figure, e.g. 10%% or 0.1 "
+                                                           "(default 10%%)")
+    p.add_argument("--figures", default=None,
+                   help="comma-separated figures to gate (default: image_s, unet_step_s, text_encoder_s, "
+                        "vae_decode_s, cold_load_s, peak_rss_bytes)")
+    p.add_argument("--markdown", action="store_true", help="print the comparison as Markdown")
+    p.set_defaults(func=_run_bench_compare)
+
+
+def _run_bench_compare(args) -> int:
+    from .benchmarks.bench import GATED_FIGURES, compare, load_results, markdown_compare, parse_regression, \
+        pick_baseline
+
+    max_regression = parse_regression(args.max_regression)
+    figures = tuple(f.strip() for f in args.figures.split(",")) if args.figures else GATED_FIGURES
+    unknown = [f for f in figures if f not in GATED_FIGURES + ("size_bytes",)]
+    if unknown:
+        raise EdgeLDMError(f"unknown figure(s) {', '.join(unknown)}",
+                           hint=f"choose from {', '.join(GATED_FIGURES + ('size_bytes',))}")
+    _, new = load_results(args.new)[-1]
+    baseline = pick_baseline(new, args.baseline)
+    rows = compare(new, baseline, max_regression, figures)
+    if args.markdown:
+        print(markdown_compare(rows, max_regression, new, baseline))
+    else:
+        for r in rows:
+            print(f"{r['figure']:16s} new {r['new']:.6g}  baseline {r['baseline']:.6g}  ratio {r['ratio']:.3f}  "
+                  f"{'REGRESSED' if r['regressed'] else 'ok'}")
+    regressed = [r for r in rows if r["regressed"]]
+    if regressed:
+        print("error: regression beyond " + f"{max_regression:.0%}: " + ", ".join(
+            f"{r['figure']} x{r['ratio']:.2f}" for r in regressed), file=sys.stderr)
+        return 1
+    return 0
+
+
+@subcommand("bench-report")
+def _add_bench_report(sub) -> None:
+    p = sub.add_parser(
+        "bench-report", prog="edgeldm bench report",
+        help="a static HTML report with charts from a bench history (also: bench report)",
+        description="Draw a bench history: per-component latency bars per device, latency vs quality with the "
+                    "Pareto front across variants, and the runs' contact sheets; PNG charts (matplotlib) and one "
+                    "index.html that shows them.",
+        epilog="example:\n  edgeldm bench report bench-history -o report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("history", metavar="HISTORY_DIR", help="a folder written by `edgeldm bench --history`")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.set_defaults(func=_run_bench_report)
+
+
+def _run_bench_report(args) -> int:
+    from .benchmarks.report import write_report
+
+    logger.info("wrote %s", write_report(args.history, args.output, overwrite=args.overwrite))
+    return 0
+
+
+def _merge_bench_subcommands(argv: list[str]) -> list[str]:
+    """``bench compare`` / ``bench report`` -> the ``bench-compare`` / ``bench-report`` parsers."""
+    for i, token in enumerate(argv):
+        if not token.startswith("-"):
+            if token == "bench" and i + 1 < len(argv) and argv[i + 1] in ("compare", "report"):
+                return argv[:i] + [f"bench-{argv[i + 1]}"] + argv[i + 2:]
+            break
+    return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,7 +576,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_merge_bench_subcommands(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args) or 0)

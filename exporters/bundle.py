@@ -236,7 +236,12 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                                              "operations the backend does not support")
         pipe.scheduler.save_pretrained(str(tmp / "scheduler"))
         _write_tokenizer(pipe.tokenizer, tmp / "tokenizer")
-        model_index = dict(pipe.config)
+        import diffusers
+
+        # pipe.config lacks the class and version keys (diffusers adds them on save); optimum's
+        # ORTDiffusionPipeline / OVDiffusionPipeline pick the pipeline class from _class_name
+        model_index = {"_class_name": type(pipe).__name__, "_diffusers_version": diffusers.__version__,
+                       **dict(pipe.config)}
         for drop in ("safety_checker", "feature_extractor", "image_encoder"):
             model_index.pop(drop, None)
         (tmp / "model_index.json").write_text(json.dumps({k: v for k, v in model_index.items()

@@ -1,0 +1,328 @@
+"""What ``edgeldm bench`` can time: one registry of target kinds, one small class per kind.
+
+A target spec is ``[kind:]location``:
+
+* ``BUNDLE`` (a folder with ``edgeldm.json``) — our torch-free runtime, ``--backend`` picks the graphs;
+* ``MODEL`` (diffusers folder or zoo name) or ``diffusers:MODEL`` — the torch pipeline through diffusers;
+* ``optimum-ort:BUNDLE`` / ``optimum-ov:BUNDLE`` — optimum's ONNX Runtime / optimum-intel's OpenVINO
+  pipeline on our bundle (peers).
+
+Every target produces the same figures: each component call is timed by wrapping the object the
+pipeline calls (a backend session, a torch module's ``forward``, an optimum model's ``forward``), so a
+figure means the same thing whoever made the image.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeLDMError
+
+#: the components every target reports, in pipeline order
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: the prompt every latency run uses (a tiny caption; any prompt costs the same)
+BENCH_PROMPT = "a small red circle in the top left on a white background"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    steps: int = 25
+    guidance: float = 7.5
+    height: int | None = None  # None: the model's default size
+    width: int | None = None
+    repeat: int = 5
+    warmup: int = 1
+    threads: int | None = None  # None: the backend's default
+    backend: str = "onnx"  # for bundle targets
+    device: str | None = None  # None: the backend's CPU default
+    quality_prompts: int | None = None  # None: 50 when the target derives from tiny, else off; 0: off
+
+
+class ComponentTimer:
+    """Seconds of every call per component since the last :meth:`reset`."""
+
+    def __init__(self):
+        self.calls: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+
+    def reset(self) -> None:
+        for v in self.calls.values():
+            v.clear()
+
+    def wrap(self, component: str, fn):
+        calls = self.calls[component]
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                calls.append(time.perf_counter() - t0)
+
+        return timed
+
+    def wrap_forward(self, component: str, obj) -> None:
+        """Time ``obj.forward`` (torch modules and optimum models both route ``__call__`` through it)."""
+        obj.forward = self.wrap(component, obj.forward)
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+class Target:
+    kind = ""
+
+    def __init__(self, location: str, config: BenchConfig):
+        self.location, self.config = location, config
+        self.timer = ComponentTimer()
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.location}"
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def image(self, prompt: str, seed: int) -> np.ndarray:
+        """One uint8 HWC image at the configured steps / guidance / size."""
+        raise NotImplementedError
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        return np.stack([self.image(p, s) for p, s in zip(prompts, seeds)])
+
+    def size_bytes(self) -> int:
+        raise NotImplementedError
+
+    def source(self) -> str:
+        """The model this target was made from (for lineage: does it derive from ``tiny``?)."""
+        return self.location
+
+    def describe(self) -> dict:
+        return {"spec": self.label, "kind": self.kind, "location": self.location, "backend": self.backend,
+                "device": self.device}
+
+    backend = "torch"
+    device = "cpu"
+
+
+class RuntimeTarget(Target):
+    """Our runtime (``edgeldm.runtimes.Text2Image``) on an exported bundle: no torch."""
+
+    kind = "bundle"
+
+    def __init__(self, location, config):
+        super().__init__(location, config)
+        self.backend = config.backend
+        self.device = config.device or {"onnx": "CPUExecutionProvider", "openvino": "CPU", "coreml": "ALL",
+                                        "torch": "cpu"}.get(self.backend, "")
+
+    def _session_options(self) -> dict:
+        opts: dict = {}
+        if self.config.threads and self.backend in ("onnx", "openvino", "torch"):
+            opts["threads"] = self.config.threads
+        if self.config.device:
+            key = {"onnx": "providers", "openvino": "device", "coreml": "compute_units"}.get(self.backend)
+            if key:
+                opts[key] = [self.config.device] if key == "providers" else self.config.device
+        return opts
+
+    def load(self) -> None:
+        from ..runtimes.text2image import Text2Image
+
+        self.t2i = Text2Image(self.location, backend=self.backend, **self._session_options())
+        self.t2i.sessions = {c: self.timer.wrap(c, s) for c, s in self.t2i.sessions.items()}
+
+    def image(self, prompt, seed):
+        c = self.config
+        return self.t2i.decode(self.t2i.latents(prompt, steps=c.steps, guidance=c.guidance, seed=seed,
+                                                height=c.height, width=c.width))
+
+    def size_bytes(self):
+        from ..runtimes.text2image import GRAPH_FILE
+
+        # what a device ships: this backend's graphs plus the tokenizer and manifest, not the other backends
+        graph = GRAPH_FILE.get(self.backend)
+        total = 0
+        for f in Path(self.location).rglob("*"):
+            if not f.is_file():
+                continue
+            rel = f.relative_to(self.location).parts
+            if len(rel) > 1 and rel[0] in COMPONENTS + ("vae_encoder",) and graph and self.backend != "torch":
+                if rel[0] == "vae_encoder" or not _belongs_to(rel[1], graph):
+                    continue
+            total += f.stat().st_size
+        return total
+
+    def source(self):
+        from ..manifest import load_manifest
+
+        return load_manifest(Path(self.location))["source"]["model"]
+
+
+def _belongs_to(name: str, graph_file: str) -> bool:
+    """Does a file in a component folder belong to the graph ``graph_file`` (its weights / data included)?"""
+    stem = graph_file.split(".")[0]
+    return name == graph_file or name.startswith(stem) or (graph_file.endswith(".mlpackage") and "mlpackage" in name)
+
+
+class DiffusersTarget(Target):
+    """The torch pipeline through diffusers: what a user runs before edgeldm (and the ``diffusers:`` peer)."""
+
+    kind = "diffusers"
+
+    def __init__(self, location, config):
+        super().__init__(location, config)
+        self.device = config.device or "cpu"
+
+    def load(self) -> None:
+        import torch
+
+        from ..loading import load_pipeline
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.pipe = load_pipeline(self.location).to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.timer.wrap_forward("text_encoder", self.pipe.text_encoder)
+        self.timer.wrap_forward("unet", self.pipe.unet)
+        self.pipe.vae.decode = self.timer.wrap("vae_decoder", self.pipe.vae.decode)
+
+    def image(self, prompt, seed):
+        import torch
+
+        c = self.config
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        with torch.inference_mode():
+            out = self.pipe(prompt, num_inference_steps=c.steps, guidance_scale=c.guidance, generator=gen,
+                            height=c.height, width=c.width, output_type="np").images[0]
+        return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def size_bytes(self):
+        from ..loading import resolve_source
+
+        _, folder = resolve_source(self.location)
+        if folder is None:  # an architecture preset lives in memory only: what its weights would take
+            return sum(p.numel() * p.element_size() for m in (self.pipe.text_encoder, self.pipe.unet, self.pipe.vae)
+                       for p in m.parameters())
+        return folder_bytes(folder)
+
+
+class _OptimumTarget(Target):
+    """optimum's pipelines on our bundle; their own ``__call__`` with a seeded torch generator."""
+
+    pipeline_class = ""
+
+    def load(self) -> None:
+        import torch
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.pipe = self._open()
+        self.pipe.set_progress_bar_config(disable=True)
+        for c in COMPONENTS:
+            self.timer.wrap_forward(c, getattr(self.pipe, c))
+
+    def image(self, prompt, seed):
+        import torch
+
+        c = self.config
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        out = self.pipe(prompt, num_inference_steps=c.steps, guidance_scale=c.guidance, generator=gen,
+                        height=c.height, width=c.width, output_type="np").images[0]
+        return np.clip(np.asarray(out) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def size_bytes(self):
+        return RuntimeTarget(self.location, BenchConfig(backend=self.backend)).size_bytes()
+
+    def source(self):
+        return RuntimeTarget(self.location, BenchConfig(backend=self.backend)).source()
+
+
+class OptimumORTTarget(_OptimumTarget):
+    kind, backend = "optimum-ort", "onnx"
+
+    def __init__(self, location, config):
+        super().__init__(location, config)
+        self.device = config.device or "CPUExecutionProvider"
+
+    def _open(self):
+        import onnxruntime as ort
+        from optimum.onnxruntime import ORTDiffusionPipeline
+
+        opts = ort.SessionOptions()
+        if self.config.threads:
+            opts.intra_op_num_threads, opts.inter_op_num_threads = self.config.threads, 1
+        return ORTDiffusionPipeline.from_pretrained(self.location, session_options=opts, provider=self.device)
+
+
+class OptimumOVTarget(_OptimumTarget):
+    kind, backend = "optimum-ov", "openvino"
+
+    def __init__(self, location, config):
+        super().__init__(location, config)
+        self.device = config.device or "CPU"
+
+    def _open(self):
+        from optimum.intel import OVDiffusionPipeline
+
+        # f32 like our OpenVINO session: the CPU plugin would otherwise pick bf16 where the CPU has it
+        ov_config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if self.config.threads:
+            ov_config["INFERENCE_NUM_THREADS"] = self.config.threads
+        return OVDiffusionPipeline.from_pretrained(self.location, device=self.device, ov_config=ov_config,
+                                                   compile=True)
+
+
+#: target kind (the prefix of a spec) -> class; plain paths are resolved by :func:`make_target`
+TARGET_KINDS: dict[str, type[Target]] = {
+    "bundle": RuntimeTarget,
+    "diffusers": DiffusersTarget,
+    "optimum-ort": OptimumORTTarget,
+    "optimum-ov": OptimumOVTarget,
+}
+
+
+def make_target(spec: str, config: BenchConfig) -> Target:
+    """``[kind:]location`` -> a target; without a kind, a folder with ``edgeldm.json`` is a bundle."""
+    kind, sep, location = spec.partition(":")
+    if not sep or kind not in TARGET_KINDS:
+        kind, location = ("bundle" if (Path(spec) / "edgeldm.json").is_file() else "diffusers"), spec
+    if kind != "diffusers" and not (Path(location) / "edgeldm.json").is_file():
+        raise EdgeLDMError(f"{location} is not an edgeldm bundle (no edgeldm.json)",
+                           hint="`edgeldm export MODEL -o BUNDLE` makes one; models are timed with diffusers:MODEL")
+    return TARGET_KINDS[kind](location, config)
+
+
+def derives_from_tiny(source: str, _depth: int = 0) -> bool:
+    """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
+
+    Follows a bundle's ``source.model`` and an ``edgeldm_source.json`` (``{"base": ...}``, written by the
+    compression stages) back to the root.
+    """
+    import json
+
+    from ..zoo import ZOO
+
+    if source == "tiny":
+        return True
+    path = Path(source)
+    tiny = ZOO.get("tiny")
+    if tiny is not None and path.exists() and path.resolve() == Path(tiny.folder).resolve():
+        return True
+    if _depth > 8 or not path.is_dir():
+        return False
+    for name, key in (("edgeldm.json", ("source", "model")), ("edgeldm_source.json", ("base",))):
+        f = path / name
+        if f.is_file():
+            try:
+                value = json.loads(f.read_text())
+                for k in key:
+                    value = value[k]
+            except (ValueError, KeyError, TypeError):
+                continue
+            return derives_from_tiny(str(value), _depth + 1)
+    return False

@@ -1,0 +1,161 @@
+"""edgeldm bench: timing figures, side-by-side ratios, history, the regression gate and the report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeldm.benchmarks.bench import (BENCH_SCHEMA, GATED_FIGURES, TIMED_FIGURES, append_history, compare,
+                                      load_results, pick_baseline, run_bench)
+from edgeldm.benchmarks.fingerprint import device_fingerprint, fingerprint_id
+from edgeldm.benchmarks.report import pareto_front, write_report
+from edgeldm.benchmarks.targets import BenchConfig, derives_from_tiny, make_target
+from edgeldm.cli import main
+from edgeldm.errors import EdgeLDMError
+
+CONFIG = BenchConfig(steps=2, guidance=7.5, repeat=2, warmup=0, threads=1, quality_prompts=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("bench") / "tiny"
+    export_bundle("tiny", out, ExportConfig(backends=("onnx",)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def side_by_side(tiny_bundle):
+    """One run of our runtime against diffusers' torch pipeline, alternately (the expensive part, done once)."""
+    return run_bench(str(tiny_bundle), CONFIG, vs="diffusers:tiny", command="test")
+
+
+def test_peak_memory_is_measured_by_the_os():
+    code = ("from edgeldm.benchmarks.timing import peak_rss_bytes as p; import numpy as np; a = p(); "
+            "x = np.ones(40_000_000); x += 1; print(a, p())")
+    before, after = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                            check=True).stdout.split())
+    assert after - before > 250 * 2**20  # 40 M float64 = 305 MiB, touched
+
+
+def test_fingerprint_identifies_the_device_not_the_library_versions():
+    a = device_fingerprint(backend="onnx", device="CPUExecutionProvider", threads=2)
+    assert a["cores"] >= 1 and a["cpu"] and a["python"] and "onnxruntime" in a["versions"]
+    assert a["id"] == device_fingerprint(backend="onnx", device="CPUExecutionProvider", threads=2)["id"]
+    assert a["id"] != device_fingerprint(backend="onnx", device="CPUExecutionProvider", threads=1)["id"]
+    assert a["id"] != device_fingerprint(backend="openvino", device="CPU", threads=2)["id"]
+    assert fingerprint_id({**a, "versions": {"onnxruntime": "0.0"}}) == a["id"]
+
+
+def test_a_run_reports_every_figure_per_component(side_by_side):
+    result, (images, captions) = side_by_side
+    assert result["schema"] == BENCH_SCHEMA
+    f = result["figures"]
+    for name in TIMED_FIGURES:
+        assert f[name]["repeat"] == CONFIG.repeat and 0 < f[name]["min"] <= f[name]["median"] <= f[name]["max"]
+        assert len(result["samples"][name]) == CONFIG.repeat
+    # the parts add up to no more than the whole image
+    assert f["text_encoder_s"]["median"] + 2 * f["unet_step_s"]["median"] + f["vae_decode_s"]["median"] \
+        <= f["image_s"]["median"] * 1.05
+    assert f["unet_calls_per_image"] == CONFIG.steps  # guidance batched into one UNet call per step
+    assert f["cold_load_s"] > 0 and f["peak_rss_bytes"] > 50 * 2**20 and f["size_bytes"] > 10 * 2**20
+    assert result["target"]["kind"] == "bundle" and result["fingerprint"]["backend"] == "onnx"
+    assert result["quality"]["images"] == 4 and 0.0 <= result["quality"]["accuracy"]["joint"] <= 1.0
+    assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3) and len(captions) == len(images)
+    json.dumps(result)  # a plain JSON document
+
+
+def test_side_by_side_reports_a_ratio_per_alternated_pair(side_by_side):
+    result, _ = side_by_side
+    vs, ratios = result["vs"], result["ratios"]
+    assert vs["target"]["kind"] == "diffusers" and vs["fingerprint"]["backend"] == "torch"
+    for name in TIMED_FIGURES:
+        pairs = [a / b for a, b in zip(result["samples"][name], vs["samples"][name])]
+        assert ratios[name]["per_pair"] == pytest.approx(pairs)
+        assert ratios[name]["median"] == pytest.approx(float(np.median(pairs)))
+    # torch's process carries torch: our torch-free runtime must not
+    assert result["figures"]["peak_rss_bytes"] < vs["figures"]["peak_rss_bytes"]
+
+
+def _slower(result: dict, figure: str, factor: float) -> dict:
+    slow = copy.deepcopy(result)
+    slow["created"] = "2999-01-01T00:00:00+00:00"
+    for key in ("median", "p90", "min", "max"):
+        slow["figures"][figure][key] *= factor
+    return slow
+
+
+def test_the_gate_fails_on_a_slower_result_and_names_the_figure(side_by_side, tmp_path, capsys):
+    result, _ = side_by_side
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    base.write_text(json.dumps(result))
+    new.write_text(json.dumps(_slower(result, "unet_step_s", 1.3)))
+    assert main(["bench", "compare", str(new), str(base), "--max-regression", "10%"]) == 1
+    err = capsys.readouterr().err
+    assert "unet_step_s" in err and "image_s" not in err
+    assert main(["bench", "compare", str(new), str(base), "--max-regression", "40%"]) == 0
+    assert main(["bench", "compare", str(base), str(base)]) == 0
+    rows = compare(_slower(result, "image_s", 1.05), result, 0.10)
+    assert [r["figure"] for r in rows] == list(GATED_FIGURES) and not any(r["regressed"] for r in rows)
+
+
+def test_history_keeps_one_folder_per_device_and_the_gate_reads_it(side_by_side, tmp_path):
+    result, samples = side_by_side
+    first = append_history(result, tmp_path / "hist", samples)
+    assert first.parent.name == result["fingerprint"]["id"] and first.with_suffix(".png").is_file()
+    newer = _slower(result, "image_s", 2.0)
+    append_history(newer, tmp_path / "hist")
+    assert len(load_results(tmp_path / "hist")) == 2
+    baseline = pick_baseline(newer, tmp_path / "hist")  # the latest *other* run of this device and target
+    assert baseline["created"] == result["created"]
+    regressed = [r["figure"] for r in compare(newer, baseline, 0.1) if r["regressed"]]
+    assert regressed == ["image_s"]
+
+
+def test_report_is_a_page_with_its_pictures(side_by_side, tmp_path):
+    result, samples = side_by_side
+    append_history(result, tmp_path / "hist", samples)
+    index = write_report(tmp_path / "hist", tmp_path / "report")
+    page = index.read_text()
+    pictures = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    assert "latency-vs-quality.png" in pictures and "latency-0.png" in pictures and len(pictures) >= 3
+    for name in pictures:
+        assert f'src="{name}"' in page
+        with Image.open(tmp_path / "report" / name) as im:  # real, non-blank images
+            assert im.size[0] > 200 and len(set(np.asarray(im.convert("L")).ravel().tolist())) > 8
+    assert "diffusers:tiny" in page and "bundle:" in page  # both runs of the side-by-side result
+    with pytest.raises(EdgeLDMError, match="already exists"):
+        write_report(tmp_path / "hist", tmp_path / "report")
+
+
+def test_pareto_front_keeps_only_unbeaten_variants():
+    points = [(10.0, 0.90), (5.0, 0.80), (7.0, 0.95), (12.0, 0.97), (8.0, 0.70)]
+    assert pareto_front(points) == [1, 2, 3]
+
+
+def test_targets_resolve_by_kind_and_lineage(tiny_bundle):
+    assert make_target(str(tiny_bundle), CONFIG).kind == "bundle"
+    assert make_target("tiny", CONFIG).kind == "diffusers"
+    assert make_target(f"optimum-ov:{tiny_bundle}", CONFIG).kind == "optimum-ov"
+    with pytest.raises(EdgeLDMError, match="not an edgeldm bundle"):
+        make_target("optimum-ort:tiny", CONFIG)
+    assert derives_from_tiny("tiny") and derives_from_tiny(str(tiny_bundle))
+    assert not derives_from_tiny("tiny-random") and not derives_from_tiny("sd15")
+
+
+def test_bench_cli_writes_json_and_markdown(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["--quiet", "bench", str(tiny_bundle), "--steps", "1", "--repeat", "1", "--warmup", "0",
+                 "--quality-prompts", "0", "--json", str(out), "--markdown"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["quality"] is None and doc["config"]["steps"] == 1 and doc["figures"]["unet_calls_per_image"] == 1
+    assert "| image_s |" in capsys.readouterr().out
+    assert main(["bench", "compare", str(out), str(tmp_path / "missing.json")]) != 0
+    assert main(["bench", "compare", str(out), str(out), "--max-regression", "ten"]) != 0
