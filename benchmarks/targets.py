@@ -3,6 +3,8 @@
 A target spec is ``[kind:]location``:
 
 * ``BUNDLE`` (a folder with ``edgeldm.json``) — our torch-free runtime, ``--backend`` picks the graphs;
+  ``onnx:BUNDLE`` / ``openvino:BUNDLE`` / ``coreml:BUNDLE`` name the backend in the spec (to put two
+  backends side by side);
 * ``MODEL`` (diffusers folder or zoo name) or ``diffusers:MODEL`` — the torch pipeline through diffusers;
 * ``optimum-ort:BUNDLE`` / ``optimum-ov:BUNDLE`` — optimum's ONNX Runtime / optimum-intel's OpenVINO
   pipeline on our bundle (peers).
@@ -114,11 +116,15 @@ class RuntimeTarget(Target):
 
     kind = "bundle"
 
-    def __init__(self, location, config):
+    def __init__(self, location, config, backend: str | None = None):
         super().__init__(location, config)
-        self.backend = config.backend
+        self.backend = backend or config.backend
         self.device = config.device or {"onnx": "CPUExecutionProvider", "openvino": "CPU", "coreml": "ALL",
                                         "torch": "cpu"}.get(self.backend, "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}:{self.location}"
 
     def _session_options(self) -> dict:
         opts: dict = {}
@@ -288,12 +294,19 @@ TARGET_KINDS: dict[str, type[Target]] = {
 
 def make_target(spec: str, config: BenchConfig) -> Target:
     """``[kind:]location`` -> a target; without a kind, a folder with ``edgeldm.json`` is a bundle."""
+    from ..runtimes.backends import BACKENDS
+
     kind, sep, location = spec.partition(":")
-    if not sep or kind not in TARGET_KINDS:
+    backend = None
+    if sep and kind in BACKENDS and kind != "torch":  # onnx:BUNDLE, openvino:BUNDLE, coreml:BUNDLE
+        kind, backend = "bundle", kind
+    elif not sep or kind not in TARGET_KINDS:
         kind, location = ("bundle" if (Path(spec) / "edgeldm.json").is_file() else "diffusers"), spec
     if kind != "diffusers" and not (Path(location) / "edgeldm.json").is_file():
         raise EdgeLDMError(f"{location} is not an edgeldm bundle (no edgeldm.json)",
                            hint="`edgeldm export MODEL -o BUNDLE` makes one; models are timed with diffusers:MODEL")
+    if backend:
+        return RuntimeTarget(location, config, backend=backend)
     return TARGET_KINDS[kind](location, config)
 
 

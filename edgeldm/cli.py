@@ -369,6 +369,8 @@ def _run_run(args) -> int:
 
 _BENCH_EPILOG = """targets:
   BUNDLE                 our torch-free runtime on an exported bundle (--backend picks the graphs)
+  onnx:BUNDLE, openvino:BUNDLE, coreml:BUNDLE
+                         the runtime with that backend (two backends side by side)
   MODEL, diffusers:MODEL the torch pipeline through diffusers (a folder or a zoo name)
   optimum-ort:BUNDLE     optimum's ORTDiffusionPipeline on the bundle
   optimum-ov:BUNDLE      optimum-intel's OVDiffusionPipeline on the bundle
@@ -376,6 +378,7 @@ _BENCH_EPILOG = """targets:
 examples:
   edgeldm bench bundles/tiny --vs diffusers:tiny --repeat 10 --markdown
   edgeldm bench sd15 --steps 1 --height 256 --width 256 --repeat 3
+  edgeldm bench onnx:bundles/sd15 --vs openvino:bundles/sd15 --steps 1 --height 256 --width 256
   edgeldm bench bundles/tiny --history bench-history --json result.json
   edgeldm bench compare result.json bench-history --max-regression 10%
   edgeldm bench report bench-history -o report/"""
@@ -441,8 +444,8 @@ def _run_bench(args) -> int:
         sys.stdout.write(document)
     elif args.json:
         atomic_write_text(args.json, document)
-    if args.markdown or args.json != "-":
-        print(markdown_summary(result))
+    if args.markdown or args.json != "-":  # with the document on stdout, the summary goes to stderr
+        print(markdown_summary(result), file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 

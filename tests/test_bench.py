@@ -130,7 +130,7 @@ def test_report_is_a_page_with_its_pictures(side_by_side, tmp_path):
         assert f'src="{name}"' in page
         with Image.open(tmp_path / "report" / name) as im:  # real, non-blank images
             assert im.size[0] > 200 and len(set(np.asarray(im.convert("L")).ravel().tolist())) > 8
-    assert "diffusers:tiny" in page and "bundle:" in page  # both runs of the side-by-side result
+    assert "diffusers:tiny" in page and f"onnx:{result['target']['location']}" in page  # both runs of the side-by-side result
     with pytest.raises(EdgeLDMError, match="already exists"):
         write_report(tmp_path / "hist", tmp_path / "report")
 
@@ -144,6 +144,8 @@ def test_targets_resolve_by_kind_and_lineage(tiny_bundle):
     assert make_target(str(tiny_bundle), CONFIG).kind == "bundle"
     assert make_target("tiny", CONFIG).kind == "diffusers"
     assert make_target(f"optimum-ov:{tiny_bundle}", CONFIG).kind == "optimum-ov"
+    ov = make_target(f"openvino:{tiny_bundle}", CONFIG)  # the backend in the spec beats --backend
+    assert (ov.kind, ov.backend, ov.label) == ("bundle", "openvino", f"openvino:{tiny_bundle}")
     with pytest.raises(EdgeLDMError, match="not an edgeldm bundle"):
         make_target("optimum-ort:tiny", CONFIG)
     assert derives_from_tiny("tiny") and derives_from_tiny(str(tiny_bundle))

@@ -43,3 +43,38 @@ def test_optimum_intel_openvino_pipeline_loads_the_bundle(tiny_random_bundle, no
     image = pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=GUIDANCE, latents=torch.from_numpy(noise),
                  output_type="np", height=64, width=64).images
     assert psnr(ours[None], _as_uint8(image)[None])[0] >= 35.0
+
+
+@pytest.fixture(scope="module")
+def lcm_bundle(tmp_path_factory, tiny_random_pipe):
+    """An LCM-shaped model (UNet with a guidance embedding, LCMScheduler) saved as a diffusers folder, exported."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    p = tiny_random_pipe
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config({**p.unet.config, "time_cond_proj_dim": 32})
+    pipe = LatentConsistencyModelPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
+                                          scheduler=LCMScheduler.from_config(p.scheduler.config), safety_checker=None,
+                                          feature_extractor=None, requires_safety_checker=False)
+    root = tmp_path_factory.mktemp("lcm")
+    pipe.save_pretrained(str(root / "src"), safe_serialization=True)
+    export_bundle(str(root / "src"), root / "bundle", ExportConfig(backends=("onnx",)))
+    return root / "bundle"
+
+
+def test_optimum_lcm_pipeline_loads_an_lcm_bundle(lcm_bundle, noise):
+    from optimum.onnxruntime import ORTLatentConsistencyModelPipeline
+
+    t2i = Text2Image(lcm_bundle, backend="onnx")
+    assert t2i.guidance_embedding_dim == 32 and t2i.defaults["steps"] == 4
+    # one step: LCM injects fresh noise between steps, which each side draws from its own generator
+    ours = t2i.decode(t2i.latents(PROMPT, steps=1, guidance=8.0, initial_latents=noise))
+    pipe = ORTLatentConsistencyModelPipeline.from_pretrained(str(lcm_bundle))
+    image = pipe(PROMPT, num_inference_steps=1, guidance_scale=8.0, latents=torch.from_numpy(noise),
+                 output_type="np").images
+    assert psnr(ours[None], _as_uint8(image)[None])[0] >= 35.0
+    # the guidance scale reaches the UNet as an embedding: another scale, another image
+    other = t2i.decode(t2i.latents(PROMPT, steps=1, guidance=2.0, initial_latents=noise))
+    assert not np.array_equal(ours, other)
