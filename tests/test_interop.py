@@ -54,7 +54,7 @@ def lcm_bundle(tmp_path_factory, tiny_random_pipe):
 
     p = tiny_random_pipe
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config({**p.unet.config, "time_cond_proj_dim": 32})
+    unet = UNet2DConditionModel.from_config(p.unet.config, time_cond_proj_dim=32)
     pipe = LatentConsistencyModelPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
                                           scheduler=LCMScheduler.from_config(p.scheduler.config), safety_checker=None,
                                           feature_extractor=None, requires_safety_checker=False)
