@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeLDMError
-from .targets import BENCH_PROMPT, BenchConfig, derives_from_tiny
+from ..lineage import derives_from_tiny
+from .targets import BENCH_PROMPT, BenchConfig
 from .timing import summarize
 
 logger = logging.getLogger("edgeldm")

@@ -308,34 +308,3 @@ def make_target(spec: str, config: BenchConfig) -> Target:
     if backend:
         return RuntimeTarget(location, config, backend=backend)
     return TARGET_KINDS[kind](location, config)
-
-
-def derives_from_tiny(source: str, _depth: int = 0) -> bool:
-    """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
-
-    Follows a bundle's ``source.model`` and an ``edgeldm_source.json`` (``{"base": ...}``, written by the
-    compression stages) back to the root.
-    """
-    import json
-
-    from ..zoo import ZOO
-
-    if source == "tiny":
-        return True
-    path = Path(source)
-    tiny = ZOO.get("tiny")
-    if tiny is not None and path.exists() and path.resolve() == Path(tiny.folder).resolve():
-        return True
-    if _depth > 8 or not path.is_dir():
-        return False
-    for name, key in (("edgeldm.json", ("source", "model")), ("edgeldm_source.json", ("base",))):
-        f = path / name
-        if f.is_file():
-            try:
-                value = json.loads(f.read_text())
-                for k in key:
-                    value = value[k]
-            except (ValueError, KeyError, TypeError):
-                continue
-            return derives_from_tiny(str(value), _depth + 1)
-    return False

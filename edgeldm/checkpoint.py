@@ -120,7 +120,7 @@ def check_checkpoint(path: str | Path, *, allow_pickle: bool = False, check_shap
         library, class_name = component_spec(index, name)
         files = _find_weights(path / name, name, library, class_name, allow_pickle=allow_pickle)
         if check_shapes and files.weight_format == "safetensors":
-            _check_shapes(files)
+            _check_shapes(files, _pruned_skeleton(files) if name == "unet" else None)
         components[name] = files
     return CheckpointFolder(path=path, pipeline_class=pipeline_class, model_index=index, components=components)
 
@@ -192,15 +192,27 @@ def _read_safetensors_headers(files: ComponentFiles) -> None:
         files.dtype = DTYPE_NAMES.get(code, code.lower())
 
 
-def _check_shapes(files: ComponentFiles) -> None:
-    """Compare the stored tensor shapes with a meta model built from the component's config."""
+def _pruned_skeleton(files: ComponentFiles):
+    """For a pruned UNet (``edgeldm_pruning.json`` beside its weights): the meta model the plan rebuilds."""
+    from .compressor.plan import PLAN_FILE, pruned_unet_skeleton, read_plan
+
+    if not (files.folder / PLAN_FILE).is_file():
+        return None
+    return pruned_unet_skeleton(files.folder, read_plan(files.folder))
+
+
+def _check_shapes(files: ComponentFiles, model=None) -> None:
+    """Compare the stored tensor shapes with a meta model built from the component's config (or given)."""
     from .zoo.random_init import empty_weights
 
-    try:
-        with empty_weights():
-            model = build_model_from_config(files.library, files.class_name, files.folder)
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        raise MissingComponentError(f"{files.folder / 'config.json'} does not describe a {files.class_name}: {exc}") from None
+    pruned = model is not None
+    if model is None:
+        try:
+            with empty_weights():
+                model = build_model_from_config(files.library, files.class_name, files.folder)
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise MissingComponentError(
+                f"{files.folder / 'config.json'} does not describe a {files.class_name}: {exc}") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mismatched = [
         f"{key}: file {tuple(shape)} vs config {expected[key]}"
@@ -209,7 +221,9 @@ def _check_shapes(files: ComponentFiles) -> None:
     ]
     # diffusers renames some legacy keys on load, so missing keys are only judged for transformers models
     missing = []
-    if files.library == "transformers":
+    if pruned:  # a pruned UNet is ours: its keys are exact
+        mismatched += [f"{key}: not in the pruned architecture" for key in sorted(set(files.shapes) - set(expected))]
+    if files.library == "transformers" or pruned:
         params = {k for k, _ in model.named_parameters()}
         missing = sorted(params - set(files.shapes))
     if mismatched or missing:

@@ -365,6 +365,197 @@ def _run_run(args) -> int:
 # --- entry point -------------------------------------------------------------------------------
 
 
+# --- prune -------------------------------------------------------------------------------------
+
+
+@subcommand("prune")
+def _add_prune(sub) -> None:
+    p = sub.add_parser(
+        "prune", help="LD-Pruner: score UNet operators by how much they move the generated latents, drop the cheapest",
+        description="Task-agnostic structured pruning of the UNet (LD-Pruner). Every ResNet block, transformer "
+                    "block, self-/cross-attention, feed-forward and the mid-block is modified in turn (removed, or "
+                    "replaced by something cheaper); latents for N calibration prompts x fixed seeds are generated "
+                    "with and without the change, and the operator is scored by how far the element-wise mean and "
+                    "standard deviation of the latents move. The lowest scores per MAC saved go until the budget is "
+                    "met. The output is a diffusers folder (safetensors) with a replayable plan "
+                    "(unet/edgeldm_pruning.json) that load_pipeline, export and run accept like any model. "
+                    "Finetune it afterwards: `edgeldm finetune`.",
+        epilog="examples:\n  edgeldm prune tiny -o pruned --target-macs 0.65\n"
+               "  edgeldm prune tiny --score-only --json > scores.json\n"
+               "  edgeldm prune ./sd15 -o sd15-pruned --remove 6 --prompts my-prompts.txt --samples 64\n"
+               "  accelerate launch --num_processes 2 -m edgeldm prune tiny -o pruned --cache scores/   "
+               "# operators sharded",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_argument(p)
+    p.add_argument("-o", "--output", default=None, help="pruned model folder to create (not needed with --score-only)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--target-macs", type=float, default=None,
+                        help="fraction of UNet MACs to keep, e.g. 0.65 (default when no budget is given)")
+    budget.add_argument("--target-params", type=float, default=None, help="fraction of UNet parameters to keep")
+    budget.add_argument("--remove", type=int, default=None, help="number of operators to remove")
+    p.add_argument("--strategy", default="ldpruner", choices=("ldpruner", "random", "magnitude", "bk-sdm"),
+                   help="ldpruner (the score), or an ablation baseline: random order, lowest weight magnitude, "
+                        "BK-SDM's fixed removal (default ldpruner)")
+    p.add_argument("--prompts", default=None, metavar="FILE",
+                   help="calibration prompts, one per line (default: tiny's captions for tiny-derived models, else "
+                        "the shipped general set)")
+    p.add_argument("--samples", type=int, default=32, help="calibration prompts x seeds per latent set (default 32)")
+    p.add_argument("--steps", type=int, default=10, help="sampler steps per calibration latent (default 10)")
+    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of the calibration runs (default 7.5)")
+    p.add_argument("--variant", choices=("final", "trajectory"), default="final",
+                   help="latents scored: the final ones (the paper) or every step's (default final)")
+    p.add_argument("--latency-repeat", type=int, default=5,
+                   help="UNet-step timings per candidate for the latency-saved column; 0 skips (default 5)")
+    p.add_argument("--iterative", action="store_true", help="re-score the remaining operators after every "
+                                                            "--rescore-every removals")
+    p.add_argument("--rescore-every", type=int, default=4, help="removals between re-scorings (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration latents / random strategy (default 0)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="score cache: an interrupted run resumes from it (default OUTPUT.work/scores; required "
+                        "with accelerate launch)")
+    p.add_argument("--score-only", action="store_true", help="score every candidate and report; prune nothing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_run_prune)
+
+
+def _run_prune(args) -> int:
+    from pathlib import Path
+
+    from .compressor.ldpruner import ScoreConfig
+    from .compressor.prune import PruneConfig, prune_pipeline, save_pruned, score_model
+    from .compressor.selection import Budget
+    from .lineage import lineage_base
+    from .loading import load_pipeline
+
+    _check_positive(samples=args.samples, steps=args.steps, rescore_every=args.rescore_every)
+    if not args.score_only and not args.output:
+        raise EdgeLDMError("-o/--output is required (or pass --score-only)")
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise EdgeLDMError(f"{args.output} already exists", hint="pass --overwrite to replace it")
+    try:
+        budget = Budget(target_macs=args.target_macs, target_params=args.target_params, remove=args.remove)
+        if budget == Budget() and args.strategy != "bk-sdm":
+            budget = Budget(target_macs=0.65)
+    except ValueError as exc:
+        raise EdgeLDMError(str(exc)) from None
+    config = PruneConfig(budget=budget, strategy=args.strategy, iterative=args.iterative,
+                         rescore_every=args.rescore_every, prompts_file=args.prompts, seed=args.seed,
+                         score=ScoreConfig(samples=args.samples, steps=args.steps, guidance=args.guidance,
+                                           variant=args.variant, seed=args.seed, latency_repeat=args.latency_repeat))
+    cache = Path(args.cache) if args.cache else (Path(f"{args.output}.work") / "scores" if args.output else None)
+    source = lineage_base(args.model)
+    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    if args.score_only:
+        config = PruneConfig(**{**config.__dict__, "strategy": "ldpruner"})
+        cands = score_model(pipe, source, config, cache_dir=cache)
+        report = {"model": source, "score": config.score.__dict__,
+                  "candidates": sorted((c.to_dict() for c in cands), key=lambda c: c["score"])}
+        if args.json:
+            json.dump(report, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(f"{'score':>9} {'MACs saved':>12} {'params saved':>12} {'latency saved':>14}  modification")
+            for c in report["candidates"]:
+                lat = "" if c["latency_saved_s"] is None else f"{c['latency_saved_s'] * 1000:.2f} ms"
+                print(f"{c['score']:9.4f} {c['macs_saved']:12,d} {c['params_saved']:12,d} {lat:>14}  "
+                      f"{c['modification']} {c['op']}")
+        return 0
+    plan, _ = prune_pipeline(pipe, source, config, cache_dir=cache)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # the other processes only helped score
+        return 0
+    protect = (args.model,) if Path(args.model).exists() else ()
+    save_pruned(pipe, plan, args.output, overwrite=args.overwrite, protect=protect)
+    r = plan.report
+    if args.json:
+        json.dump(plan.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for o in plan.operations:
+            logger.info("  %-8s %s", o.modification, o.op)
+        print(f"pruned {len(plan.operations)} operators: UNet MACs {r['macs']['kept']:.1%} of the original "
+              f"({r['macs']['pruned'] / 1e6:,.1f} of {r['macs']['original'] / 1e6:,.1f} M at {r['macs']['height']} px), "
+              f"parameters {r['params']['kept']:.1%}; wrote {args.output}")
+    return 0
+
+# --- finetune ----------------------------------------------------------------------------------
+
+
+@subcommand("finetune")
+def _add_finetune(sub) -> None:
+    p = sub.add_parser(
+        "finetune", help="recover a pruned model by knowledge distillation from its unpruned teacher",
+        description="BK-SDM-style recovery: the pruned UNet learns the denoising task, the teacher's output, and "
+                    "the teacher's features at every down and up stage, on latents the teacher generates for "
+                    "calibration prompts (plus tiny's training scenes when the model derives from tiny) - no image "
+                    "data set needed. Runs under HF accelerate (`accelerate launch -m edgeldm finetune ...` for "
+                    "several GPUs), checkpoints into OUTPUT.work/ and resumes from there.",
+        epilog="example:\n  edgeldm finetune pruned --teacher tiny -o finetuned --steps 1500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pruned", metavar="PRUNED", help="a model written by `edgeldm prune` (or any diffusers folder)")
+    p.add_argument("--teacher", required=True, help="the unpruned model (folder or zoo name)")
+    p.add_argument("-o", "--output", required=True, help="finetuned model folder to create")
+    p.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
+    p.add_argument("--batch-size", type=int, default=64, help="latents per step (default 64)")
+    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate, cosine decay (default 2e-4)")
+    p.add_argument("--task-weight", type=float, default=1.0, help="weight of the denoising loss (default 1)")
+    p.add_argument("--out-kd-weight", type=float, default=1.0, help="weight of output KD (default 1)")
+    p.add_argument("--feat-kd-weight", type=float, default=1.0, help="weight of stage-feature KD (default 1)")
+    p.add_argument("--teacher-samples", type=int, default=1024, help="teacher-generated latents (default 1024)")
+    p.add_argument("--scene-samples", type=int, default=8000,
+                   help="tiny's training scenes added for tiny-derived models; 0: none (default 8000)")
+    p.add_argument("--prompts", default=None, metavar="FILE", help="calibration prompts, one per line")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--allow-pickle", action="store_true", help="accept pickled weights in PRUNED / --teacher")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_run_finetune)
+
+
+def _run_finetune(args) -> int:
+    from pathlib import Path
+
+    from .compressor.finetune import FinetuneConfig, finetune
+    from .compressor.plan import read_plan
+    from .compressor.prune import save_pruned
+    from .lineage import lineage_base
+    from .loading import load_pipeline
+
+    _check_positive(steps=args.steps, batch_size=args.batch_size, teacher_samples=args.teacher_samples)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise EdgeLDMError(f"{out} already exists", hint="pass --overwrite to replace it")
+    config = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, task_weight=args.task_weight,
+                            out_kd_weight=args.out_kd_weight, feat_kd_weight=args.feat_kd_weight,
+                            teacher_samples=args.teacher_samples, scene_samples=args.scene_samples, seed=args.seed)
+    student = load_pipeline(args.pruned, allow_pickle=args.allow_pickle)
+    teacher = load_pipeline(args.teacher, allow_pickle=args.allow_pickle)
+    summary = finetune(student, teacher, lineage_base(args.pruned), config, work=Path(f"{out}.work"),
+                       prompts_file=args.prompts)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
+    plan = read_plan(Path(args.pruned) / "unet") if Path(args.pruned).is_dir() else None
+    if plan is None:
+        from .compressor.plan import PruningPlan
+
+        plan = PruningPlan(base=lineage_base(args.pruned))
+    plan.report = {**plan.report, "finetune": {**summary, "teacher": lineage_base(args.teacher)}}
+    plan.base = lineage_base(args.pruned)
+    protect = tuple(p for p in (args.pruned, args.teacher) if Path(p).exists())
+    save_pruned(student, plan, out, overwrite=args.overwrite, protect=protect, stage="finetune")
+    import shutil
+
+    shutil.rmtree(f"{out}.work", ignore_errors=True)  # the resumable state is spent once the model is written
+    last = summary["history"][-1] if summary["history"] else {}
+    print(f"finetuned {args.pruned} for {config.steps} steps ({summary['seconds']:.0f} s, final loss "
+          f"{last.get('loss', float('nan')):.4f}); wrote {out}")
+    return 0
+
 # --- bench -------------------------------------------------------------------------------------
 
 _BENCH_EPILOG = """targets:

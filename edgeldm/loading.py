@@ -57,6 +57,12 @@ def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed
     return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype)
 
 
+def _pruning_plan(unet_folder: Path):
+    from .compressor.plan import PLAN_FILE, read_plan
+
+    return read_plan(unet_folder) if (unet_folder / PLAN_FILE).is_file() else None
+
+
 def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
     ensure_offline()
     checked = check_checkpoint(path, allow_pickle=allow_pickle)
@@ -65,9 +71,17 @@ def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
     if not progress_enabled():  # --quiet: diffusers' own "Loading pipeline components" bar too
         require("diffusers.utils.logging").disable_progress_bar()
     logger.info("loading %s from %s", checked.pipeline_class, path)
+    overrides = {}
+    plan = _pruning_plan(path / "unet")
+    if plan is not None:  # a pruned UNet: base architecture + replayed plan + surviving weights
+        from .compressor.plan import load_pruned_unet
+
+        overrides["unet"] = load_pruned_unet(path / "unet", plan, dtype=dtype)
+        logger.info("pruned UNet: %d operations replayed from %s", len(plan.operations), path / "unet")
     try:
         pipe = pipeline_cls.from_pretrained(
             str(path),
+            **overrides,
             local_files_only=True,
             # True refuses pickles outright; None lets diffusers fall back to .bin (after the user opted in)
             use_safetensors=None if (allow_pickle and checked.uses_pickle) else True,

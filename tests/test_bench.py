@@ -15,7 +15,8 @@ from edgeldm.benchmarks.bench import (BENCH_SCHEMA, GATED_FIGURES, TIMED_FIGURES
                                       load_results, pick_baseline, run_bench)
 from edgeldm.benchmarks.fingerprint import device_fingerprint, fingerprint_id
 from edgeldm.benchmarks.report import pareto_front, write_report
-from edgeldm.benchmarks.targets import BenchConfig, derives_from_tiny, make_target
+from edgeldm.benchmarks.targets import BenchConfig, make_target
+from edgeldm.lineage import derives_from_tiny
 from edgeldm.cli import main
 from edgeldm.errors import EdgeLDMError
 

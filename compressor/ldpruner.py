@@ -1,0 +1,231 @@
+"""LD-Pruner's task-agnostic operator score (Castells et al., CVPRW 2024).
+
+Generate latents for N calibration prompts x fixed seeds with the original UNet, then with one
+operator modified; take the element-wise mean and standard deviation over the set; the score is
+
+    score = ||mu_orig - mu_mod||_2 + ||sigma_orig - sigma_mod||_2
+
+Low score: the operator barely moves the distribution of generated latents, so it can go. Variants:
+``final`` (the paper's: the latents the sampler ends on) and ``trajectory`` (the latents after every
+step, so an operator that only matters early is not missed).
+
+Scores are cached one file per (model, settings, already-applied plan, operator, modification), so an
+interrupted run resumes; with ``accelerate launch`` the candidates are split across the processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..inventory import count_macs, operator_inventory, unet_example_inputs
+from .patches import apply_modification, modifications_for
+
+logger = logging.getLogger("edgeldm")
+VARIANTS = ("final", "trajectory")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    samples: int = 32  # calibration prompts, one seed each
+    steps: int = 10  # sampler steps per latent
+    guidance: float = 7.5
+    variant: str = "final"
+    seed: int = 0
+    batch_size: int = 32
+    height: int | None = None  # None: the model's default size
+    width: int | None = None
+    latency_repeat: int = 5  # UNet-step timings per candidate (0: skip the latency measurement)
+
+
+@dataclass
+class Candidate:
+    op: str
+    type: str
+    modification: str
+    macs_saved: int = 0
+    params_saved: int = 0
+    score: float | None = None
+    latency_saved_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.modification}:{self.op}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """One operator contains the other (or they are the same)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _params(module) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int = 8,
+                         exclude: list[str] = ()) -> list[Candidate]:
+    """Every (operator, modification) pair that applies, with the MACs and parameters it saves (counted)."""
+    inputs = unet_example_inputs(unet, height, width, vae_scale_factor=vae_scale_factor)
+    base_macs = count_macs(unet, inputs).total
+    base_params = _params(unet)
+    out = []
+    for op in operator_inventory(unet):
+        if any(overlaps(op.name, e) for e in exclude):
+            continue
+        module = unet.get_submodule(op.name)
+        for name in modifications_for(module, op.type):
+            undo = apply_modification(unet, op.name, op.type, name)
+            try:
+                macs = count_macs(unet, inputs).total
+                params = _params(unet)
+            finally:
+                undo()
+            out.append(Candidate(op.name, op.type, name, base_macs - macs, base_params - params))
+    return out
+
+
+class LatentStatistics:
+    """Generates the calibration latents of a pipeline and reduces them to element-wise mean / std."""
+
+    def __init__(self, pipe, prompts: list[str], config: ScoreConfig):
+        self.pipe, self.prompts, self.config = pipe, prompts, config
+        self.seeds = [config.seed * 100_003 + i for i in range(len(prompts))]
+        pipe.set_progress_bar_config(disable=True)
+
+    def latents(self) -> np.ndarray:
+        c, pipe = self.config, self.pipe
+        chunks = []
+        for i in range(0, len(self.prompts), c.batch_size):
+            prompts = self.prompts[i:i + c.batch_size]
+            gens = [torch.Generator().manual_seed(s) for s in self.seeds[i:i + c.batch_size]]
+            steps: list[torch.Tensor] = []
+
+            def keep(_pipe, _i, _t, kwargs):
+                steps.append(kwargs["latents"].detach().float().clone())
+                return kwargs
+
+            with torch.inference_mode():
+                final = pipe(prompts, num_inference_steps=c.steps, guidance_scale=c.guidance, generator=gens,
+                             height=c.height, width=c.width, output_type="latent",
+                             callback_on_step_end=keep if c.variant == "trajectory" else None).images
+            lat = torch.stack(steps, dim=1) if c.variant == "trajectory" else final.float()
+            chunks.append(lat.numpy())
+        return np.concatenate(chunks)
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        lat = self.latents().astype(np.float64)
+        return lat.mean(axis=0), lat.std(axis=0)
+
+
+def ld_score(reference: tuple[np.ndarray, np.ndarray], modified: tuple[np.ndarray, np.ndarray]) -> float:
+    (mu_o, sd_o), (mu_m, sd_m) = reference, modified
+    return float(np.linalg.norm((mu_o - mu_m).ravel()) + np.linalg.norm((sd_o - sd_m).ravel()))
+
+
+def _latency_saved(unet, inputs: dict, undo_and_redo, repeat: int) -> float:
+    """Median UNet-step seconds of the original minus the modified, timed alternately (A B A B …)."""
+    from ..benchmarks.timing import alternate
+
+    undo, redo = undo_and_redo
+
+    def original():
+        undo()
+        try:
+            unet(**inputs)
+        finally:
+            redo()
+
+    with torch.inference_mode():
+        a, b = alternate(original, lambda: unet(**inputs), repeat=repeat, warmup=1)
+    return float(np.median(a) - np.median(b))
+
+
+class ScoreCache:
+    """One JSON file per scored candidate under ``folder`` (atomic writes, so a kill loses one score at most)."""
+
+    def __init__(self, folder: Path | None, context: dict):
+        self.folder = Path(folder) if folder else None
+        self.context = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, cand: Candidate) -> Path:
+        digest = hashlib.sha256(f"{self.context}|{cand.key}".encode()).hexdigest()[:24]
+        return self.folder / f"{digest}.json"
+
+    def get(self, cand: Candidate) -> dict | None:
+        if self.folder and self._file(cand).is_file():
+            try:
+                return json.loads(self._file(cand).read_text())
+            except ValueError:
+                return None  # a torn file from a crash: score it again
+        return None
+
+    def put(self, cand: Candidate) -> None:
+        if self.folder:
+            from ..atomic import atomic_write_text
+
+            atomic_write_text(self._file(cand), json.dumps(
+                {"score": cand.score, "latency_saved_s": cand.latency_saved_s}))
+
+
+def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], config: ScoreConfig, *,
+                     cache: ScoreCache | None = None) -> list[Candidate]:
+    """Fill in ``score`` (and ``latency_saved_s``) of every candidate; shards across accelerate processes."""
+    from accelerate import PartialState
+
+    from ..progress import progress_bar
+
+    if config.variant not in VARIANTS:
+        raise ValueError(f"unknown score variant {config.variant!r}; choose one of {', '.join(VARIANTS)}")
+    cache = cache or ScoreCache(None, {})
+    unet = pipe.unet
+    stats = LatentStatistics(pipe, prompts, config)
+    reference = stats.statistics()
+    height = config.height or unet.config.sample_size * pipe.vae_scale_factor
+    width = config.width or unet.config.sample_size * pipe.vae_scale_factor
+    step_inputs = unet_example_inputs(unet, height, width, vae_scale_factor=pipe.vae_scale_factor, batch=2)
+    todo = [c for c in candidates if cache.get(c) is None]
+    state = PartialState()
+    with state.split_between_processes(todo) as mine:
+        with progress_bar(total=len(mine), desc="scoring operators", unit="op") as bar:
+            for cand in mine:
+                undo = [apply_modification(unet, cand.op, cand.type, cand.modification)]
+
+                def redo(c=cand):
+                    undo[0] = apply_modification(unet, c.op, c.type, c.modification)
+
+                try:
+                    cand.score = ld_score(reference, stats.statistics())
+                    if config.latency_repeat:
+                        cand.latency_saved_s = _latency_saved(unet, step_inputs, (lambda: undo[0](), redo),
+                                                              config.latency_repeat)
+                finally:
+                    undo[0]()
+                cache.put(cand)
+                bar.update(1)
+    state.wait_for_everyone()
+    for cand in candidates:
+        hit = cache.get(cand)
+        if hit is not None:
+            cand.score, cand.latency_saved_s = hit["score"], hit["latency_saved_s"]
+    missing = [c.key for c in candidates if c.score is None]
+    if missing:  # only possible when processes do not share the cache folder
+        raise RuntimeError(f"{len(missing)} candidates were scored by other processes without a shared --cache")
+    return candidates
+
+
+def default_config_for(pipe, config: ScoreConfig) -> ScoreConfig:
+    """Fill the image size from the model."""
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return replace(config, height=config.height or size, width=config.width or size)

@@ -1,0 +1,148 @@
+"""``edgeldm prune``: score the UNet's operators, pick the cheapest to lose, save a reloadable pruned model."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EdgeLDMError
+from ..inventory import count_macs, unet_example_inputs
+from .ldpruner import Candidate, ScoreCache, ScoreConfig, default_config_for, enumerate_candidates, \
+    score_candidates
+from .patches import apply_modification
+from .plan import PLAN_FILE, Operation, PruningPlan
+from .selection import Budget, budget_met, select
+
+logger = logging.getLogger("edgeldm")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    budget: Budget = field(default_factory=lambda: Budget(target_macs=0.65))
+    strategy: str = "ldpruner"  # or an ablation baseline: random, magnitude, bk-sdm
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    iterative: bool = False  # re-score the remaining operators after every `rescore_every` removals
+    rescore_every: int = 4
+    prompts_file: str | None = None
+    seed: int = 0
+
+
+@contextmanager
+def applied(unet, ops: list[Candidate]):
+    """The UNet with ``ops`` applied, restored on exit (innermost undo first)."""
+    undos = []
+    try:
+        for c in ops:
+            undos.append(apply_modification(unet, c.op, c.type, c.modification))
+        yield unet
+    finally:
+        for undo in reversed(undos):
+            undo()
+
+
+def _size(pipe, config: ScoreConfig) -> tuple[int, int]:
+    c = default_config_for(pipe, config)
+    return c.height, c.width
+
+
+class UNetCost:
+    """Kept fraction of the UNet's MACs or parameters with some operators applied (counted, not summed)."""
+
+    def __init__(self, pipe, height: int, width: int):
+        self.unet = pipe.unet
+        self.inputs = unet_example_inputs(self.unet, height, width, vae_scale_factor=pipe.vae_scale_factor)
+        self.macs0 = count_macs(self.unet, self.inputs).total
+        self.params0 = sum(p.numel() for p in self.unet.parameters())
+
+    def macs(self, ops=()) -> int:
+        with applied(self.unet, list(ops)):
+            return count_macs(self.unet, self.inputs).total
+
+    def params(self, ops=()) -> int:
+        with applied(self.unet, list(ops)):
+            return sum(p.numel() for p in self.unet.parameters())
+
+    def kept(self, ops, by: str) -> float:
+        return self.params(ops) / self.params0 if by == "params" else self.macs(ops) / self.macs0
+
+
+def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None,
+                already: list[Candidate] = ()) -> list[Candidate]:
+    """Every candidate with its MACs / parameters saved, LD-Pruner score and measured latency saved."""
+    from ..calibration.prompts import calibration_prompts
+
+    height, width = _size(pipe, config.score)
+    with applied(pipe.unet, list(already)):
+        cands = enumerate_candidates(pipe.unet, height=height, width=width, vae_scale_factor=pipe.vae_scale_factor,
+                                     exclude=[c.op for c in already])
+        if config.strategy != "ldpruner":
+            return cands  # the baselines order without scores
+        prompts = calibration_prompts(source, config.score.samples, prompts_file=config.prompts_file,
+                                      seed=config.seed)
+        context = {"source": str(source), "score": asdict(config.score), "prompts": prompts,
+                   "already": [c.key for c in already]}
+        logger.info("scoring %d candidate modifications on %d calibration prompts (%s latents, %d steps)",
+                    len(cands), len(prompts), config.score.variant, config.score.steps)
+        return score_candidates(pipe, cands, prompts, default_config_for(pipe, config.score),
+                                cache=ScoreCache(cache_dir, context))
+
+
+def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None) \
+        -> tuple[PruningPlan, list[Candidate]]:
+    """Select operators to the budget (re-scoring between batches with ``iterative``); apply them to ``pipe``."""
+    budget = config.budget
+    by = "params" if budget.target_params is not None else "macs"
+    height, width = _size(pipe, config.score)
+    cost = UNetCost(pipe, height, width)
+    measure = lambda sel: cost.kept(sel, by)  # noqa: E731
+    picked: list[Candidate] = []
+    scored: list[Candidate] = []
+    while True:
+        cands = score_model(pipe, source, config, cache_dir=cache_dir, already=picked)
+        scored = scored or cands  # the first (un-pruned) scoring is the one reported
+        new = select(cands, pipe.unet, budget, strategy=config.strategy, seed=config.seed, measure=measure,
+                     already=picked, max_new=config.rescore_every if config.iterative else None)
+        picked += new
+        if not new or not config.iterative or budget_met(budget, picked, measure):
+            break
+    if not picked:
+        raise EdgeLDMError("nothing to prune: no candidate operator saves anything under this budget")
+    target = budget.target_params if by == "params" else budget.target_macs
+    kept = cost.kept(picked, by)
+    if target is not None and kept > target + 1e-9:
+        logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
+    for c in picked:
+        apply_modification(pipe.unet, c.op, c.type, c.modification)
+    macs1, params1 = count_macs(pipe.unet, cost.inputs).total, sum(p.numel() for p in pipe.unet.parameters())
+    report = {
+        "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
+                 "width": width},
+        "params": {"original": cost.params0, "pruned": params1, "kept": params1 / cost.params0},
+        "budget": asdict(budget), "strategy": config.strategy, "iterative": config.iterative,
+        "score": asdict(config.score), "prompts_file": config.prompts_file,
+        "removed": [c.to_dict() for c in picked],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "edgeldm_version": __version__,
+    }
+    plan = PruningPlan(base=str(source), operations=[Operation(c.op, c.type, c.modification) for c in picked],
+                       report=report)
+    return plan, scored
+
+
+def save_pruned(pipe, plan: PruningPlan, out: str | Path, *, overwrite: bool = False,
+                protect: tuple = (), stage: str = "prune") -> Path:
+    """A standard diffusers folder (safetensors) + ``unet/edgeldm_pruning.json``; written atomically."""
+    import json
+
+    from ..atomic import atomic_output_dir
+    from ..lineage import write_lineage
+
+    with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "unet" / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        write_lineage(tmp, plan.base, stage)
+    return Path(out)

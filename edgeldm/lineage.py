@@ -1,0 +1,63 @@
+"""Where a model came from: the lineage every edgeldm stage records in its output folder.
+
+A stage that writes a model (prune, finetune, distill) puts ``edgeldm_source.json`` (``{"base": ...,
+"stage": ...}``) in it; a bundle's ``edgeldm.json`` names its source model. Following them back answers
+"does this derive from ``tiny``?" — which decides whether the exact quality metrics apply, and which
+calibration prompts fit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LINEAGE_FILE = "edgeldm_source.json"
+
+
+def write_lineage(folder: Path, base: str, stage: str, **extra) -> None:
+    (Path(folder) / LINEAGE_FILE).write_text(json.dumps({"base": str(base), "stage": stage, **extra}, indent=2) + "\n")
+
+
+def lineage_base(source: str | Path) -> str:
+    """The model a zoo name / folder / bundle source is, or was made from (itself if no record)."""
+    if str(source) in _zoo_names():
+        return str(source)
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else str(source)
+
+
+def _zoo_names() -> set[str]:
+    from .zoo import ZOO
+
+    return set(ZOO)
+
+
+def derives_from_tiny(source: str, _depth: int = 0) -> bool:
+    """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
+
+    Follows a bundle's ``source.model`` and an ``edgeldm_source.json`` (``{"base": ...}``, written by the
+    compression stages) back to the root.
+    """
+    import json
+
+    from .zoo import ZOO
+
+    if source == "tiny":
+        return True
+    path = Path(source)
+    tiny = ZOO.get("tiny")
+    if tiny is not None and path.exists() and path.resolve() == Path(tiny.folder).resolve():
+        return True
+    if _depth > 8 or not path.is_dir():
+        return False
+    for name, key in (("edgeldm.json", ("source", "model")), (LINEAGE_FILE, ("base",))):
+        f = path / name
+        if f.is_file():
+            try:
+                value = json.loads(f.read_text())
+                for k in key:
+                    value = value[k]
+            except (ValueError, KeyError, TypeError):
+                continue
+            return derives_from_tiny(str(value), _depth + 1)
+    return False

@@ -1,0 +1,214 @@
+"""LD-Pruner: reversible operator patches, scores, budgets, the replayable plan, reload, export, finetune."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeldm.cli import main
+from edgeldm.compressor.ldpruner import (Candidate, LatentStatistics, ScoreCache, ScoreConfig, enumerate_candidates,
+                                         ld_score, overlaps, score_candidates)
+from edgeldm.compressor.patches import MODIFICATIONS, apply_modification, modifications_for
+from edgeldm.compressor.plan import PLAN_FILE
+from edgeldm.compressor.prune import PruneConfig, UNetCost, prune_pipeline, save_pruned
+from edgeldm.compressor.selection import Budget, select
+from edgeldm.errors import CheckpointError
+from edgeldm.inventory import operator_inventory, unet_example_inputs
+from edgeldm.loading import load_pipeline
+
+FAST = ScoreConfig(samples=4, steps=2, batch_size=4, latency_repeat=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_random_pipe):
+    return copy.deepcopy(tiny_random_pipe)
+
+
+@pytest.fixture(scope="module")
+def size(pipe):
+    s = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return s, s
+
+
+def _unet_out(unet, inputs):
+    with torch.no_grad():
+        return unet(**inputs).sample.clone()
+
+
+@pytest.fixture(scope="module")
+def inputs(pipe, size):
+    torch.manual_seed(0)
+    x = unet_example_inputs(pipe.unet, *size, vae_scale_factor=pipe.vae_scale_factor)
+    return {k: (torch.randn_like(v) if v.is_floating_point() else v) for k, v in x.items()}
+
+
+def test_every_modification_changes_the_output_and_undo_restores_it(pipe, inputs):
+    reference = _unet_out(pipe.unet, inputs)
+    applied = set()
+    for op in operator_inventory(pipe.unet):
+        for name in modifications_for(pipe.unet.get_submodule(op.name), op.type):
+            undo = apply_modification(pipe.unet, op.name, op.type, name)
+            changed = _unet_out(pipe.unet, inputs)
+            undo()
+            assert changed.shape == reference.shape
+            assert not torch.allclose(changed, reference), f"{name} {op.name} changed nothing"
+            applied.add((name, op.type))
+            assert torch.equal(_unet_out(pipe.unet, inputs), reference), f"undo of {name} {op.name}"
+    # every registered kind of modification met an operator of tiny-random
+    assert applied == set(MODIFICATIONS)
+
+
+def test_a_modification_that_does_not_fit_is_refused(pipe):
+    up_resnet = next(o for o in operator_inventory(pipe.unet) if o.type == "resnet" and o.name.startswith("up_"))
+    with pytest.raises(ValueError, match="does not apply"):
+        apply_modification(pipe.unet, up_resnet.name, "resnet", "remove")  # channels change: only "replace"
+
+
+def test_candidates_count_their_savings(pipe, size):
+    cands = enumerate_candidates(pipe.unet, height=size[0], width=size[1], vae_scale_factor=pipe.vae_scale_factor)
+    types = {c.type for c in cands}
+    assert {"resnet", "transformer", "transformer_block", "self_attention", "cross_attention", "feed_forward",
+            "mid_block"} <= types
+    assert all(c.macs_saved > 0 for c in cands)
+    by = {c.op: c for c in cands}
+    block = next(c for c in cands if c.type == "transformer_block")
+    assert by[block.op + ".ff"].macs_saved < block.macs_saved  # a part saves less than its whole
+
+
+def test_ld_score_is_zero_for_the_same_latents_and_grows_with_the_change(pipe):
+    stats = LatentStatistics(pipe, ["a red circle", "a blue square", "a green cross", "a cat"], FAST)
+    ref = stats.statistics()
+    assert ld_score(ref, stats.statistics()) == 0.0  # same prompts and seeds, same latents
+    mu, sd = ref
+    assert ld_score(ref, (mu + 0.1, sd)) == pytest.approx(0.1 * np.sqrt(mu.size))
+    assert ld_score(ref, (mu, sd * 2)) == pytest.approx(np.linalg.norm(sd))
+
+
+def test_scores_are_cached_and_resume(pipe, tmp_path, monkeypatch):
+    cands = [Candidate("mid_block", "mid_block", "remove"),
+             Candidate("down_blocks.0.resnets.1", "resnet", "remove")]
+    cache = ScoreCache(tmp_path, {"k": 1})
+    scored = score_candidates(pipe, copy.deepcopy(cands), ["a red circle"] * 4, FAST, cache=cache)
+    assert all(c.score is not None and c.score > 0 for c in scored)
+    calls = []
+    monkeypatch.setattr(LatentStatistics, "statistics", lambda self: calls.append(1) or (np.zeros(1), np.zeros(1)))
+    again = score_candidates(pipe, copy.deepcopy(cands), ["a red circle"] * 4, FAST, cache=cache)
+    assert [c.score for c in again] == [c.score for c in scored]
+    assert len(calls) == 1  # only the reference statistics: every candidate came from the cache
+
+
+def test_selection_meets_the_budget_without_overlaps(pipe, size):
+    cands = enumerate_candidates(pipe.unet, height=size[0], width=size[1], vae_scale_factor=pipe.vae_scale_factor)
+    for i, c in enumerate(cands):
+        c.score = float(i % 7)
+    cost = UNetCost(pipe, *size)
+    picked = select(cands, pipe.unet, Budget(target_macs=0.7), measure=lambda sel: cost.kept(sel, "macs"))
+    assert cost.kept(picked, "macs") <= 0.7
+    assert cost.kept(picked[:-1], "macs") > 0.7  # greedy: it stopped at the first pick that met it
+    assert not any(overlaps(a.op, b.op) for i, a in enumerate(picked) for b in picked[i + 1:])
+    assert len(select(cands, pipe.unet, Budget(remove=3))) == 3
+    random_picks = select(cands, pipe.unet, Budget(remove=3), strategy="random", seed=1)
+    assert random_picks == select(cands, pipe.unet, Budget(remove=3), strategy="random", seed=1)
+    bk = select(cands, pipe.unet, Budget(), strategy="bk-sdm")
+    assert {c.op for c in bk} >= {"mid_block", "down_blocks.1.attentions.1"}
+    with pytest.raises(ValueError):
+        Budget(target_macs=1.5)
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tiny_random_dir, tmp_path_factory):
+    pipe = load_pipeline(str(tiny_random_dir))
+    config = PruneConfig(budget=Budget(target_macs=0.6), score=FAST)
+    plan, scored = prune_pipeline(pipe, str(tiny_random_dir), config)
+    out = tmp_path_factory.mktemp("pruned") / "p"
+    save_pruned(pipe, plan, out)
+    return out, pipe, plan, scored
+
+
+def test_pruned_model_reloads_from_plan_and_safetensors(pruned_dir, inputs):
+    out, pipe, plan, scored = pruned_dir
+    assert plan.report["macs"]["kept"] <= 0.6 and plan.operations
+    assert all(c.score is not None for c in scored)
+    assert (out / "unet" / PLAN_FILE).is_file() and not list(out.rglob("*.bin"))
+    reloaded = load_pipeline(str(out))
+    assert torch.allclose(_unet_out(reloaded.unet, inputs), _unet_out(pipe.unet, inputs), atol=1e-6)
+    n = sum(p.numel() for p in reloaded.unet.parameters())
+    assert n == plan.report["params"]["pruned"] < plan.report["params"]["original"]
+    assert json.loads((out / "edgeldm_source.json").read_text())["stage"] == "prune"
+
+
+def test_a_plan_that_does_not_match_the_weights_is_refused(pruned_dir, tmp_path):
+    import shutil
+
+    out, *_ = pruned_dir
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    plan = json.loads((bad / "unet" / PLAN_FILE).read_text())
+    plan["operations"] = plan["operations"][1:]  # one operation forgotten: its weights are missing
+    (bad / "unet" / PLAN_FILE).write_text(json.dumps(plan))
+    with pytest.raises(CheckpointError, match="missing|not in the pruned"):
+        load_pipeline(str(bad))
+    (bad / "unet" / PLAN_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_pipeline(str(bad))
+
+
+def test_pruned_model_exports_and_runs_without_torch_like_in_torch(pruned_dir, tmp_path):
+    from edgeldm.benchmarks.quality import psnr
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+    from edgeldm.runtimes.text2image import Text2Image
+
+    out, pipe, *_ = pruned_dir
+    bundle = tmp_path / "bundle"
+    export_bundle(str(out), bundle, ExportConfig(backends=("onnx",)))
+    t2i = Text2Image(bundle, backend="onnx")
+    noise = np.random.default_rng(3).standard_normal((1, 4, 32, 32)).astype(np.float32)
+    ours = t2i.decode(t2i.latents("a red circle", steps=3, guidance=7.5, initial_latents=noise))
+    ref = pipe("a red circle", num_inference_steps=3, guidance_scale=7.5, latents=torch.from_numpy(noise),
+               output_type="np").images[0]
+    ref = np.clip(ref * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert psnr(ours[None], ref[None])[0] >= 35.0
+
+
+def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, capsys):
+    out = tmp_path / "p"
+    common = ["--samples", "4", "--steps", "2", "--latency-repeat", "0"]
+    assert main(["--quiet", "prune", str(tiny_random_dir), "--score-only", "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    scores = [c["score"] for c in report["candidates"]]
+    assert scores == sorted(scores) and len(scores) > 10
+    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(out), "--remove", "2", *common]) == 0
+    assert len(json.loads((out / "unet" / PLAN_FILE).read_text())["operations"]) == 2
+    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(out), "--remove", "2", *common]) != 0  # exists
+    assert "already exists" in capsys.readouterr().err
+
+    from edgeldm.compressor.finetune import FinetuneConfig, finetune
+
+    student, teacher = load_pipeline(str(out)), load_pipeline(str(tiny_random_dir))
+    config = FinetuneConfig(steps=2, batch_size=2, teacher_samples=4, teacher_steps=2, scene_samples=0,
+                            checkpoint_every=1)
+    work = tmp_path / "manual.work"
+    first = finetune(student, teacher, str(out), config, work=work)
+    assert first["resumed_from"] == 0 and json.loads((work / "progress.json").read_text())["step"] == 1
+    again = finetune(load_pipeline(str(out)), teacher, str(out), config, work=work)
+    assert again["resumed_from"] == 1  # picked up the checkpoint of step 1
+
+    ft = tmp_path / "ft"
+    assert main(["--quiet", "finetune", str(out), "--teacher", str(tiny_random_dir), "-o", str(ft), "--steps", "2",
+                 "--batch-size", "2", "--teacher-samples", "4", "--scene-samples", "0"]) == 0
+    before, after = load_pipeline(str(out)).unet.state_dict(), load_pipeline(str(ft)).unet.state_dict()
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((ft / "unet" / PLAN_FILE).read_text())["report"]["finetune"]["config"]["steps"] == 2
+
+
+def test_prune_refuses_contradictory_budgets(tiny_random_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):  # argparse: the budgets are mutually exclusive
+        main(["prune", str(tiny_random_dir), "-o", str(tmp_path / "x"), "--remove", "2", "--target-macs", "0.5"])
+    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(tmp_path / "y"), "--target-macs", "1.5"]) != 0
+    assert "(0, 1)" in capsys.readouterr().err
+    assert main(["--quiet", "prune", str(tiny_random_dir)]) != 0  # no -o and no --score-only
+    assert "--output is required" in capsys.readouterr().err
