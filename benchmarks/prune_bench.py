@@ -87,10 +87,16 @@ def ablation(out_dir: Path, finetune_steps: int, prompts: int) -> dict:
         m = evaluate_pipeline(pipe, eval_config).metrics
         return {"accuracy": m["accuracy"], "fd": m["fd"]}
 
-    results: dict = {"original": evaluate(teacher), "finetune_steps": finetune_steps, "strategies": {}}
-    budget = None
-    data_file = None
+    saved = out_dir / "ablation.json"
+    results: dict = json.loads(saved.read_text()) if saved.is_file() else {}
+    if results.get("finetune_steps") != finetune_steps or results.get("prompts") != prompts:
+        results = {"original": evaluate(teacher), "finetune_steps": finetune_steps, "prompts": prompts,
+                   "strategies": {}}
+    budget = Budget(target_macs=results["budget_macs"]) if "budget_macs" in results else None
+    data_file = out_dir / "finetune-bk-sdm" / "data.pt" if budget else None
     for strategy in ("bk-sdm", "ldpruner", "random", "magnitude"):
+        if strategy in results["strategies"]:  # resume: a finished strategy stays as measured
+            continue
         pipe = copy.deepcopy(teacher)
         config = PruneConfig(budget=budget or Budget(), strategy=strategy)
         t0 = time.perf_counter()

@@ -133,7 +133,7 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     accelerator = Accelerator()
     student, teacher = student_pipe.unet, teacher_pipe.unet
     teacher.requires_grad_(False).eval()
-    student.train()
+    student.requires_grad_(True).train()  # the student may come from a frozen copy (e.g. of the teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup)) * 0.5 * (
         1 + math.cos(math.pi * min(s, config.steps) / config.steps)))

@@ -53,11 +53,15 @@ class Candidate:
     params_saved: int = 0
     score: float | None = None
     latency_saved_s: float | None = None
-    extra: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # narrow: {"keep", "idxs"}
 
     @property
     def key(self) -> str:
-        return f"{self.modification}:{self.op}"
+        keep = f"@{self.params['keep']}" if "keep" in self.params else ""
+        return f"{self.modification}{keep}:{self.op}"
+
+    def apply(self, unet):
+        return apply_modification(unet, self.op, self.type, self.modification, self.params)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,8 +77,13 @@ def _params(module) -> int:
 
 
 def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int = 8,
-                         exclude: list[str] = ()) -> list[Candidate]:
-    """Every (operator, modification) pair that applies, with the MACs and parameters it saves (counted)."""
+                         exclude: list[str] = (), narrow_keep: float | None = 0.5) -> list[Candidate]:
+    """Every (operator, modification) pair that applies, with the MACs and parameters it saves (counted).
+
+    ``narrow_keep`` is the fraction of inner channels a ``narrow`` candidate keeps (None: no narrowing).
+    """
+    from .narrow import channels_to_prune
+
     inputs = unet_example_inputs(unet, height, width, vae_scale_factor=vae_scale_factor)
     base_macs = count_macs(unet, inputs).total
     base_params = _params(unet)
@@ -83,14 +92,18 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
         if any(overlaps(op.name, e) for e in exclude):
             continue
         module = unet.get_submodule(op.name)
-        for name in modifications_for(module, op.type):
-            undo = apply_modification(unet, op.name, op.type, name)
+        for name in modifications_for(module, op.type, narrow=narrow_keep is not None):
+            cand = Candidate(op.name, op.type, name)
+            if name == "narrow":
+                cand.params = {"keep": narrow_keep, "idxs": channels_to_prune(module, op.type, narrow_keep)}
+            undo = cand.apply(unet)
             try:
                 macs = count_macs(unet, inputs).total
                 params = _params(unet)
             finally:
                 undo()
-            out.append(Candidate(op.name, op.type, name, base_macs - macs, base_params - params))
+            cand.macs_saved, cand.params_saved = base_macs - macs, base_params - params
+            out.append(cand)
     return out
 
 
@@ -138,15 +151,18 @@ def _latency_saved(unet, inputs: dict, undo_and_redo, repeat: int) -> float:
 
     undo, redo = undo_and_redo
 
+    def step():
+        with torch.inference_mode():
+            unet(**inputs)
+
     def original():
         undo()
         try:
-            unet(**inputs)
+            step()
         finally:
             redo()
 
-    with torch.inference_mode():
-        a, b = alternate(original, lambda: unet(**inputs), repeat=repeat, warmup=1)
+    a, b = alternate(original, step, repeat=repeat, warmup=1)
     return float(np.median(a) - np.median(b))
 
 
@@ -200,10 +216,10 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
     with state.split_between_processes(todo) as mine:
         with progress_bar(total=len(mine), desc="scoring operators", unit="op") as bar:
             for cand in mine:
-                undo = [apply_modification(unet, cand.op, cand.type, cand.modification)]
+                undo = [cand.apply(unet)]
 
                 def redo(c=cand):
-                    undo[0] = apply_modification(unet, c.op, c.type, c.modification)
+                    undo[0] = c.apply(unet)
 
                 try:
                     cand.score = ld_score(reference, stats.statistics())

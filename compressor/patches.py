@@ -10,7 +10,9 @@ modifications on the base architecture rebuilds it exactly (see :mod:`.plan`).
   channels, a spatial transformer (``Transformer2DModel``), a transformer block, a feed-forward (its
   residual add then adds nothing), the mid-block (``unet.mid_block = None``, which diffusers supports);
 * ``replace`` — a ResNet block that changes channels keeps only its 1x1 ``conv_shortcut``; a self- or
-  cross-attention contributes nothing, leaving the residual path of its transformer block.
+  cross-attention contributes nothing, leaving the residual path of its transformer block;
+* ``narrow`` — keep a fraction of a ResNet block's or feed-forward's inner channels (:mod:`.narrow`,
+  through Torch-Pruning's dependency groups); its parameters are the channel indices removed.
 """
 
 from __future__ import annotations
@@ -110,9 +112,12 @@ register_modification(Modification("replace", ("self_attention", "cross_attentio
 register_modification(Modification("remove", ("mid_block",), lambda m: True, lambda m: None))
 
 
-def modifications_for(module: nn.Module, op_type: str) -> list[str]:
+def modifications_for(module: nn.Module, op_type: str, *, narrow: bool = True) -> list[str]:
     """Names of the modifications that apply to this operator."""
-    return [name for (name, t), mod in MODIFICATIONS.items() if t == op_type and mod.applies(module)]
+    from .narrow import can_narrow
+
+    names = [name for (name, t), mod in MODIFICATIONS.items() if t == op_type and mod.applies(module)]
+    return names + (["narrow"] if narrow and can_narrow(module, op_type) else [])
 
 
 def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -120,8 +125,15 @@ def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (root.get_submodule(parent_name) if parent_name else root), attr
 
 
-def apply_modification(unet: nn.Module, op_name: str, op_type: str, modification: str) -> Callable[[], None]:
-    """Swap the operator ``op_name`` for its stand-in; returns a function that puts the original back."""
+def apply_modification(unet: nn.Module, op_name: str, op_type: str, modification: str,
+                       params: dict | None = None) -> Callable[[], None]:
+    """Swap the operator ``op_name`` for its stand-in (or narrow it); returns a function that undoes it."""
+    if modification == "narrow":
+        from .narrow import can_narrow, narrow
+
+        if not can_narrow(unet.get_submodule(op_name), op_type) or not params or "idxs" not in params:
+            raise ValueError(f"narrow does not apply to {op_name} ({op_type}) without channel indices")
+        return narrow(unet, op_name, op_type, params["idxs"])
     mod = MODIFICATIONS.get((modification, op_type))
     original = unet.get_submodule(op_name)
     if mod is None or not mod.applies(original):

@@ -23,10 +23,14 @@ PLAN_FORMAT = "edgeldm.pruning/1"
 class Operation:
     op: str  # qualified module name in the UNet
     type: str  # operator type from the inventory
-    modification: str  # "remove" | "replace"
+    modification: str  # "remove" | "replace" | "narrow"
+    params: dict = field(default_factory=dict)  # narrow: {"keep": fraction, "idxs": channels removed}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.params:
+            d.pop("params")
+        return d
 
 
 @dataclass
@@ -45,7 +49,8 @@ class PruningPlan:
             raise CheckpointError(f"{source}: not an edgeldm pruning plan (format {data.get('format')!r}, "
                                   f"expected {PLAN_FORMAT!r})")
         try:
-            ops = [Operation(o["op"], o["type"], o["modification"]) for o in data["operations"]]
+            ops = [Operation(o["op"], o["type"], o["modification"], dict(o.get("params") or {}))
+                   for o in data["operations"]]
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{source}: malformed operation list ({exc})") from None
         return cls(base=data.get("base", ""), operations=ops, report=data.get("report", {}))
@@ -56,7 +61,7 @@ def apply_plan(unet, plan: PruningPlan) -> None:
 
     for o in plan.operations:
         try:
-            apply_modification(unet, o.op, o.type, o.modification)
+            apply_modification(unet, o.op, o.type, o.modification, o.params)
         except (ValueError, AttributeError) as exc:
             raise CheckpointError(f"cannot replay pruning operation {o.modification} {o.op}: {exc}",
                                   hint="the plan was written for another UNet architecture") from None

@@ -13,7 +13,6 @@ from ..errors import EdgeLDMError
 from ..inventory import count_macs, unet_example_inputs
 from .ldpruner import Candidate, ScoreCache, ScoreConfig, default_config_for, enumerate_candidates, \
     score_candidates
-from .patches import apply_modification
 from .plan import PLAN_FILE, Operation, PruningPlan
 from .selection import Budget, budget_met, select
 
@@ -29,6 +28,7 @@ class PruneConfig:
     rescore_every: int = 4
     prompts_file: str | None = None
     seed: int = 0
+    narrow_keep: float | None = None  # inner-channel fraction a `narrow` candidate keeps; None: no narrowing
 
 
 @contextmanager
@@ -37,7 +37,7 @@ def applied(unet, ops: list[Candidate]):
     undos = []
     try:
         for c in ops:
-            undos.append(apply_modification(unet, c.op, c.type, c.modification))
+            undos.append(c.apply(unet))
         yield unet
     finally:
         for undo in reversed(undos):
@@ -78,7 +78,7 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
     height, width = _size(pipe, config.score)
     with applied(pipe.unet, list(already)):
         cands = enumerate_candidates(pipe.unet, height=height, width=width, vae_scale_factor=pipe.vae_scale_factor,
-                                     exclude=[c.op for c in already])
+                                     exclude=[c.op for c in already], narrow_keep=config.narrow_keep)
         if config.strategy != "ldpruner":
             return cands  # the baselines order without scores
         prompts = calibration_prompts(source, config.score.samples, prompts_file=config.prompts_file,
@@ -116,7 +116,7 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     if target is not None and kept > target + 1e-9:
         logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
     for c in picked:
-        apply_modification(pipe.unet, c.op, c.type, c.modification)
+        c.apply(pipe.unet)
     macs1, params1 = count_macs(pipe.unet, cost.inputs).total, sum(p.numel() for p in pipe.unet.parameters())
     report = {
         "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
@@ -128,7 +128,7 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "edgeldm_version": __version__,
     }
-    plan = PruningPlan(base=str(source), operations=[Operation(c.op, c.type, c.modification) for c in picked],
+    plan = PruningPlan(base=str(source), operations=[Operation(c.op, c.type, c.modification, c.params) for c in picked],
                        report=report)
     return plan, scored
 

@@ -84,7 +84,7 @@ BK_SDM_PATTERNS = (r"down_blocks\.\d+\.(resnets|attentions)\.1", r"up_blocks\.\d
 
 @register_strategy("bk-sdm")
 def _bk_sdm(candidates, unet, *, cost: str = "macs", seed: int = 0):
-    wanted = [c for c in candidates if any(re.fullmatch(p, c.op) for p in BK_SDM_PATTERNS)]
+    wanted = [c for c in candidates if c.modification != "narrow" and any(re.fullmatch(p, c.op) for p in BK_SDM_PATTERNS)]
     return sorted(wanted, key=lambda c: c.op)
 
 

@@ -12,6 +12,7 @@ import torch
 from edgeldm.cli import main
 from edgeldm.compressor.ldpruner import (Candidate, LatentStatistics, ScoreCache, ScoreConfig, enumerate_candidates,
                                          ld_score, overlaps, score_candidates)
+from edgeldm.compressor.narrow import channels_to_prune
 from edgeldm.compressor.patches import MODIFICATIONS, apply_modification, modifications_for
 from edgeldm.compressor.plan import PLAN_FILE
 from edgeldm.compressor.prune import PruneConfig, UNetCost, prune_pipeline, save_pruned
@@ -50,8 +51,10 @@ def test_every_modification_changes_the_output_and_undo_restores_it(pipe, inputs
     reference = _unet_out(pipe.unet, inputs)
     applied = set()
     for op in operator_inventory(pipe.unet):
-        for name in modifications_for(pipe.unet.get_submodule(op.name), op.type):
-            undo = apply_modification(pipe.unet, op.name, op.type, name)
+        module = pipe.unet.get_submodule(op.name)
+        for name in modifications_for(module, op.type):
+            params = {"idxs": channels_to_prune(module, op.type, 0.5)} if name == "narrow" else None
+            undo = apply_modification(pipe.unet, op.name, op.type, name, params)
             changed = _unet_out(pipe.unet, inputs)
             undo()
             assert changed.shape == reference.shape
@@ -59,7 +62,7 @@ def test_every_modification_changes_the_output_and_undo_restores_it(pipe, inputs
             applied.add((name, op.type))
             assert torch.equal(_unet_out(pipe.unet, inputs), reference), f"undo of {name} {op.name}"
     # every registered kind of modification met an operator of tiny-random
-    assert applied == set(MODIFICATIONS)
+    assert applied == set(MODIFICATIONS) | {("narrow", "resnet"), ("narrow", "feed_forward")}
 
 
 def test_a_modification_that_does_not_fit_is_refused(pipe):
@@ -68,8 +71,13 @@ def test_a_modification_that_does_not_fit_is_refused(pipe):
         apply_modification(pipe.unet, up_resnet.name, "resnet", "remove")  # channels change: only "replace"
 
 
-def test_candidates_count_their_savings(pipe, size):
-    cands = enumerate_candidates(pipe.unet, height=size[0], width=size[1], vae_scale_factor=pipe.vae_scale_factor)
+@pytest.fixture(scope="module")
+def candidates(pipe, size):
+    return enumerate_candidates(pipe.unet, height=size[0], width=size[1], vae_scale_factor=pipe.vae_scale_factor)
+
+
+def test_candidates_count_their_savings(candidates):
+    cands = copy.deepcopy(candidates)
     types = {c.type for c in cands}
     assert {"resnet", "transformer", "transformer_block", "self_attention", "cross_attention", "feed_forward",
             "mid_block"} <= types
@@ -101,8 +109,8 @@ def test_scores_are_cached_and_resume(pipe, tmp_path, monkeypatch):
     assert len(calls) == 1  # only the reference statistics: every candidate came from the cache
 
 
-def test_selection_meets_the_budget_without_overlaps(pipe, size):
-    cands = enumerate_candidates(pipe.unet, height=size[0], width=size[1], vae_scale_factor=pipe.vae_scale_factor)
+def test_selection_meets_the_budget_without_overlaps(pipe, size, candidates):
+    cands = copy.deepcopy(candidates)
     for i, c in enumerate(cands):
         c.score = float(i % 7)
     cost = UNetCost(pipe, *size)
@@ -212,3 +220,41 @@ def test_prune_refuses_contradictory_budgets(tiny_random_dir, tmp_path, capsys):
     assert "(0, 1)" in capsys.readouterr().err
     assert main(["--quiet", "prune", str(tiny_random_dir)]) != 0  # no -o and no --score-only
     assert "--output is required" in capsys.readouterr().err
+
+
+def test_narrowed_channels_replay_from_the_plan(tiny_random_dir, candidates, inputs, tmp_path):
+    from edgeldm.compressor.plan import Operation, PruningPlan
+
+    pipe = load_pipeline(str(tiny_random_dir))
+    narrows = [c for c in candidates if c.modification == "narrow"]
+    assert {c.type for c in narrows} == {"resnet", "feed_forward"}
+    chosen = [next(c for c in narrows if c.type == t) for t in ("resnet", "feed_forward")]
+    before = sum(p.numel() for p in pipe.unet.parameters())
+    for c in chosen:
+        c.apply(pipe.unet)
+    assert sum(p.numel() for p in pipe.unet.parameters()) == before - sum(c.params_saved for c in chosen)
+    plan = PruningPlan(base=str(tiny_random_dir), operations=[Operation(c.op, c.type, c.modification, c.params)
+                                                                for c in chosen])
+    save_pruned(pipe, plan, tmp_path / "narrow")
+    reloaded = load_pipeline(str(tmp_path / "narrow"))
+    assert torch.allclose(_unet_out(reloaded.unet, inputs), _unet_out(pipe.unet, inputs), atol=1e-6)
+    norm = reloaded.unet.get_submodule(chosen[0].op).norm2
+    assert norm.num_channels % norm.num_groups == 0 and norm.num_channels < 64
+
+
+def test_iterative_pruning_rescores_between_batches(tiny_random_dir, monkeypatch):
+    import edgeldm.compressor.prune as prune_mod
+
+    pipe = load_pipeline(str(tiny_random_dir))
+    rounds = []
+    original = prune_mod.score_model
+
+    def counting(*args, already=(), **kwargs):
+        rounds.append(len(already))
+        return original(*args, already=already, **kwargs)
+
+    monkeypatch.setattr(prune_mod, "score_model", counting)
+    config = PruneConfig(budget=Budget(remove=3), score=FAST, iterative=True, rescore_every=2)
+    plan, _ = prune_pipeline(pipe, str(tiny_random_dir), config)
+    assert len(plan.operations) == 3
+    assert rounds == [0, 2]  # scored on the original, then again with the first two removals applied
