@@ -454,9 +454,13 @@ def _run_prune(args) -> int:
     cache = Path(args.cache) if args.cache else (Path(f"{args.output}.work") / "scores" if args.output else None)
     source = lineage_base(args.model)
     pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    from accelerate import PartialState
+
     if args.score_only:
         config = PruneConfig(**{**config.__dict__, "strategy": "ldpruner"})
         cands = score_model(pipe, source, config, cache_dir=cache)
+        if not PartialState().is_main_process:  # under accelerate launch the others only helped score
+            return 0
         report = {"model": source, "score": config.score.__dict__,
                   "candidates": sorted((c.to_dict() for c in cands), key=lambda c: c["score"])}
         if args.json:
@@ -470,8 +474,6 @@ def _run_prune(args) -> int:
                       f"{c['modification']} {c['op']}")
         return 0
     plan, _ = prune_pipeline(pipe, source, config, cache_dir=cache)
-    from accelerate import PartialState
-
     if not PartialState().is_main_process:  # the other processes only helped score
         return 0
     protect = (args.model,) if Path(args.model).exists() else ()
