@@ -23,41 +23,26 @@ from pathlib import Path
 import numpy as np
 
 from .quality import psnr
-from .targets import folder_bytes
+from .targets import ComponentTimer, folder_bytes
 from .timing import alternate, summarize
 
 PROMPT = "a small red circle in the top left on a white background"
 
 
-class _TimedSession:
-    """Wraps a backend session and sums the seconds spent inside it."""
-
-    def __init__(self, session):
-        self.session, self.seconds = session, 0.0
-
-    def __call__(self, **inputs):
-        t0 = time.perf_counter()
-        try:
-            return self.session(**inputs)
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-
 def runtime_overhead(t2i, *, steps: int, guidance: float, repeat: int) -> dict:
-    timed = {name: _TimedSession(s) for name, s in t2i.sessions.items()}
+    timer = ComponentTimer()
     original = t2i.sessions
-    t2i.sessions = timed
+    t2i.sessions = {name: timer.wrap(name, s) for name, s in original.items()}
     try:
         t2i(PROMPT, steps=steps, guidance=guidance, seed=0)  # warm-up
         ratios, totals = [], []
         for i in range(repeat):
-            for s in timed.values():
-                s.seconds = 0.0
+            timer.reset()
             t0 = time.perf_counter()
             t2i(PROMPT, steps=steps, guidance=guidance, seed=i)
             total = time.perf_counter() - t0
             totals.append(total)
-            ratios.append(total / sum(s.seconds for s in timed.values()))
+            ratios.append(total / sum(sum(calls) for calls in timer.calls.values()))
     finally:
         t2i.sessions = original
     return {"backend": t2i.backend, "per_image": summarize(totals).to_dict(),

@@ -208,9 +208,9 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
     unet = pipe.unet
     stats = LatentStatistics(pipe, prompts, config)
     reference = stats.statistics()
-    height = config.height or unet.config.sample_size * pipe.vae_scale_factor
-    width = config.width or unet.config.sample_size * pipe.vae_scale_factor
-    step_inputs = unet_example_inputs(unet, height, width, vae_scale_factor=pipe.vae_scale_factor, batch=2)
+    config = default_config_for(pipe, config)
+    step_inputs = unet_example_inputs(unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor,
+                                      batch=2)
     todo = [c for c in candidates if cache.get(c) is None]
     state = PartialState()
     with state.split_between_processes(todo) as mine:

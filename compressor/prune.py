@@ -87,7 +87,7 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
                    "already": [c.key for c in already]}
         logger.info("scoring %d candidate modifications on %d calibration prompts (%s latents, %d steps)",
                     len(cands), len(prompts), config.score.variant, config.score.steps)
-        return score_candidates(pipe, cands, prompts, default_config_for(pipe, config.score),
+        return score_candidates(pipe, cands, prompts, config.score,
                                 cache=ScoreCache(cache_dir, context))
 
 

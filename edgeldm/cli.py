@@ -145,6 +145,14 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int = 25, guid
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
 
 
+def _refuse_existing(path, overwrite: bool) -> None:
+    """Outputs are never replaced silently (atomic writers check again when they rename into place)."""
+    from pathlib import Path
+
+    if Path(path).exists() and not overwrite:
+        raise EdgeLDMError(f"{path} already exists", hint="pass --overwrite to replace it")
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
@@ -182,8 +190,7 @@ def _run_generate(args) -> int:
 
     _check_positive(steps=args.steps, height=args.height, width=args.width)
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise EdgeLDMError(f"{out} already exists", hint="pass --overwrite to replace it")
+    _refuse_existing(out, args.overwrite)
     pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
     if args.scheduler:
         swap_scheduler(pipe, args.scheduler)
@@ -351,8 +358,7 @@ def _run_run(args) -> int:
 
     _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise EdgeLDMError(f"{out} already exists", hint="pass --overwrite to replace it")
+    _refuse_existing(out, args.overwrite)
     options = {"threads": args.threads} if args.threads else {}
     t2i = Text2Image(args.bundle, backend=args.backend, verify=not args.no_verify, sampler=args.sampler, **options)
     image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
@@ -438,8 +444,8 @@ def _run_prune(args) -> int:
         raise EdgeLDMError(f"--narrow-keep must be in (0, 1), got {args.narrow_keep}")
     if not args.score_only and not args.output:
         raise EdgeLDMError("-o/--output is required (or pass --score-only)")
-    if args.output and Path(args.output).exists() and not args.overwrite:
-        raise EdgeLDMError(f"{args.output} already exists", hint="pass --overwrite to replace it")
+    if args.output:
+        _refuse_existing(args.output, args.overwrite)
     try:
         budget = Budget(target_macs=args.target_macs, target_params=args.target_params, remove=args.remove)
         if budget == Budget() and args.strategy != "bk-sdm":
@@ -535,8 +541,7 @@ def _run_finetune(args) -> int:
 
     _check_positive(steps=args.steps, batch_size=args.batch_size, teacher_samples=args.teacher_samples)
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise EdgeLDMError(f"{out} already exists", hint="pass --overwrite to replace it")
+    _refuse_existing(out, args.overwrite)
     config = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, task_weight=args.task_weight,
                             out_kd_weight=args.out_kd_weight, feat_kd_weight=args.feat_kd_weight,
                             teacher_samples=args.teacher_samples, scene_samples=args.scene_samples, seed=args.seed)
