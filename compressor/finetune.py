@@ -12,9 +12,7 @@ from there.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,43 +61,6 @@ class StageFeatures:
             h.remove()
 
 
-def build_dataset(teacher, source: str, config: FinetuneConfig, *, prompts_file=None) -> tuple[torch.Tensor, list[str]]:
-    """(latents scaled like the UNet sees them, captions): teacher generations + tiny's scenes when they apply."""
-    from ..calibration.prompts import calibration_prompts
-    from ..generation import generate
-    from ..lineage import derives_from_tiny
-
-    prompts = calibration_prompts(source, config.teacher_samples, prompts_file=prompts_file, seed=config.seed + 1)
-    seeds = [config.seed * 7919 + i for i in range(len(prompts))]
-    logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), config.teacher_steps,
-                config.guidance)
-    _, latents = generate(teacher, prompts, steps=config.teacher_steps, guidance=config.guidance, seeds=seeds,
-                          batch_size=64)
-    lat, caps = [torch.from_numpy(latents)], list(prompts)
-    if config.scene_samples and prompts_file is None and derives_from_tiny(str(source)):
-        from ..calibration.scenes import make_scenes
-
-        scenes = make_scenes(config.scene_samples, seed=config.seed + 11, split="train")
-        x = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        with torch.no_grad():
-            z = torch.cat([teacher.vae.encode(x[i:i + 256]).latent_dist.sample(
-                torch.Generator().manual_seed(config.seed + i)) for i in range(0, len(x), 256)])
-        lat.append(z * teacher.vae.config.scaling_factor)
-        caps += list(scenes.captions)
-        logger.info("plus %d of tiny's training scenes", len(scenes.captions))
-    return torch.cat(lat).float(), caps
-
-
-def _encode_captions(pipe, captions: list[str]) -> torch.Tensor:
-    with torch.no_grad():
-        out = []
-        for i in range(0, len(captions), 256):
-            ids = pipe.tokenizer(captions[i:i + 256], padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
-            out.append(pipe.text_encoder(ids)[0])
-        return torch.cat(out)
-
-
 def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *, work: Path,
              prompts_file=None) -> dict:
     """Train ``student_pipe.unet`` in place; returns the training summary. Resumes from ``work``."""
@@ -107,27 +68,22 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
+    from .training import RunningLosses, WorkDir, encode_captions, teacher_latents, warmup_cosine
 
     torch.manual_seed(config.seed)
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    settings = json.dumps({"source": str(source), "config": asdict(config), "prompts_file": str(prompts_file)},
-                          sort_keys=True)
-    settings_file = work / "settings.json"
-    if settings_file.is_file() and settings_file.read_text() != settings:
-        from ..errors import EdgeLDMError
+    work = WorkDir(work, "finetune", {"source": str(source), "config": asdict(config),
+                                      "prompts_file": str(prompts_file)})
 
-        raise EdgeLDMError(f"{work} holds an interrupted finetune with other settings",
-                           hint="rerun with the same settings to resume, or delete that folder to start over")
-    settings_file.write_text(settings)
-    data_file = work / "data.pt"
-    if data_file.is_file():  # the teacher's latents are part of the resumable state
-        saved = torch.load(data_file, weights_only=True)
-        latents, cond, uncond = saved["latents"], saved["cond"], saved["uncond"]
-    else:
-        latents, captions = build_dataset(teacher_pipe, source, config, prompts_file=prompts_file)
-        cond, uncond = _encode_captions(teacher_pipe, captions), _encode_captions(teacher_pipe, [""])
-        torch.save({"latents": latents, "cond": cond, "uncond": uncond}, data_file)
+    def build() -> dict:
+        latents, captions = teacher_latents(teacher_pipe, source, samples=config.teacher_samples,
+                                            steps=config.teacher_steps, guidance=config.guidance,
+                                            scene_samples=config.scene_samples, seed=config.seed,
+                                            prompts_file=prompts_file)
+        return {"latents": latents, "cond": encode_captions(teacher_pipe, captions),
+                "uncond": encode_captions(teacher_pipe, [""])}
+
+    data = work.data(build)
+    latents, cond, uncond = data["latents"], data["cond"], data["uncond"]
     logger.info("finetune data: %d latents %s", len(latents), tuple(latents.shape[1:]))
 
     accelerator = Accelerator()
@@ -135,20 +91,15 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     teacher.requires_grad_(False).eval()
     student.requires_grad_(True).train()  # the student may come from a frozen copy (e.g. of the teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup)) * 0.5 * (
-        1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    sched = warmup_cosine(opt, config.warmup, config.steps)
     student, opt, sched = accelerator.prepare(student, opt, sched)
     teacher.to(accelerator.device)
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
-    state_dir, progress_file = work / "state", work / "progress.json"
-    start = 0
-    if progress_file.is_file():
-        accelerator.load_state(str(state_dir))
-        start = json.loads(progress_file.read_text())["step"]
-        logger.info("resuming finetune from step %d", start)
+    start = work.resume(accelerator)
     fs, ft = StageFeatures(accelerator.unwrap_model(student)), StageFeatures(teacher)
     rng = np.random.default_rng(config.seed + start)
-    history, t0, running = [], time.perf_counter(), None
+    losses = RunningLosses(("loss", "task", "out_kd", "feat_kd"), "finetune", config.steps)
+    t0 = time.perf_counter()
     try:
         with progress_bar(total=config.steps, initial=start, desc="finetune", unit="step") as bar:
             for step in range(start, config.steps):
@@ -176,21 +127,14 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                vals = np.array([loss.item(), task.item(), out_kd.item(), feat_kd.item()])
-                running = vals if running is None else 0.98 * running + 0.02 * vals
+                losses.update(step + 1, time.perf_counter() - t0, loss=loss, task=task, out_kd=out_kd,
+                              feat_kd=feat_kd)
                 bar.update(1)
-                if (step + 1) % 50 == 0 or step + 1 == config.steps:
-                    line = {"step": step + 1, "loss": running[0], "task": running[1], "out_kd": running[2],
-                            "feat_kd": running[3], "seconds": round(time.perf_counter() - t0, 1)}
-                    history.append(line)
-                    logger.info("finetune step %d/%d  loss %.4f  task %.4f  out-KD %.4f  feat-KD %.4f", step + 1,
-                                config.steps, *running)
                 if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                    accelerator.save_state(str(state_dir))
-                    progress_file.write_text(json.dumps({"step": step + 1}))
+                    work.checkpoint(accelerator, step + 1)
     finally:
         fs.remove()
         ft.remove()
     student_pipe.unet = accelerator.unwrap_model(student).eval()
-    return {"config": asdict(config), "history": history, "resumed_from": start,
+    return {"config": asdict(config), "history": losses.history, "resumed_from": start,
             "seconds": round(time.perf_counter() - t0, 1), "data": len(latents)}

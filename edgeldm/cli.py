@@ -570,6 +570,103 @@ def _run_finetune(args) -> int:
           f"{last.get('loss', float('nan')):.4f}); wrote {out}")
     return 0
 
+# --- distill -----------------------------------------------------------------------------------
+
+
+@subcommand("distill")
+def _add_distill(sub) -> None:
+    from .compressor.distill import DistillConfig
+
+    d = DistillConfig()
+    p = sub.add_parser(
+        "distill", help="latent consistency distillation: a 1-4-step student of any model (pruned ones too)",
+        description="Distil MODEL (the teacher) into a latent consistency model (LCM). --mode lcm trains a copy of "
+                    "the UNet plus a guidance-scale embedding, so the guidance scale is an input and sampling needs "
+                    "one UNet call per step; --mode lcm-lora trains only a LoRA adapter (peft) and samples without "
+                    "guidance. Training data are prompts: the teacher generates the latents (tiny's own captions "
+                    "when MODEL derives from tiny, else the shipped prompt set or --prompts). The output is a "
+                    "diffusers folder with an LCMScheduler that load_pipeline, `edgeldm export` and the runtimes' "
+                    "LCM sampler take. Runs under HF accelerate (`accelerate launch -m edgeldm distill ...` for "
+                    "several GPUs), checkpoints into OUTPUT.work/ and resumes from there; validation images of 1, "
+                    "2 and 4 steps go to OUTPUT.work/validation/.",
+        epilog="examples:\n  edgeldm distill tiny -o tiny-lcm\n"
+               "  edgeldm distill finetuned -o lcm-lora --mode lcm-lora --steps 1000\n"
+               "  edgeldm export tiny-lcm -o tiny-lcm-bundle && "
+               "edgeldm run tiny-lcm-bundle --steps 4 --prompt \"a small red circle in the top left\" -o x.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_argument(p)
+    p.add_argument("-o", "--output", required=True, help="distilled model folder to create")
+    p.add_argument("--mode", choices=("lcm", "lcm-lora"), default=d.mode, help=f"(default {d.mode})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"latents per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate, cosine decay (default {d.lr:g})")
+    p.add_argument("--w-min", type=float, default=d.w_min,
+                   help=f"smallest guidance weight omega = guidance scale - 1 the student learns (default {d.w_min:g})")
+    p.add_argument("--w-max", type=float, default=d.w_max, help=f"largest one (default {d.w_max:g})")
+    p.add_argument("--ddim-steps", type=int, default=d.ddim_steps,
+                   help=f"points of the teacher's skipping schedule; k = 1000 / N (default {d.ddim_steps})")
+    p.add_argument("--loss", choices=("l2", "huber", "cauchy"), default=d.loss,
+                   help=f"consistency loss; huber = pseudo-Huber (default {d.loss})")
+    p.add_argument("--loss-c", type=float, default=None,
+                   help="scale c of the huber / cauchy loss (default 0.001 / 0.05)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help=f"EMA rate of the target network, lcm mode (default {d.ema_decay})")
+    p.add_argument("--lora-rank", type=int, default=d.lora_rank, help=f"LoRA rank, lcm-lora mode (default {d.lora_rank})")
+    p.add_argument("--teacher-samples", type=int, default=d.teacher_samples,
+                   help=f"latents the teacher generates as training data (default {d.teacher_samples})")
+    p.add_argument("--prompts", default=None, metavar="FILE", help="training prompts, one per line")
+    p.add_argument("--validate-every", type=int, default=d.validate_every,
+                   help=f"validation images + ODE agreement every N steps; 0: only at the end (default "
+                        f"{d.validate_every})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_run_distill)
+
+
+def _run_distill(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .compressor.distill import DistillConfig, distill, save_distilled
+    from .compressor.plan import read_plan
+    from .lineage import lineage_base
+    from .loading import load_pipeline
+
+    _check_positive(steps=args.steps, batch_size=args.batch_size, teacher_samples=args.teacher_samples,
+                    ddim_steps=args.ddim_steps, lora_rank=args.lora_rank, lr=args.lr)
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    config = DistillConfig(mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           w_min=args.w_min, w_max=args.w_max, ddim_steps=args.ddim_steps, loss=args.loss,
+                           loss_c=args.loss_c, ema_decay=args.ema_decay, lora_rank=args.lora_rank,
+                           teacher_samples=args.teacher_samples, validate_every=args.validate_every or args.steps,
+                           seed=args.seed)
+    config.check()
+    teacher = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    if getattr(teacher.unet.config, "time_cond_proj_dim", None):
+        raise EdgeLDMError(f"{args.model} already has a guidance embedding (it is an LCM)",
+                           hint="distil its teacher instead")
+    base = lineage_base(args.model)
+    student, summary = distill(teacher, base, config, work=Path(f"{out}.work"), prompts_file=args.prompts)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
+    plan = read_plan(Path(args.model) / "unet") if Path(args.model).is_dir() else None
+    protect = (args.model,) if Path(args.model).exists() else ()
+    save_distilled(teacher, student, config, out, base=base, summary=summary, plan=plan, overwrite=args.overwrite,
+                   protect=protect)
+    validation = Path(f"{out}.work") / "validation"
+    if validation.is_dir():  # the validation sheets are worth keeping; the rest of the state is spent
+        shutil.copytree(validation, out / "validation", dirs_exist_ok=True)
+    shutil.rmtree(f"{out}.work", ignore_errors=True)
+    last = summary["validation"][-1] if summary["validation"] else {}
+    print(f"distilled {args.model} ({config.mode}, {config.steps} steps, {summary['seconds']:.0f} s); "
+          f"1-step latent PSNR vs the teacher's ODE {last.get('latent_psnr_1step_db', float('nan')):.1f} dB; "
+          f"wrote {out}")
+    return 0
+
 # --- bench -------------------------------------------------------------------------------------
 
 _BENCH_EPILOG = """targets:

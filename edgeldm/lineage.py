@@ -18,6 +18,18 @@ def write_lineage(folder: Path, base: str, stage: str, **extra) -> None:
     (Path(folder) / LINEAGE_FILE).write_text(json.dumps({"base": str(base), "stage": stage, **extra}, indent=2) + "\n")
 
 
+def read_lineage(source: str | Path) -> dict | None:
+    """The lineage record of a model folder, or None (zoo names, folders without one, unreadable files)."""
+    f = Path(source) / LINEAGE_FILE
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def lineage_base(source: str | Path) -> str:
     """The model a zoo name / folder / bundle source is, or was made from (itself if no record)."""
     if str(source) in _zoo_names():

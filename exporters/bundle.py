@@ -150,9 +150,21 @@ def _toolchain() -> dict:
     return versions
 
 
-def default_sampling(pipe) -> dict:
-    is_lcm = bool(getattr(pipe.unet.config, "time_cond_proj_dim", None))
-    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if is_lcm else \
+def default_sampling(pipe, source=None) -> dict:
+    """Steps and guidance a bundle samples with unless told otherwise.
+
+    A model written by ``edgeldm distill`` records its own (``sampling`` in its lineage file: 4 steps; an
+    LCM-LoRA student samples without guidance); otherwise LCM UNets get 4 steps at guidance 8, others 25 at 7.5.
+    """
+    embedded = bool(getattr(pipe.unet.config, "time_cond_proj_dim", None))
+    if source is not None:
+        from ..lineage import read_lineage
+
+        recorded = (read_lineage(source) or {}).get("sampling")
+        if isinstance(recorded, dict) and {"steps", "guidance"} <= set(recorded):
+            return {"steps": int(recorded["steps"]), "guidance": float(recorded["guidance"]),
+                    "guidance_embedding": embedded}
+    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if embedded else \
         {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
 
 
@@ -260,7 +272,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             "image": {"height": height, "width": width, "vae_scale_factor": factor,
                       "latent_channels": pipe.unet.config.in_channels,
                       "scaling_factor": pipe.vae.config.scaling_factor, "static": config.static},
-            "defaults": default_sampling(pipe),
+            "defaults": default_sampling(pipe, source),
             "scheduler": {"class": type(pipe.scheduler).__name__, "config": dict(pipe.scheduler.config)},
             "tokenizer": {"folder": "tokenizer", "model_max_length": pipe.tokenizer.model_max_length,
                           "pad_token_id": pipe.tokenizer.pad_token_id, "files": digest_files(

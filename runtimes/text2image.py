@@ -103,14 +103,23 @@ class Text2Image:
 
     def latents(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
                 guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,
-                initial_latents: np.ndarray | None = None) -> np.ndarray:
-        """The final (scaled) latents of one image; ``initial_latents`` replaces the seeded noise draw."""
+                initial_latents: np.ndarray | None = None, noise=None) -> np.ndarray:
+        """The final (scaled) latents of one image.
+
+        ``initial_latents`` replaces the first noise draw; ``noise`` — a callable ``shape -> float32 array`` —
+        replaces every draw (initial latents, and the re-noising of samplers such as LCM), e.g. to replay
+        torch's generator and reproduce a diffusers pipeline image exactly. Default: numpy seeded by ``seed``.
+        """
         steps = steps or self.defaults["steps"]
         guidance = self.defaults["guidance"] if guidance is None else guidance
         height, width = height or self.image["height"], width or self.image["width"]
         self._check_size(height, width)
         factor = self.image["vae_scale_factor"]
-        rng = np.random.default_rng(seed)
+        if noise is None:
+            rng = np.random.default_rng(seed)
+
+            def noise(shape):
+                return rng.standard_normal(shape).astype(np.float32)
         plan = self.sampler.plan(steps)
         state = self.sampler.initial_state(plan)
         # 1-2. prompt embeddings; guidance doubles the batch unless the UNet embeds the guidance scale
@@ -125,7 +134,7 @@ class Text2Image:
         if initial_latents is not None:
             latents = np.asarray(initial_latents, dtype=np.float32).reshape(shape)
         else:
-            latents = rng.standard_normal(shape).astype(np.float32)
+            latents = np.asarray(noise(shape), dtype=np.float32)
         latents = (latents * plan.init_noise_sigma).astype(np.float32)
         # 4. denoise
         for t in plan.timesteps:
@@ -139,9 +148,9 @@ class Text2Image:
                     raise EdgeLDMError("this static bundle's UNet takes a guidance batch of "
                                        f"{self.unet_batch}; use guidance > 1")
                 out = self._unet(model_in, t, cond, timestep_cond)
-            noise = rng.standard_normal(latents.shape).astype(np.float32) \
+            eps = np.asarray(noise(latents.shape), dtype=np.float32) \
                 if self.sampler.requires_noise(plan, state) else None
-            latents, _, state = self.sampler.step(out, latents, plan, state, noise=noise)
+            latents, _, state = self.sampler.step(out, latents, plan, state, noise=eps)
             latents = latents.astype(np.float32)
         return latents
 

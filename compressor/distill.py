@@ -1,0 +1,385 @@
+"""Latent consistency distillation (Luo et al. 2023): any UNet edgeldm loads becomes a 1-4-step model.
+
+One training step, for a batch of teacher-made latents x0 and their prompts:
+
+1. pick a point of the skipping schedule (``ddim_steps`` points, k = 1000 / ddim_steps apart), noise x0 to
+   t_{n+k} and draw a guidance scale w ~ U[w_min, w_max] (w is the paper's omega, i.e. diffusers'
+   ``guidance_scale - 1``);
+2. the student maps x_{t_{n+k}} to a consistency output c_skip * x + c_out * x0_pred — seeing w through
+   the guidance embedding (``time_cond_proj_dim``), so sampling needs one UNet call per step;
+3. the teacher takes one classifier-free-guided DDIM step t_{n+k} -> t_n;
+4. the target network — an EMA of the student (LCM) or the student itself without gradients
+   (LCM-LoRA, as in its paper) — maps x_{t_n} to its consistency output, and the loss pulls (2) to it.
+
+``lcm`` trains every weight of a copy of the teacher plus the guidance embedding's projection (zero
+initialised, so step 0 is the teacher); ``lcm-lora`` trains only a LoRA adapter through peft and writes it
+as a diffusers LoRA file. Training data are prompts: the teacher generates the latents (``tiny``'s own
+captions when the teacher derives from ``tiny``). Runs under HF accelerate, resumable from ``OUT.work/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("edgeldm")
+
+MODES = ("lcm", "lcm-lora")
+LOSSES = ("l2", "huber", "cauchy")
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name: `pipe.load_lora_weights(folder)` finds it
+# the layers diffusers' LCM-LoRA recipe adapts
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
+                "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj")
+SIGMA_DATA = 0.5  # boundary condition of consistency models, as diffusers' LCMScheduler fixes it
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    mode: str = "lcm"
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: int = 100
+    w_min: float = 5.0  # omega range (guidance_scale - 1) the student learns to follow
+    w_max: float = 15.0
+    ddim_steps: int = 50  # points of the teacher's skipping schedule (k = num_train_timesteps / ddim_steps)
+    loss: str = "huber"
+    loss_c: float | None = None  # huber: 0.001 (LCM's), cauchy: 0.05
+    ema_decay: float = 0.95
+    timestep_scaling: float = 10.0
+    guidance_embedding_dim: int = 256
+    lora_rank: int = 32
+    teacher_samples: int = 1024
+    teacher_steps: int = 25
+    teacher_guidance: float = 7.5
+    validate_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def check(self) -> None:
+        from ..errors import EdgeLDMError
+
+        if self.mode not in MODES:
+            raise EdgeLDMError(f"unknown distillation mode {self.mode!r}", hint=f"one of {', '.join(MODES)}")
+        if self.loss not in LOSSES:
+            raise EdgeLDMError(f"unknown loss {self.loss!r}", hint=f"one of {', '.join(LOSSES)}")
+        if not 0 <= self.w_min <= self.w_max:
+            raise EdgeLDMError(f"guidance range [{self.w_min}, {self.w_max}] is empty or negative",
+                               hint="--w-min must be >= 0 and <= --w-max")
+        if not 0 <= self.ema_decay < 1:
+            raise EdgeLDMError(f"--ema-decay {self.ema_decay} must lie in [0, 1)")
+
+    @property
+    def teacher_equivalent_guidance(self) -> float:
+        """Guidance scale 8 (diffusers' LCM default region) clipped into the trained range 1 + [w_min, w_max]."""
+        return round(1.0 + min(max(7.0, self.w_min), self.w_max), 2)
+
+    @property
+    def default_guidance(self) -> float:
+        """Guidance scale a bundle of the student samples with by default: ``teacher_equivalent_guidance`` for
+        an embedded-guidance student; 1 (no second UNet call) for a LoRA student, which has no w input."""
+        return self.teacher_equivalent_guidance if self.mode == "lcm" else 1.0
+
+
+# --- the consistency-model arithmetic ---------------------------------------------------------------
+
+
+def boundary_scalings(t: torch.Tensor, timestep_scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_skip, c_out of the consistency parameterisation (c_skip -> 1, c_out -> 0 as t -> 0)."""
+    scaled = t.double() * timestep_scaling
+    c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
+    c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
+    return c_skip.float(), c_out.float()
+
+
+def x0_and_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction_type: str):
+    """(x0, eps) from a UNet output under the schedule's ``alpha = alphas_cumprod[t]`` (broadcast per sample)."""
+    a, s = alpha.sqrt(), (1 - alpha).sqrt()
+    if prediction_type == "epsilon":
+        return (x - s * out) / a, out
+    if prediction_type == "v_prediction":
+        return a * x - s * out, a * out + s * x
+    if prediction_type == "sample":
+        return out, (x - a * out) / s
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+
+
+def consistency_loss(a: torch.Tensor, b: torch.Tensor, kind: str, c: float | None) -> torch.Tensor:
+    d = (a.float() - b.float())
+    if kind == "l2":
+        return d.pow(2).mean()
+    if kind == "huber":  # pseudo-Huber: quadratic near 0, linear in the tails
+        c = 0.001 if c is None else c
+        return (torch.sqrt(d.pow(2) + c * c) - c).mean()
+    c = 0.05 if c is None else c  # Cauchy: bounded influence of outliers
+    return torch.log1p(d.pow(2) / (2 * c * c)).mean()
+
+
+class SkippingSchedule:
+    """The teacher's DDIM solver over ``ddim_steps`` timesteps k apart (what LCM's paper calls the skipping step)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, ddim_steps: int):
+        total = len(alphas_cumprod)
+        self.k = total // ddim_steps
+        self.timesteps = torch.from_numpy((np.arange(1, ddim_steps + 1) * self.k).round().astype(np.int64) - 1)
+        self.alphas = alphas_cumprod.float()
+        self.alpha_prev = torch.cat([alphas_cumprod[:1], alphas_cumprod[self.timesteps[:-1]]]).float()
+
+    def ddim_step(self, x0: torch.Tensor, eps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        a = self.alpha_prev[index].view(-1, 1, 1, 1).to(x0.device)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+# --- the student --------------------------------------------------------------------------------
+
+
+def add_guidance_embedding(unet, dim: int):
+    """Give ``unet`` diffusers' guidance-scale input (``time_cond_proj_dim``) with a zero projection.
+
+    Zero makes the fresh student exactly the teacher; works on a pruned UNet too (it edits the module, not
+    the config it was built from).
+    """
+    emb = unet.time_embedding
+    if getattr(unet.config, "time_cond_proj_dim", None):
+        return unet
+    emb.cond_proj = torch.nn.Linear(dim, emb.linear_1.in_features, bias=False)
+    torch.nn.init.zeros_(emb.cond_proj.weight)
+    unet.register_to_config(time_cond_proj_dim=dim)
+    return unet
+
+
+def lcm_scheduler(teacher_pipe, config: DistillConfig):
+    from diffusers import LCMScheduler
+
+    return LCMScheduler.from_config(teacher_pipe.scheduler.config, original_inference_steps=config.ddim_steps,
+                                    timestep_scaling=config.timestep_scaling)
+
+
+def student_pipeline(teacher_pipe, unet, config: DistillConfig):
+    """The teacher's pipeline with the student UNet and an LCM scheduler (for validation and saving)."""
+    return type(teacher_pipe)(**{**teacher_pipe.components, "unet": unet, "scheduler": lcm_scheduler(teacher_pipe,
+                                                                                                       config)})
+
+
+def _guidance_embedding(pipe, w: torch.Tensor, dim: int) -> torch.Tensor:
+    return pipe.get_guidance_scale_embedding(w, embedding_dim=dim)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def ode_agreement(teacher_pipe, unet, config: DistillConfig, prompts: list[str], *, seed: int = 1234) -> dict:
+    """How close one student step lands to the teacher's guided probability-flow ODE (DDIM, 25 steps).
+
+    Consistency distillation trains exactly this: the same start noise should map to the same x0.
+    Returns latent PSNR (peak = the teacher latents' range) for 1 and 4 student steps.
+    """
+    from diffusers import DDIMScheduler
+
+    from ..generation import generate
+
+    seeds = [seed + i for i in range(len(prompts))]
+    ddim = type(teacher_pipe)(**{**teacher_pipe.components,
+                                 "scheduler": DDIMScheduler.from_config(teacher_pipe.scheduler.config)})
+    _, ref = generate(ddim, prompts, steps=25, guidance=config.teacher_equivalent_guidance, seeds=seeds,
+                      batch_size=32)
+    student = student_pipeline(teacher_pipe, unet, config)
+    peak = float(ref.max() - ref.min())
+    out = {}
+    for steps in (1, 4):
+        _, lat = generate(student, prompts, steps=steps, guidance=config.default_guidance, seeds=seeds,
+                          batch_size=32)
+        mse = float(np.mean((lat - ref) ** 2))
+        out[f"latent_psnr_{steps}step_db"] = round(float(10 * np.log10(peak**2 / max(mse, 1e-20))), 2)
+    return out
+
+
+def validation_sheet(teacher_pipe, unet, config: DistillConfig, prompts: list[str], path: Path) -> None:
+    """A PNG: one row per prompt, columns = 1, 2, 4 student steps."""
+    from PIL import Image
+
+    from ..atomic import atomic_write_bytes, png_bytes
+    from ..generation import generate
+
+    student = student_pipeline(teacher_pipe, unet, config)
+    cols = []
+    for steps in (1, 2, 4):
+        imgs, _ = generate(student, prompts, steps=steps, guidance=config.default_guidance,
+                           seeds=[100 + i for i in range(len(prompts))])
+        cols.append(np.concatenate(list(imgs), axis=0))
+    atomic_write_bytes(path, png_bytes(Image.fromarray(np.concatenate(cols, axis=1))))
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def make_student(teacher_unet, config: DistillConfig):
+    student = copy.deepcopy(teacher_unet)
+    if config.mode == "lcm":
+        return add_guidance_embedding(student, config.guidance_embedding_dim).requires_grad_(True)
+    from ..errors import EdgeLDMError
+
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise EdgeLDMError("--mode lcm-lora needs peft", hint="pip install 'edgeldm[compress]'") from None
+    student.requires_grad_(False)
+    names = {n for n, _ in student.named_modules()}
+    targets = [t for t in LORA_TARGETS if any(n == t or n.endswith("." + t) for n in names)]
+    student.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
+                                   target_modules=targets))
+    return student
+
+
+def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, prompts_file=None) -> tuple:
+    """Distil ``teacher_pipe``'s UNet into a consistency student; returns (student UNet, summary)."""
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+
+    from ..progress import progress_bar
+    from .training import RunningLosses, WorkDir, encode_captions, teacher_latents, warmup_cosine
+
+    config.check()
+    torch.manual_seed(config.seed)
+    work = WorkDir(work, "distill", {"source": str(source), "config": asdict(config),
+                                     "prompts_file": str(prompts_file)})
+
+    def build() -> dict:
+        latents, captions = teacher_latents(teacher_pipe, source, samples=config.teacher_samples,
+                                            steps=config.teacher_steps, guidance=config.teacher_guidance,
+                                            seed=config.seed, prompts_file=prompts_file)
+        return {"latents": latents, "cond": encode_captions(teacher_pipe, captions),
+                "uncond": encode_captions(teacher_pipe, [""]), "captions": captions}
+
+    data = work.data(build)
+    latents, cond, uncond, captions = data["latents"], data["cond"], data["uncond"], data["captions"]
+    logger.info("distillation data: %d teacher latents %s", len(latents), tuple(latents.shape[1:]))
+
+    accelerator = Accelerator()
+    teacher = teacher_pipe.unet.requires_grad_(False).eval()
+    student = make_student(teacher, config).train()
+    target = None
+    if config.mode == "lcm":  # the EMA target network; LCM-LoRA uses the student itself
+        target = copy.deepcopy(student).requires_grad_(False).eval()
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    sched = warmup_cosine(opt, config.warmup, config.steps)
+    student, opt, sched = accelerator.prepare(student, opt, sched)
+    teacher.to(accelerator.device)
+    if target is not None:
+        target.to(accelerator.device)
+        accelerator.register_for_checkpointing(target)
+    noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
+    prediction_type = noise_sched.config.prediction_type
+    alphas = noise_sched.alphas_cumprod.float()
+    solver = SkippingSchedule(noise_sched.alphas_cumprod, config.ddim_steps)
+    start = work.resume(accelerator)
+    rng = np.random.default_rng(config.seed + start)
+    losses = RunningLosses(("loss",), "distill", config.steps)
+    validation_prompts = list(dict.fromkeys(captions))[:4]
+    validations, t0 = [], time.perf_counter()
+    dev = accelerator.device
+
+    def per_sample(v: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, 1, 1, 1).to(dev)
+
+    with progress_bar(total=config.steps, initial=start, desc=f"distill ({config.mode})", unit="step") as bar:
+        for step in range(start, config.steps):
+            idx = torch.from_numpy(rng.integers(len(latents), size=config.batch_size))
+            x0, emb = latents[idx].to(dev), cond[idx].to(dev)
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(rng.integers(2**31)))).to(dev)
+            index = torch.from_numpy(rng.integers(0, config.ddim_steps, size=config.batch_size))
+            t_start = solver.timesteps[index]
+            t_end = (t_start - solver.k).clamp(min=0)
+            w = torch.from_numpy(rng.uniform(config.w_min, config.w_max, size=config.batch_size)).float()
+            w_emb = _guidance_embedding(teacher_pipe, w, config.guidance_embedding_dim).to(dev) \
+                if config.mode == "lcm" else None
+            xt = noise_sched.add_noise(x0, noise, t_start)
+            skip_s, out_s = boundary_scalings(t_start, config.timestep_scaling)
+            skip_e, out_e = boundary_scalings(t_end, config.timestep_scaling)
+
+            pred = student(xt, t_start.to(dev), emb, timestep_cond=w_emb).sample
+            x0_s, _ = x0_and_eps(pred, xt, per_sample(alphas[t_start]), prediction_type)
+            model_out = per_sample(skip_s) * xt + per_sample(out_s) * x0_s
+
+            with torch.no_grad():
+                both = teacher(torch.cat([xt, xt]), torch.cat([t_start, t_start]).to(dev),
+                               torch.cat([emb, uncond.expand(len(emb), -1, -1).to(dev)])).sample
+                x0_c, eps_c = x0_and_eps(both[: len(xt)], xt, per_sample(alphas[t_start]), prediction_type)
+                x0_u, eps_u = x0_and_eps(both[len(xt):], xt, per_sample(alphas[t_start]), prediction_type)
+                ww = per_sample(w)
+                x_prev = solver.ddim_step(x0_c + ww * (x0_c - x0_u), eps_c + ww * (eps_c - eps_u), index)
+                net = target if target is not None else student
+                pred_t = net(x_prev, t_end.to(dev), emb, timestep_cond=w_emb).sample
+                x0_t, _ = x0_and_eps(pred_t, x_prev, per_sample(alphas[t_end]), prediction_type)
+                target_out = per_sample(skip_e) * x_prev + per_sample(out_e) * x0_t
+
+            loss = consistency_loss(model_out, target_out, config.loss, config.loss_c)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if target is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(target.parameters()),
+                                         list(accelerator.unwrap_model(student).parameters()),
+                                         1.0 - config.ema_decay)
+            losses.update(step + 1, time.perf_counter() - t0, loss=loss)
+            bar.update(1)
+            done = step + 1
+            if accelerator.is_main_process and config.validate_every and (
+                    done % config.validate_every == 0 or done == config.steps):
+                net = target if target is not None else accelerator.unwrap_model(student)
+                net.eval()
+                validation_sheet(teacher_pipe, net, config, validation_prompts,
+                                 work.path / "validation" / f"step_{done:06d}.png")
+                metrics = ode_agreement(teacher_pipe, net, config, validation_prompts * 4)
+                validations.append({"step": done, **metrics})
+                logger.info("distill validation at step %d: %s", done, metrics)
+                accelerator.unwrap_model(student).train()
+            if done % config.checkpoint_every == 0 and done < config.steps:
+                work.checkpoint(accelerator, done)
+    final = target if target is not None else accelerator.unwrap_model(student)
+    summary = {"config": asdict(config), "history": losses.history, "validation": validations,
+               "resumed_from": start, "seconds": round(time.perf_counter() - t0, 1), "data": len(latents)}
+    return final.eval(), summary
+
+
+def save_distilled(teacher_pipe, student, config: DistillConfig, out: str | Path, *, base: str, summary: dict,
+                   plan=None, overwrite: bool = False, protect: tuple = ()) -> Path:
+    """A standard diffusers folder with an ``LCMScheduler``, written atomically.
+
+    ``lcm``: the student UNet (``time_cond_proj_dim`` set); ``lcm-lora``: the teacher's UNet unchanged plus
+    ``pytorch_lora_weights.safetensors`` (diffusers' LoRA format: ``pipe.load_lora_weights`` takes it, and
+    ``load_pipeline`` fuses it). A pruned teacher's plan travels along, so the result reloads the same way.
+    """
+    import json
+
+    from ..atomic import atomic_output_dir
+    from ..lineage import write_lineage
+    from .plan import PLAN_FILE
+
+    unet = student if config.mode == "lcm" else teacher_pipe.unet
+    pipe = student_pipeline(teacher_pipe, unet, config)
+    sampling = {"steps": 4, "guidance": config.default_guidance, "guidance_embedding": config.mode == "lcm"}
+    with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        if plan is not None and plan.operations:
+            (tmp / "unet" / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        if config.mode == "lcm-lora":
+            from peft.utils import get_peft_model_state_dict
+
+            # peft's key format as is: diffusers' converter would turn only the attention keys into its legacy
+            # "lora.down/up" names, which its own loader then drops with a warning
+            layers = get_peft_model_state_dict(student)
+            type(teacher_pipe).save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+        write_lineage(tmp, base, "distill", mode=config.mode, sampling=sampling,
+                      distill={k: v for k, v in summary.items() if k != "history"})
+    return Path(out)

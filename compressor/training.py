@@ -1,0 +1,120 @@
+"""What the training stages (``finetune``, ``distill``) share: teacher-made data, a resumable work folder,
+running losses.
+
+Neither stage needs an image data set: the teacher generates latents for calibration prompts (plus, for a
+model derived from ``tiny``, optionally ``tiny``'s own training scenes through the VAE). Those latents,
+the accelerate state and the step count live in ``OUT.work/`` so an interrupted run resumes where it
+stopped; a settings file refuses to resume a run started with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import EdgeLDMError
+
+logger = logging.getLogger("edgeldm")
+
+
+def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
+                    seed: int = 0, prompts_file=None) -> tuple[torch.Tensor, list[str]]:
+    """(latents scaled as the UNet sees them, captions): teacher generations (+ tiny's scenes when asked)."""
+    from ..calibration.prompts import calibration_prompts
+    from ..generation import generate
+    from ..lineage import derives_from_tiny
+
+    prompts = calibration_prompts(source, samples, prompts_file=prompts_file, seed=seed + 1)
+    seeds = [seed * 7919 + i for i in range(len(prompts))]
+    logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
+    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64)
+    lat, caps = [torch.from_numpy(latents)], list(prompts)
+    if scene_samples and prompts_file is None and derives_from_tiny(str(source)):
+        from ..calibration.scenes import make_scenes
+
+        scenes = make_scenes(scene_samples, seed=seed + 11, split="train")
+        x = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        with torch.no_grad():
+            z = torch.cat([teacher.vae.encode(x[i:i + 256]).latent_dist.sample(
+                torch.Generator().manual_seed(seed + i)) for i in range(0, len(x), 256)])
+        lat.append(z * teacher.vae.config.scaling_factor)
+        caps += list(scenes.captions)
+        logger.info("plus %d of tiny's training scenes", len(scenes.captions))
+    return torch.cat(lat).float(), caps
+
+
+def encode_captions(pipe, captions: list[str]) -> torch.Tensor:
+    with torch.no_grad():
+        out = []
+        for i in range(0, len(captions), 256):
+            ids = pipe.tokenizer(captions[i:i + 256], padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids
+            out.append(pipe.text_encoder(ids)[0])
+        return torch.cat(out)
+
+
+class WorkDir:
+    """``OUT.work/``: settings guard, cached training data, accelerate checkpoints and the step reached."""
+
+    def __init__(self, path: Path, stage: str, settings: dict):
+        self.path, self.stage = Path(path), stage
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(settings, sort_keys=True, default=str)
+        f = self.path / "settings.json"
+        if f.is_file() and f.read_text() != text:
+            raise EdgeLDMError(f"{self.path} holds an interrupted {stage} with other settings",
+                               hint="rerun with the same settings to resume, or delete that folder to start over")
+        f.write_text(text)
+
+    def data(self, build) -> dict:
+        """The training tensors: loaded from the work folder, or built once by ``build()`` and saved there."""
+        f = self.path / "data.pt"
+        if f.is_file():  # the teacher's latents are part of the resumable state
+            return torch.load(f, weights_only=True)
+        data = build()
+        tmp = f.with_suffix(".tmp")
+        torch.save(data, tmp)
+        tmp.replace(f)
+        return data
+
+    def resume(self, accelerator) -> int:
+        f = self.path / "progress.json"
+        if not f.is_file():
+            return 0
+        accelerator.load_state(str(self.path / "state"))
+        step = json.loads(f.read_text())["step"]
+        logger.info("resuming %s from step %d", self.stage, step)
+        return step
+
+    def checkpoint(self, accelerator, step: int) -> None:
+        accelerator.save_state(str(self.path / "state"))
+        (self.path / "progress.json").write_text(json.dumps({"step": step}))
+
+
+class RunningLosses:
+    """Exponential running means of named losses, logged every ``every`` steps into a history list."""
+
+    def __init__(self, names: tuple[str, ...], stage: str, total: int, every: int = 50):
+        self.names, self.stage, self.total, self.every = names, stage, total, every
+        self.values: np.ndarray | None = None
+        self.history: list[dict] = []
+
+    def update(self, step: int, seconds: float, **losses: torch.Tensor) -> None:
+        vals = np.array([float(losses[n].detach()) for n in self.names])
+        self.values = vals if self.values is None else 0.98 * self.values + 0.02 * vals
+        if step % self.every == 0 or step == self.total:
+            self.history.append({"step": step, **dict(zip(self.names, self.values.tolist())),
+                                 "seconds": round(seconds, 1)})
+            logger.info("%s step %d/%d  %s", self.stage, step, self.total,
+                        "  ".join(f"{n} {v:.4f}" for n, v in zip(self.names, self.values)))
+
+
+def warmup_cosine(opt, warmup: int, steps: int):
+    """Linear warm-up, then cosine decay to zero at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (
+        1 + math.cos(math.pi * min(s, steps) / steps)))
