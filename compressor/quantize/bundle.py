@@ -1,0 +1,220 @@
+"""``quantize_bundle``: an exported bundle -> a quantized bundle for one backend, validated and stamped.
+
+1. capture calibration inputs along the bundle's own sampler trajectory (or reuse a capture);
+2. copy the bundle without other backends' graphs; quantize the scheme's components with the scheme;
+3. validate each quantized graph against the fp32 one on held-out captured inputs (output PSNR) — below
+   ``min_psnr`` it is an error, or, with ``sensitivity``, blocks are kept float until the floor is met;
+4. write the manifest (files re-digested, per component the scheme and its parity numbers), then compare
+   images of the two bundles on fixed prompts; the output folder appears only when all of it succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ...calibration.capture import CalibrationSet, CaptureConfig, capture
+from ...errors import EdgeLDMError
+from ...manifest import MANIFEST_FILE, digest_files, load_manifest
+from .schemes import QuantOptions, get_scheme
+from .validate import can_run, graph_parity, image_parity
+
+logger = logging.getLogger("edgeldm")
+
+GRAPH = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
+
+
+class QuantizationQualityError(EdgeLDMError):
+    """A quantized graph fell below the PSNR floor."""
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    backend: str
+    scheme: str
+    components: tuple[str, ...] | None = None  # None: the scheme's default
+    options: QuantOptions = field(default_factory=QuantOptions)
+    calibration: CaptureConfig = field(default_factory=CaptureConfig)
+    calibration_dir: str | None = None  # reuse an existing capture
+    min_psnr: float = 30.0  # dB, every quantized component's output vs fp32 on held-out captured inputs
+    sensitivity: bool = False  # keep UNet blocks float until min_psnr is met, instead of failing
+    image_prompts: int = 4
+
+
+def _other_backend_files(manifest: dict, backend: str) -> set[str]:
+    skip = set()
+    for comp in manifest["components"].values():
+        for b, entry in comp["backends"].items():
+            if b != backend:
+                skip.update(entry["files"])
+                skip.update(f.split(".mlpackage/")[0] + ".mlpackage" for f in entry["files"] if ".mlpackage/" in f)
+    return skip
+
+
+def _copy_for_backend(bundle: Path, dst: Path, manifest: dict, backend: str) -> None:
+    skip = _other_backend_files(manifest, backend)
+
+    def ignore(folder, names):
+        rel = Path(folder).relative_to(bundle)
+        return [n for n in names if str(rel / n) in skip or (str(rel) == "." and n in skip)]
+
+    shutil.copytree(bundle, dst, ignore=ignore, dirs_exist_ok=True)
+
+
+def _capture_backend(manifest: dict, backend: str) -> str:
+    """A backend this machine can run to capture inputs (the trajectory is the same on any backend)."""
+    have = set.intersection(*(set(c["backends"]) for c in manifest["components"].values()))
+    for b in (backend, "onnx", "openvino"):
+        if b in have and can_run(b) is None:
+            return b
+    return "torch"  # the source model through the torch reference session
+
+
+def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig, *, overwrite: bool = False) -> dict:
+    from ...atomic import atomic_output_dir
+    from ...calibration.prompts import calibration_prompts
+    from ...manifest import component_io
+    from ...progress import progress_bar
+
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    scheme = get_scheme(config.backend, config.scheme)
+    components = config.components or scheme.components
+    unknown = [c for c in components if c not in manifest["components"]]
+    if unknown:
+        raise EdgeLDMError(f"{bundle} has no component {', '.join(unknown)}",
+                           hint=f"it has {', '.join(manifest['components'])}")
+    lacking = [c for c in manifest["components"] if config.backend not in manifest["components"][c]["backends"]]
+    if lacking:
+        raise EdgeLDMError(f"{bundle} has no {config.backend} graph for {', '.join(lacking)}",
+                           hint=f"export with --backend {config.backend} first")
+    if manifest.get("quantization"):
+        raise EdgeLDMError(f"{bundle} is already quantized ({manifest['quantization']['scheme']})",
+                           hint="quantize the fp32 bundle it came from")
+    if config.options.exclude and not scheme.supports_exclude:
+        raise EdgeLDMError(f"{config.backend} {config.scheme} cannot keep parts of a graph in float")
+    runnable = can_run(config.backend)
+
+    with tempfile.TemporaryDirectory(prefix="edgeldm-calib-") as scratch, \
+            atomic_output_dir(out, overwrite=overwrite, protect=(bundle,)) as tmp:
+        if config.calibration_dir:
+            calib = CalibrationSet(config.calibration_dir)
+        else:
+            calib_path = Path(scratch) / "calibration"
+            capture(bundle, calib_path, config.calibration, backend=_capture_backend(manifest, config.backend))
+            calib = CalibrationSet(calib_path)
+        _copy_for_backend(bundle, tmp, manifest, config.backend)
+        new_manifest = json.loads(json.dumps(manifest))
+        report: dict = {}
+        with progress_bar(total=len(components), desc=f"quantizing ({config.backend} {config.scheme})",
+                          unit="graph") as bar:
+            for comp in components:
+                src = bundle / comp / GRAPH[config.backend]
+                io = component_io(manifest, comp)
+                options = config.options if comp == "unet" else replace(config.options, exclude=())
+                entry = _quantize_component(scheme, src, tmp / comp, comp, options, calib, io, config, runnable,
+                                            scratch=Path(scratch))
+                old = new_manifest["components"][comp]["backends"][config.backend]
+                files = digest_files(tmp, entry.pop("files"))
+                new_manifest["components"][comp]["backends"] = {config.backend: {
+                    "files": files, "validation": old.get("validation"), "quantization": entry}}
+                new_manifest["components"][comp]["precision"] = f"{config.scheme}"
+                report[comp] = entry
+                bar.update(1)
+        for comp, c in new_manifest["components"].items():  # keep only this backend's graphs
+            c["backends"] = {config.backend: c["backends"][config.backend]}
+        new_manifest["quantization"] = {
+            "backend": config.backend, "scheme": config.scheme, "summary": scheme.summary,
+            "components": list(components), "min_psnr_db": config.min_psnr,
+            "options": asdict(config.options),
+            "calibration": {k: calib.index[k] for k in ("sampler", "steps", "guidance", "guidance_embedding")}
+            | {"prompts": len(calib.index["prompts"]),
+               "calls": {c: calib.calls(c) for c in ("text_encoder", "unet", "vae_decoder")}},
+            "source_bundle": str(bundle.resolve()),
+        }
+        new_manifest["recipe"] = {"stage": "quantize", "options": {
+            "backend": config.backend, "scheme": config.scheme, "components": list(components),
+            "options": asdict(config.options), "calibration": asdict(config.calibration),
+            "min_psnr": config.min_psnr, "sensitivity": config.sensitivity},
+            "previous": manifest.get("recipe")}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
+        if runnable is None and config.image_prompts:
+            prompts = calibration_prompts(str(bundle), config.image_prompts, seed=97)
+            parity = image_parity(config.backend, bundle, tmp, prompts)
+            new_manifest["quantization"]["image_parity"] = parity
+            logger.info("image PSNR vs fp32 bundle: mean %.1f dB, min %.1f dB", parity["psnr_db_mean"],
+                        parity["psnr_db_min"])
+        else:
+            new_manifest["quantization"]["image_parity"] = {"skipped": runnable or "no prompts"}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
+    return new_manifest
+
+
+def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantOptions, calib, io,
+                        config: QuantizeConfig, runnable: str | None, *, scratch: Path) -> dict:
+    # clear this component's fp32 graph for the backend out of the copy; the scheme writes the new one
+    target = dst / GRAPH[config.backend]
+    if target.is_dir():
+        shutil.rmtree(target)
+    for f in (target, target.with_suffix(".bin"), dst / "model.onnx_data"):
+        if f.is_file():
+            f.unlink()
+    files = scheme.quantize(src, dst, comp, options, calib)
+    entry: dict = {"scheme": scheme.name, "exclude": list(options.exclude)}
+    if runnable is not None:
+        entry["parity"] = {"skipped": runnable}
+    else:
+        parity = graph_parity(config.backend, src, files[0], io, calib, comp)
+        entry["parity"] = parity
+        logger.info("%s %s: output PSNR %.1f dB vs fp32 (%d held-out inputs)", comp, scheme.name,
+                    parity.get("psnr_db", float("nan")), parity.get("inputs", 0))
+        if parity.get("inputs") and parity["psnr_db"] < config.min_psnr:
+            if comp == "unet" and config.sensitivity and scheme.supports_exclude:
+                files, entry = _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch)
+            else:
+                raise QuantizationQualityError(
+                    f"{comp} quantized with {config.backend} {scheme.name}: output PSNR {parity['psnr_db']:.1f} dB "
+                    f"is below the floor {config.min_psnr:g} dB",
+                    hint="lower --min-psnr to accept it, add --sensitivity to keep the most sensitive UNet "
+                         "blocks in float, or pick a gentler scheme")
+    entry["files"] = files
+    return entry
+
+
+def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch):
+    import onnx
+
+    from .sensitivity import block_groups, search
+
+    if config.backend == "onnx":
+        names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node]
+    else:
+        from ..._lazy import require
+
+        names = [op.get_friendly_name() for op in require("openvino").Core().read_model(str(src)).get_ops()]
+    groups = block_groups(names)
+    trial = scratch / "sensitivity"
+
+    def psnr_with(excluded: tuple[str, ...]) -> float:
+        if trial.exists():
+            shutil.rmtree(trial)
+        files = scheme.quantize(src, trial, comp, replace(options, exclude=excluded), calib)
+        return graph_parity(config.backend, src, files[0], io, calib, comp).get("psnr_db", 0.0)
+
+    result = search(groups, psnr_with, config.min_psnr)
+    if not result.met:
+        raise QuantizationQualityError(
+            f"{comp}: even with {', '.join(result.kept_float)} in float the output PSNR is "
+            f"{result.steps[-1]['psnr_db']:.1f} dB < {config.min_psnr:g} dB", hint="lower --min-psnr")
+    final = replace(options, exclude=tuple(result.kept_float))
+    for f in list(dst.iterdir()):
+        if f.name != "config.json":
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+    files = scheme.quantize(src, dst, comp, final, calib)
+    parity = graph_parity(config.backend, src, files[0], io, calib, comp)
+    return files, {"scheme": scheme.name, "exclude": list(final.exclude), "parity": parity,
+                   "sensitivity": result.to_dict()}

@@ -1,0 +1,67 @@
+"""Mixed precision by sensitivity: which UNet blocks to keep in float so the output PSNR meets a floor.
+
+1. Group the graph's nodes by the UNet block they come from (``down_blocks.N``, ``mid_block``, ``up_blocks.N``,
+   and the top-level layers: ``conv_in``, ``time_embedding``, ``conv_out``, ...).
+2. Quantize one group at a time (every other group kept float) and measure the output PSNR against fp32:
+   the lower it is, the more sensitive the group.
+3. Start from everything quantized; while the PSNR is below the floor, keep the next most sensitive group
+   in float. The result — the groups kept float — is the recipe, stamped into the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .schemes import module_path
+
+logger = logging.getLogger("edgeldm")
+
+
+def block_of(node_name: str) -> str | None:
+    parts = module_path(node_name).split(".")
+    if not parts or not parts[0]:
+        return None
+    if parts[0] in ("down_blocks", "up_blocks") and len(parts) > 1:
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+def block_groups(node_names: list[str]) -> list[str]:
+    """Distinct blocks in graph order."""
+    return list(dict.fromkeys(b for b in map(block_of, node_names) if b))
+
+
+@dataclass
+class SensitivityResult:
+    floor_db: float
+    per_group_db: dict[str, float] = field(default_factory=dict)  # PSNR with only that group quantized
+    kept_float: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)  # PSNR after each group kept float
+    met: bool = False
+
+    def to_dict(self) -> dict:
+        return {"floor_db": self.floor_db, "per_group_db": self.per_group_db, "kept_float": self.kept_float,
+                "steps": self.steps, "met": self.met}
+
+
+def search(groups: list[str], psnr_with_excluded: Callable[[tuple[str, ...]], float], floor_db: float) -> \
+        SensitivityResult:
+    """``psnr_with_excluded(excluded_groups)`` quantizes all but those groups and returns the output PSNR."""
+    result = SensitivityResult(floor_db)
+    for g in groups:
+        result.per_group_db[g] = psnr_with_excluded(tuple(x for x in groups if x != g))
+        logger.info("sensitivity: only %s quantized -> %.1f dB", g, result.per_group_db[g])
+    order = sorted(groups, key=lambda g: result.per_group_db[g])
+    psnr = psnr_with_excluded(())
+    result.steps.append({"kept_float": [], "psnr_db": psnr})
+    for g in order:
+        if psnr >= floor_db:
+            break
+        result.kept_float.append(g)
+        psnr = psnr_with_excluded(tuple(result.kept_float))
+        result.steps.append({"kept_float": list(result.kept_float), "psnr_db": psnr})
+        logger.info("sensitivity: keeping %s float -> %.1f dB", ", ".join(result.kept_float), psnr)
+    result.met = psnr >= floor_db
+    return result

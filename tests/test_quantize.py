@@ -1,0 +1,181 @@
+"""Quantization: trajectory capture and its readers, every scheme on a tiny bundle (runs through the runtime,
+validated and stamped), the PSNR gate, the sensitivity search, optimum loading quantized bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from edgeldm.calibration.capture import CalibrationSet, CaptureConfig, OnnxCalibrationReader, capture
+from edgeldm.cli import main
+from edgeldm.compressor.quantize import QuantizationQualityError, QuantizeConfig, quantize_bundle
+from edgeldm.compressor.quantize.sensitivity import block_groups, search
+from edgeldm.errors import EdgeLDMError
+from edgeldm.manifest import load_manifest, verify_files
+from edgeldm.runtimes.text2image import Text2Image
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+CAPTURE = CaptureConfig(samples=4, steps=3, shard_size=5)
+
+
+@pytest.fixture(scope="module")
+def calib(tiny_random_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("calib") / "c"
+    capture(tiny_random_bundle, out, CAPTURE)
+    return CalibrationSet(out)
+
+
+def test_capture_records_the_sampler_trajectory_in_shards(calib, tiny_random_bundle):
+    idx = calib.index
+    assert idx["steps"] == 3 and idx["sampler"] and len(idx["prompts"]) == 4
+    # tiny-random samples with PNDM: 3 steps are 4 UNet calls (its warm-up takes an extra one), each call
+    # carrying the guidance-doubled batch; shards of at most 5 calls
+    assert calib.calls("unet") == 16 and calib.calls("text_encoder") == 4 and calib.calls("vae_decoder") == 4
+    assert [s["calls"] for s in idx["components"]["unet"]] == [5, 5, 5, 1]
+    calls = list(calib.iter_inputs("unet"))
+    timesteps = [float(c["timestep"]) for c in calls]
+    assert timesteps[:4] == timesteps[4:8] and len(set(timesteps[:4])) >= 3  # the same schedule per image
+    assert calls[0]["timestep"].shape == () and calls[0]["sample"].shape[0] == 2
+    (start, n), (hstart, hn) = calib.split("unet")
+    assert (start, n, hstart, hn) == (0, 12, 12, 4)
+    assert len(list(calib.iter_inputs("unet", 2, start=12))) == 2
+    reader = OnnxCalibrationReader(calib, "unet", start=0, limit=3)
+    got = [reader.get_next() for _ in range(4)]
+    assert got[3] is None and set(got[0]) == {"sample", "timestep", "encoder_hidden_states"}
+    reader.rewind()
+    np.testing.assert_array_equal(reader.get_next()["sample"], got[0]["sample"])
+    with pytest.raises(EdgeLDMError, match="not a calibration capture"):
+        CalibrationSet(tiny_random_bundle)
+
+
+@pytest.mark.parametrize("backend, scheme", [("onnx", "dynamic"), ("onnx", "qdq-static"),
+                                             ("openvino", "int8-weights"), ("openvino", "int4-weights"),
+                                             ("openvino", "hybrid"), ("openvino", "w8a8")])
+def test_every_scheme_writes_a_validated_bundle_that_runs(tiny_random_bundle, calib, tmp_path, backend, scheme):
+    out = tmp_path / "q"
+    config = QuantizeConfig(backend=backend, scheme=scheme, calibration_dir=str(calib.folder), min_psnr=10.0,
+                            image_prompts=1)
+    manifest = quantize_bundle(tiny_random_bundle, out, config)
+    q = manifest["quantization"]
+    assert q["scheme"] == scheme and q["calibration"]["steps"] == 3
+    for comp, entry in manifest["components"].items():
+        assert list(entry["backends"]) == [backend]  # the other backend's graphs are gone
+        if comp in q["components"]:
+            parity = entry["backends"][backend]["quantization"]["parity"]
+            assert parity["inputs"] >= 1 and parity["psnr_db"] >= 10.0 and -1 <= parity["cosine"] <= 1
+    verify_files(out, load_manifest(out))  # digests were recomputed for the new graphs
+    assert "psnr_db_mean" in q["image_parity"]
+    image = Text2Image(out, backend=backend)("a red circle", steps=2)
+    assert image.size == (64, 64)
+    original = load_manifest(tiny_random_bundle)  # the input bundle is untouched
+    assert "quantization" not in original and "openvino" in original["components"]["unet"]["backends"]
+
+
+def test_below_the_floor_is_an_error_and_writes_nothing(tiny_random_bundle, calib, tmp_path):
+    out = tmp_path / "q"
+    config = QuantizeConfig(backend="onnx", scheme="dynamic", calibration_dir=str(calib.folder), min_psnr=500.0)
+    with pytest.raises(QuantizationQualityError, match="below the floor"):
+        quantize_bundle(tiny_random_bundle, out, config)
+    assert not out.exists()
+
+
+def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, calib, tmp_path):
+    names = ["/conv_in/Conv", "/time_embedding/linear_1/Gemm", "/down_blocks.0/resnets.0/conv1/Conv",
+             "/down_blocks.1/attentions.0/proj_in/MatMul", "/mid_block/resnets.0/conv1/Conv",
+             "/up_blocks.0/resnets.0/conv2/Conv", "/conv_out/Conv", "/Constant"]
+    groups = block_groups(names)
+    assert groups == ["conv_in", "time_embedding", "down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0",
+                      "conv_out"]
+    cost = {"conv_in": 1.0, "time_embedding": 0.5, "down_blocks.0": 4.0, "down_blocks.1": 8.0, "mid_block": 2.0,
+            "up_blocks.0": 3.0, "conv_out": 0.2}
+
+    def psnr(excluded):  # a fake: every quantized group costs some dB
+        return 60.0 - sum(v for k, v in cost.items() if k not in excluded)
+
+    result = search(groups, psnr, floor_db=50.0)
+    assert result.met and result.kept_float == ["down_blocks.1", "down_blocks.0"]
+    assert result.steps[-1]["psnr_db"] >= 50.0 and result.per_group_db["down_blocks.1"] == 52.0
+    # for real: a floor just above what full quantization reaches
+    full = quantize_bundle(tiny_random_bundle, tmp_path / "full", QuantizeConfig(
+        backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
+        min_psnr=0.0, image_prompts=0))
+    reached = full["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"]
+    mixed = quantize_bundle(tiny_random_bundle, tmp_path / "mixed", QuantizeConfig(
+        backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
+        min_psnr=reached + 0.5, sensitivity=True, image_prompts=0))
+    entry = mixed["components"]["unet"]["backends"]["onnx"]["quantization"]
+    assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5
+    assert entry["sensitivity"]["kept_float"] == entry["exclude"]
+
+
+def test_cli_quantize_refusals_and_summary(tiny_random_bundle, calib, tmp_path, capsys):
+    out = tmp_path / "q"
+    args = ["quantize", str(tiny_random_bundle), "-o", str(out), "--backend", "onnx", "--scheme", "dynamic",
+            "--calib-dir", str(calib.folder), "--min-psnr", "10", "--image-prompts", "0"]
+    assert main(["--quiet", *args]) == 0
+    assert "unet" in capsys.readouterr().out
+    assert main(["--quiet", *args]) != 0 and "already exists" in capsys.readouterr().err
+    again = ["quantize", str(out), "-o", str(tmp_path / "qq"), "--backend", "onnx", "--scheme", "dynamic"]
+    assert main(["--quiet", *again]) != 0 and "already quantized" in capsys.readouterr().err
+    bad = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "x"), "--backend", "onnx", "--scheme", "int4"]
+    assert main(["--quiet", *bad]) != 0 and "onnx schemes: dynamic, qdq-static" in capsys.readouterr().err
+    assert main(["--quiet", "bench", str(out), "--steps", "1", "--repeat", "1", "--warmup", "0",
+                 "--quality-prompts", "0", "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["figures"]["size_bytes"] > 0
+
+
+def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
+    from optimum.intel import OVStableDiffusionPipeline
+    from optimum.onnxruntime import ORTStableDiffusionPipeline
+
+    for backend, scheme, cls in (("onnx", "qdq-static", ORTStableDiffusionPipeline),
+                                 ("openvino", "hybrid", OVStableDiffusionPipeline)):
+        out = tmp_path / scheme
+        quantize_bundle(tiny_random_bundle, out, QuantizeConfig(backend=backend, scheme=scheme, min_psnr=10.0,
+                                                                calibration_dir=str(calib.folder),
+                                                                image_prompts=0))
+        pipe = cls.from_pretrained(str(out))
+        images = pipe("a red circle", num_inference_steps=2, output_type="np", height=64, width=64).images
+        assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
+
+
+@pytest.fixture(scope="module")
+def coreml_bundle(tmp_path_factory):
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    path = tmp_path_factory.mktemp("coreml") / "b"
+    export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "coreml"), static=True))
+    return path
+
+
+@pytest.mark.parametrize("scheme", ["palettize6", "linear8"])
+def test_coreml_weight_schemes_convert_here_and_record_why_unvalidated(coreml_bundle, tmp_path, scheme):
+    import coremltools as ct
+
+    out = tmp_path / scheme
+    manifest = quantize_bundle(coreml_bundle, out, QuantizeConfig(backend="coreml", scheme=scheme,
+                                                                  calibration=CAPTURE))
+    verify_files(out, load_manifest(out))
+    unet = manifest["components"]["unet"]["backends"]["coreml"]
+    package = ct.models.MLModel(str(out / "unet" / "model.mlpackage"), skip_model_load=sys.platform != "darwin")
+    ops = {op.type for f in package.get_spec().mlProgram.functions.values()
+           for b in f.block_specializations.values() for op in b.operations}
+    assert ("constexpr_lut_to_dense" if scheme.startswith("palettize") else "constexpr_affine_dequantize") in ops
+    if sys.platform != "darwin":
+        assert unet["quantization"]["parity"] == {"skipped": "Core ML prediction needs macOS"}
+        assert manifest["quantization"]["image_parity"] == {"skipped": "Core ML prediction needs macOS"}
+    # the capture ran on the bundle's ONNX graphs, the trajectory any backend follows
+    assert manifest["quantization"]["calibration"]["calls"]["unet"] == 16
+
+
+def test_coreml_w8a8_says_it_needs_macos(coreml_bundle, tmp_path):
+    if sys.platform == "darwin":
+        pytest.skip("on macOS the activation calibration runs; this checks the refusal elsewhere")
+    with pytest.raises(EdgeLDMError, match="macOS only"):
+        quantize_bundle(coreml_bundle, tmp_path / "q", QuantizeConfig(backend="coreml", scheme="w8a8",
+                                                                      calibration=CAPTURE))
+    assert not (tmp_path / "q").exists()
