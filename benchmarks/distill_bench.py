@@ -2,6 +2,7 @@
 
     python -m edgeldm.benchmarks.distill_bench quality STUDENT [--teacher tiny] [--prompts 200]
     python -m edgeldm.benchmarks.distill_bench latency STUDENT_BUNDLE TEACHER_BUNDLE [--repeat 5] [--threads 2]
+    python -m edgeldm.benchmarks.distill_bench lcm-bundle PRESET OUT [--size 256]
     python -m edgeldm.benchmarks.distill_bench parity STUDENT_BUNDLE STUDENT [--prompts 8]
 
 ``quality``: ``edgeldm eval`` metrics (exact prompt accuracy, Fréchet distance) of the student at 1, 2, 4
@@ -11,6 +12,11 @@ teacher's joint accuracy are the issue's goals (4 steps >= 0.95, 2 steps >= 0.90
 ``latency``: end-to-end image latency through the runtime (ONNX Runtime fp32): the 4-step student
 (guidance as an embedding, one UNet call per step) against the 25-step guided teacher (two UNet
 evaluations per step, batched), alternately A B A B … in one process; the ratio is the figure.
+
+``lcm-bundle``: an architecture preset (``sd15``) with the student's guidance embedding added — untrained,
+random weights, for latency only: a real checkpoint's LCM has exactly this graph — exported to ONNX, so
+``latency`` can time a 4-step SD-size student against the preset's 25-step guided bundle, where the UNet
+(not the VAE, as on ``tiny``) dominates an image.
 
 ``parity``: the runtime's LCM sampler on the exported student against diffusers' ``LCMScheduler``
 pipeline on the same folder, replaying torch's generator for every noise draw (PSNR per image).
@@ -69,6 +75,23 @@ def latency(student_bundle: str, teacher_bundle: str, repeat: int, threads: int,
             "speedup_per_pair": speedups, "speedup_median": float(np.median(speedups))}
 
 
+def lcm_bundle(preset: str, out: str, size: int) -> dict:
+    import tempfile
+
+    from ..compressor.distill import DistillConfig, add_guidance_embedding, student_pipeline
+    from ..exporters.bundle import ExportConfig, export_bundle
+    from ..zoo import build_preset
+
+    pipe = build_preset(preset)
+    config = DistillConfig()
+    add_guidance_embedding(pipe.unet, config.guidance_embedding_dim)
+    with tempfile.TemporaryDirectory(prefix="edgeldm-lcm-preset-") as tmp:
+        student_pipeline(pipe, pipe.unet, config).save_pretrained(tmp, safe_serialization=True)
+        del pipe
+        manifest = export_bundle(tmp, out, ExportConfig(backends=("onnx",), height=size, width=size))
+    return {"preset": preset, "bundle": out, "size": size, "defaults": manifest["defaults"]}
+
+
 def parity(student_bundle: str, student: str, prompts: int, steps: int = 4) -> dict:
     import torch
 
@@ -107,6 +130,10 @@ def main(argv=None) -> int:
     lat.add_argument("teacher_bundle")
     lat.add_argument("--repeat", type=int, default=5)
     lat.add_argument("--threads", type=int, default=2)
+    lb = sub.add_parser("lcm-bundle", help="an LCM-shaped preset (random weights) exported to ONNX, for latency")
+    lb.add_argument("preset")
+    lb.add_argument("out")
+    lb.add_argument("--size", type=int, default=256)
     par = sub.add_parser("parity", help="runtime LCM sampler vs diffusers' LCMScheduler pipeline")
     par.add_argument("student_bundle")
     par.add_argument("student")
@@ -117,6 +144,8 @@ def main(argv=None) -> int:
         out = quality(args.student, args.teacher, args.prompts)
     elif args.figure == "latency":
         out = latency(args.student_bundle, args.teacher_bundle, args.repeat, args.threads)
+    elif args.figure == "lcm-bundle":
+        out = lcm_bundle(args.preset, args.out, args.size)
     else:
         out = parity(args.student_bundle, args.student, args.prompts)
     out["command"] = "python -m edgeldm.benchmarks.distill_bench " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -61,6 +61,30 @@ def versions(names=TOOLCHAIN) -> dict[str, str | None]:
     return found
 
 
+#: instruction-set extensions INT8 speed depends on (VNNI dot products, AMX tiles) and the vector widths
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimddp", "i8mm")
+
+
+def cpu_int8_extensions() -> list[str]:
+    """Which of :data:`INT8_FLAGS` this CPU reports (Linux /proc/cpuinfo; macOS sysctl; else empty)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        import subprocess
+
+        try:
+            out = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=5).stdout
+            flags.update(k.rsplit(".", 1)[-1].lower().replace("feat_", "") for k, v in
+                         (line.split(":", 1) for line in out.splitlines() if ":" in line) if v.strip() == "1")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return [f for f in INT8_FLAGS if f in flags]
+
+
 def device_fingerprint(*, backend: str, device: str, threads: int | None) -> dict:
     """Everything that explains a latency figure: hardware, threads used, OS, Python, toolchain, backend."""
     fp = {
@@ -73,6 +97,7 @@ def device_fingerprint(*, backend: str, device: str, threads: int | None) -> dic
         "backend": backend,
         "device": device,
         "gpu": gpu_name(),
+        "isa": cpu_int8_extensions(),
         "versions": versions(),
     }
     fp["id"] = fingerprint_id(fp)

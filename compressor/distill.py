@@ -280,7 +280,8 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     alphas = noise_sched.alphas_cumprod.float()
     solver = SkippingSchedule(noise_sched.alphas_cumprod, config.ddim_steps)
     start = work.resume(accelerator)
-    rng = np.random.default_rng(config.seed + start)
+    # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
+    rng = np.random.default_rng([config.seed, start, accelerator.process_index])
     losses = RunningLosses(("loss",), "distill", config.steps)
     validation_prompts = list(dict.fromkeys(captions))[:4]
     validations, t0 = [], time.perf_counter()

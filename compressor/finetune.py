@@ -97,7 +97,8 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
     start = work.resume(accelerator)
     fs, ft = StageFeatures(accelerator.unwrap_model(student)), StageFeatures(teacher)
-    rng = np.random.default_rng(config.seed + start)
+    # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
+    rng = np.random.default_rng([config.seed, start, accelerator.process_index])
     losses = RunningLosses(("loss", "task", "out_kd", "feat_kd"), "finetune", config.steps)
     t0 = time.perf_counter()
     try:

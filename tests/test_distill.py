@@ -169,3 +169,23 @@ def test_a_corrupt_adapter_is_a_clear_error(tiny_random_dir, tmp_path):
     (folder / LORA_FILE).write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="LoRA adapter"):
         load_pipeline(str(folder))
+
+
+def test_a_pruned_teacher_distils_into_a_pruned_lcm_that_reloads_and_exports(tiny_random_dir, tmp_path):
+    from edgeldm.compressor.plan import PLAN_FILE
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+    from edgeldm.runtimes.text2image import Text2Image
+
+    pruned, lcm = tmp_path / "p", tmp_path / "lcm"
+    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(pruned), "--remove", "2", "--samples", "4",
+                 "--steps", "2", "--latency-repeat", "0"]) == 0
+    assert main(["--quiet", "distill", str(pruned), "-o", str(lcm), "--steps", "2", "--batch-size", "4",
+                 "--teacher-samples", "4", "--validate-every", "0"]) == 0
+    plan = json.loads((lcm / "unet" / PLAN_FILE).read_text())
+    assert len(plan["operations"]) == 2  # the stages compound: the student keeps the teacher's pruning
+    student, teacher = load_pipeline(str(lcm)), load_pipeline(str(pruned))
+    assert student.unet.config.time_cond_proj_dim == 256
+    assert sum(p.numel() for p in student.unet.parameters()) == \
+        sum(p.numel() for p in teacher.unet.parameters()) + student.unet.time_embedding.cond_proj.weight.numel()
+    export_bundle(str(lcm), tmp_path / "b", ExportConfig(backends=("onnx",)))
+    assert Text2Image(tmp_path / "b", backend="onnx")("a red circle", steps=2).size == (64, 64)
