@@ -25,9 +25,6 @@ pipeline on the same folder, replaying torch's generator for every noise draw (P
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -148,15 +145,10 @@ def main(argv=None) -> int:
         out = lcm_bundle(args.preset, args.out, args.size)
     else:
         out = parity(args.student_bundle, args.student, args.prompts)
-    out["command"] = "python -m edgeldm.benchmarks.distill_bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    from .fingerprint import device_fingerprint
+    from .fingerprint import emit_result
 
-    out["device"] = device_fingerprint(backend="onnx" if args.figure != "quality" else "torch", device="cpu",
-                                       threads=getattr(args, "threads", 2))
-    text = json.dumps(out, indent=2, default=float)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_result(out, "distill_bench", argv, backend="torch" if args.figure == "quality" else "onnx",
+                threads=getattr(args, "threads", None), json_path=args.json)
     return 0
 
 

@@ -110,3 +110,16 @@ def fingerprint_id(fp: dict) -> str:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     slug = re.sub(r"[^a-z0-9]+", "-", f"{fp.get('backend')}-{fp.get('device')}-{fp.get('cpu')}".lower()).strip("-")
     return f"{slug[:48]}-{digest}"
+
+
+def emit_result(result: dict, script: str, argv, *, backend: str, threads: int | None, json_path=None) -> None:
+    """What every benchmark script ends with: the command and device stamped in, JSON printed and saved."""
+    import sys
+    from pathlib import Path
+
+    result["command"] = f"python -m edgeldm.benchmarks.{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["device"] = device_fingerprint(backend=backend, device="cpu", threads=threads)
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,15 +192,10 @@ def main(argv=None) -> int:
         result = quality(Path(args.bundle), out, args.schemes.split(","), args.prompts, args.calib_samples)
     else:
         result = trajectory(Path(args.bundle), out, args.scheme, args.prompts, args.calib_samples)
-    from .fingerprint import device_fingerprint
+    from .fingerprint import emit_result
 
-    result["command"] = "python -m edgeldm.benchmarks.quant_bench " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    result["device"] = device_fingerprint(backend="onnx", device="cpu", threads=getattr(args, "threads", None))
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_result(result, "quant_bench", argv, backend="onnx", threads=getattr(args, "threads", None),
+                json_path=args.json)
     return 0
 
 

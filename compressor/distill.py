@@ -243,21 +243,16 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
-    from .training import RunningLosses, WorkDir, encode_captions, teacher_latents, warmup_cosine
+    from .training import RunningLosses, WorkDir, teacher_dataset, warmup_cosine
 
     config.check()
     torch.manual_seed(config.seed)
     work = WorkDir(work, "distill", {"source": str(source), "config": asdict(config),
                                      "prompts_file": str(prompts_file)})
 
-    def build() -> dict:
-        latents, captions = teacher_latents(teacher_pipe, source, samples=config.teacher_samples,
-                                            steps=config.teacher_steps, guidance=config.teacher_guidance,
-                                            seed=config.seed, prompts_file=prompts_file)
-        return {"latents": latents, "cond": encode_captions(teacher_pipe, captions),
-                "uncond": encode_captions(teacher_pipe, [""]), "captions": captions}
-
-    data = work.data(build)
+    data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
+                                             steps=config.teacher_steps, guidance=config.teacher_guidance,
+                                             seed=config.seed, prompts_file=prompts_file))
     latents, cond, uncond, captions = data["latents"], data["cond"], data["uncond"], data["captions"]
     logger.info("distillation data: %d teacher latents %s", len(latents), tuple(latents.shape[1:]))
 

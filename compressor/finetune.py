@@ -68,21 +68,16 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
-    from .training import RunningLosses, WorkDir, encode_captions, teacher_latents, warmup_cosine
+    from .training import RunningLosses, WorkDir, teacher_dataset, warmup_cosine
 
     torch.manual_seed(config.seed)
     work = WorkDir(work, "finetune", {"source": str(source), "config": asdict(config),
                                       "prompts_file": str(prompts_file)})
 
-    def build() -> dict:
-        latents, captions = teacher_latents(teacher_pipe, source, samples=config.teacher_samples,
-                                            steps=config.teacher_steps, guidance=config.guidance,
-                                            scene_samples=config.scene_samples, seed=config.seed,
-                                            prompts_file=prompts_file)
-        return {"latents": latents, "cond": encode_captions(teacher_pipe, captions),
-                "uncond": encode_captions(teacher_pipe, [""])}
-
-    data = work.data(build)
+    data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
+                                             steps=config.teacher_steps, guidance=config.guidance,
+                                             scene_samples=config.scene_samples, seed=config.seed,
+                                             prompts_file=prompts_file))
     latents, cond, uncond = data["latents"], data["cond"], data["uncond"]
     logger.info("finetune data: %d latents %s", len(latents), tuple(latents.shape[1:]))
 

@@ -48,6 +48,15 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
     return torch.cat(lat).float(), caps
 
 
+def teacher_dataset(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
+                    seed: int = 0, prompts_file=None) -> dict:
+    """:func:`teacher_latents` plus the text embeddings: {latents, cond, uncond (the empty prompt), captions}."""
+    latents, captions = teacher_latents(teacher, source, samples=samples, steps=steps, guidance=guidance,
+                                        scene_samples=scene_samples, seed=seed, prompts_file=prompts_file)
+    return {"latents": latents, "cond": encode_captions(teacher, captions), "uncond": encode_captions(teacher, [""]),
+            "captions": captions}
+
+
 def encode_captions(pipe, captions: list[str]) -> torch.Tensor:
     with torch.no_grad():
         out = []
