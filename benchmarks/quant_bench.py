@@ -37,17 +37,19 @@ def _split(spec: str) -> tuple[str, str]:
 
 
 def _quantized(bundle: Path, out: Path, spec: str, calib_dir: Path | None, *, components=None, min_psnr=0.0,
-               calibration=None) -> Path:
-    from ..compressor.quantize import QuantizeConfig, quantize_bundle
+               calibration=None, sensitivity: bool = False, calib_calls: int | None = None) -> Path:
+    from ..compressor.quantize import QuantizeConfig, QuantOptions, quantize_bundle
 
     backend, scheme = _split(spec)
-    target = out / spec.replace(":", "-")
+    target = out / (spec.replace(":", "-") + (f"-sensitivity{min_psnr:g}" if sensitivity else ""))
     if not (target / "edgeldm.json").is_file():
         kwargs = {"calibration": calibration} if calibration is not None else {}
+        if calib_calls:
+            kwargs["options"] = QuantOptions(calib_samples=calib_calls)
         quantize_bundle(bundle, target, QuantizeConfig(backend=backend, scheme=scheme, components=components,
                                                        calibration_dir=str(calib_dir) if calib_dir else None,
-                                                       min_psnr=min_psnr, image_prompts=0, **kwargs),
-                        overwrite=True)
+                                                       min_psnr=min_psnr, sensitivity=sensitivity, image_prompts=0,
+                                                       **kwargs), overwrite=True)
     return target
 
 
@@ -64,7 +66,16 @@ def _folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: int, calib_samples: int) -> dict:
+def _graph_bytes(bundle: Path, backend: str) -> int:
+    """Bytes of one backend's graphs in a bundle (an fp32 bundle may hold several backends)."""
+    from ..manifest import load_manifest
+
+    return sum((bundle / rel).stat().st_size for c in load_manifest(bundle)["components"].values()
+               for rel in c["backends"].get(backend, {}).get("files", {}))
+
+
+def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: int, calib_samples: int,
+            calib_calls: int = 4) -> dict:
     from ..manifest import component_io, load_manifest
     from ..runtimes.backends import open_session
     from .timing import alternate, summarize
@@ -92,7 +103,7 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
             continue
         backend, _ = _split(spec)
         print(f"quantizing {spec} ...", flush=True)
-        q = _quantized(bundle, out, spec, calib, components=("unet",))
+        q = _quantized(bundle, out, spec, calib, components=("unet",), calib_calls=calib_calls)
         size = _folder_bytes(q / "unet") - sum(f.stat().st_size for f in (q / "unet").glob("*.json"))
         ref = open_session(backend, bundle / "unet" / graph[backend], io, threads=threads)
         cand = open_session(backend, q / "unet" / graph[backend], io, threads=threads)
@@ -104,7 +115,7 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
                       "size_bytes": size, "fp32_size_bytes": fp32_bytes[backend],
                       "size_ratio": size / fp32_bytes[backend]}
         print(f"{spec:24s} size {rows[spec]['size_ratio']:.3f}x  UNet step {rows[spec]['latency_ratio']:.3f}x "
-              f"(fp32 {rows[spec]['fp32']['median_s']:.2f} s)", flush=True)
+              f"(fp32 {rows[spec]['fp32']['median']:.2f} s)", flush=True)
         saved.write_text(json.dumps({"schemes": rows}, indent=2))
     return {"bundle": str(bundle), "threads": threads, "repeat": repeat, "unet_step": "guided (batch 2)",
             "latent": latent, "schemes": rows}
@@ -125,22 +136,36 @@ def _quality_of(bundle: Path, backend: str, prompts: int, steps: int | None, gui
     return {"accuracy": metrics["accuracy"], "fd": metrics["fd"], "steps": steps, "guidance": guidance}
 
 
-def quality(bundle: Path, out: Path, schemes: list[str], prompts: int, calib_samples: int) -> dict:
+def _manifest(bundle):
+    from ..manifest import load_manifest
+
+    return load_manifest(bundle)
+
+
+def quality(bundle: Path, out: Path, schemes: list[str], prompts: int, calib_samples: int,
+            sensitivity_floor: float | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     calib = _capture_once(bundle, out, calib_samples)
     saved = out / "quality.json"
     rows = json.loads(saved.read_text()).get("rows", {}) if saved.is_file() else {}
+    suffix = f" --sensitivity --min-psnr {sensitivity_floor:g}" if sensitivity_floor is not None else ""
     for spec in [f"{b}:fp32" for b in sorted({_split(s)[0] for s in schemes})] + schemes:
-        if spec in rows:
+        key = spec if spec.endswith(":fp32") else spec + suffix
+        if key in rows:
             continue
         backend, scheme = _split(spec)
-        target = bundle if scheme == "fp32" else _quantized(bundle, out, spec, calib, min_psnr=0.0)
-        rows[spec] = _quality_of(target, backend, prompts, None, None)
+        target = bundle if scheme == "fp32" else _quantized(
+            bundle, out, spec, calib, min_psnr=sensitivity_floor or 0.0, sensitivity=sensitivity_floor is not None)
+        rows[key] = _quality_of(target, backend, prompts, None, None)
         if scheme != "fp32":
+            unet = _manifest(target)["components"]["unet"]["backends"][backend]["quantization"]
+            rows[key]["unet_psnr_db"] = unet["parity"].get("psnr_db")
+            rows[key]["kept_float"] = unet["exclude"]
+            spec = key
             ref = rows[f"{backend}:fp32"]["accuracy"]["joint"]
             rows[spec]["joint_delta_points"] = 100 * (rows[spec]["accuracy"]["joint"] - ref)
-            rows[spec]["size_ratio"] = _folder_bytes(target) / _folder_bytes(bundle)
-        print(f"{spec:24s} joint {rows[spec]['accuracy']['joint']:.3f}  FD {rows[spec]['fd']:.1f}", flush=True)
+            rows[spec]["size_ratio"] = _graph_bytes(target, backend) / _graph_bytes(bundle, backend)
+        print(f"{key:24s} joint {rows[key]['accuracy']['joint']:.3f}  FD {rows[key]['fd']:.1f}", flush=True)
         saved.write_text(json.dumps({"rows": rows}, indent=2))
     return {"bundle": str(bundle), "prompts": prompts, "rows": rows}
 
@@ -170,12 +195,17 @@ def main(argv=None) -> int:
     lat.add_argument("--schemes", default=",".join(DEFAULT_LATENCY_SCHEMES))
     lat.add_argument("--repeat", type=int, default=5)
     lat.add_argument("--threads", type=int, default=2)
-    lat.add_argument("--calib-samples", type=int, default=2)
+    lat.add_argument("--calib-samples", type=int, default=2, help="images captured (default 2)")
+    lat.add_argument("--calib-calls", type=int, default=4,
+                     help="UNet calls the activation schemes calibrate on (default 4: random weights, latency "
+                          "only; ONNX Runtime's static calibration holds every activation of every call)")
     q = sub.add_parser("quality", help="tiny metrics per scheme vs fp32 through the runtime")
     q.add_argument("bundle")
     q.add_argument("--schemes", default=",".join(DEFAULT_QUALITY_SCHEMES))
     q.add_argument("--prompts", type=int, default=200)
     q.add_argument("--calib-samples", type=int, default=32)
+    q.add_argument("--sensitivity-floor", type=float, default=None,
+                   help="quantize with --sensitivity --min-psnr DB (UNet blocks kept float until met)")
     t = sub.add_parser("trajectory", help="LCM bundle: own few-step trajectory vs 25-step calibration")
     t.add_argument("bundle")
     t.add_argument("--scheme", default="onnx:qdq-static")
@@ -187,9 +217,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if args.figure == "latency":
         result = latency(Path(args.bundle), out, args.schemes.split(","), args.repeat, args.threads,
-                         args.calib_samples)
+                         args.calib_samples, args.calib_calls)
     elif args.figure == "quality":
-        result = quality(Path(args.bundle), out, args.schemes.split(","), args.prompts, args.calib_samples)
+        result = quality(Path(args.bundle), out, args.schemes.split(","), args.prompts, args.calib_samples,
+                         args.sensitivity_floor)
     else:
         result = trajectory(Path(args.bundle), out, args.scheme, args.prompts, args.calib_samples)
     from .fingerprint import emit_result

@@ -127,8 +127,15 @@ class CalibrationSet:
     def calls(self, component: str) -> int:
         return sum(s["calls"] for s in self.index["components"].get(component, []))
 
-    def iter_inputs(self, component: str, limit: int | None = None, *, start: int = 0) -> Iterator[dict]:
-        """Input dicts of ``component`` calls ``start, start+1, ...`` (at most ``limit``)."""
+    def iter_inputs(self, component: str, limit: int | None = None, *, start: int = 0,
+                    count: int | None = None) -> Iterator[dict]:
+        """Input dicts of ``component`` calls from ``start`` on (at most ``limit``).
+
+        With ``count`` (the size of the range to draw from) and a ``limit`` below it, the calls are spread
+        evenly over the range — every image and every timestep represented — instead of the first ``limit``,
+        which would be the whole trajectory of the first few images only.
+        """
+        stride = max(1, count // limit) if count and limit else 1
         if component not in self.index["components"]:
             raise EdgeLDMError(f"no {component} inputs in {self.folder}", hint=f"captured: {', '.join(CAPTURED)}")
         seen = 0
@@ -139,8 +146,9 @@ class CalibrationSet:
             with np.load(self.folder / shard["file"]) as z:
                 arrays = {k: z[k] for k in z.files}
             for i in range(shard["calls"]):
-                if seen >= start:
-                    if limit is not None and seen - start >= limit:
+                offset = seen - start
+                if offset >= 0 and offset % stride == 0:
+                    if limit is not None and offset // stride >= limit:
                         return
                     yield {k: np.asarray(v[i]) for k, v in arrays.items()}  # 0-d arrays, not numpy scalars
                 seen += 1
@@ -156,8 +164,8 @@ class OnnxCalibrationReader:
     """ONNX Runtime's ``CalibrationDataReader`` protocol over a capture (``get_next`` until None, ``rewind``)."""
 
     def __init__(self, calib: CalibrationSet, component: str, *, start: int = 0, limit: int | None = None,
-                 rename: dict | None = None):
-        self.calib, self.component, self.start, self.limit = calib, component, start, limit
+                 count: int | None = None, rename: dict | None = None):
+        self.calib, self.component, self.start, self.limit, self.count = calib, component, start, limit, count
         self.rename = rename or {}
         self.rewind()
 
@@ -166,19 +174,21 @@ class OnnxCalibrationReader:
         return None if item is None else {self.rename.get(k, k): v for k, v in item.items()}
 
     def rewind(self) -> None:
-        self._it = self.calib.iter_inputs(self.component, self.limit, start=self.start)
+        self._it = iter(self)
 
     def __iter__(self):
-        return self.calib.iter_inputs(self.component, self.limit, start=self.start)
+        return self.calib.iter_inputs(self.component, self.limit, start=self.start, count=self.count)
 
 
-def nncf_dataset(calib: CalibrationSet, component: str, *, start: int = 0, limit: int | None = None):
+def nncf_dataset(calib: CalibrationSet, component: str, *, start: int = 0, limit: int | None = None,
+                 count: int | None = None):
     """An ``nncf.Dataset`` streaming the captured inputs (re-iterable: NNCF passes over it more than once)."""
     import nncf
 
-    return nncf.Dataset(OnnxCalibrationReader(calib, component, start=start, limit=limit))
+    return nncf.Dataset(OnnxCalibrationReader(calib, component, start=start, limit=limit, count=count))
 
 
 def coreml_samples(calib: CalibrationSet, component: str, *, limit: int = 16) -> list[dict]:
     """Core ML's activation calibration takes a list of input dicts (small: it holds them all)."""
-    return list(calib.iter_inputs(component, limit))
+    (start, count), _ = calib.split(component)
+    return list(calib.iter_inputs(component, limit, start=start, count=count))

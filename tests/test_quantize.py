@@ -43,6 +43,9 @@ def test_capture_records_the_sampler_trajectory_in_shards(calib, tiny_random_bun
     (start, n), (hstart, hn) = calib.split("unet")
     assert (start, n, hstart, hn) == (0, 12, 12, 4)
     assert len(list(calib.iter_inputs("unet", 2, start=12))) == 2
+    # a limit below the range spreads the draw over it: every image, every timestep
+    spread = [float(c["timestep"]) for c in calib.iter_inputs("unet", 3, start=0, count=12)]
+    assert spread == [timesteps[0], timesteps[4], timesteps[8]]
     reader = OnnxCalibrationReader(calib, "unet", start=0, limit=3)
     got = [reader.get_next() for _ in range(4)]
     assert got[3] is None and set(got[0]) == {"sample", "timestep", "encoder_hidden_states"}
@@ -84,9 +87,11 @@ def test_below_the_floor_is_an_error_and_writes_nothing(tiny_random_bundle, cali
 
 
 def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, calib, tmp_path):
-    names = ["/conv_in/Conv", "/time_embedding/linear_1/Gemm", "/down_blocks.0/resnets.0/conv1/Conv",
-             "/down_blocks.1/attentions.0/proj_in/MatMul", "/mid_block/resnets.0/conv1/Conv",
-             "/up_blocks.0/resnets.0/conv2/Conv", "/conv_out/Conv", "/Constant"]
+    # node names as the exporter writes them: the wrapper module's attribute, then the UNet's module path
+    names = ["/unet/Constant", "/unet/conv_in/Conv", "/unet/time_embedding/linear_1/Gemm",
+             "/unet/down_blocks.0/resnets.0/conv1/Conv", "/unet/down_blocks.1/attentions.0/proj_in/MatMul",
+             "/unet/mid_block/resnets.0/conv1/Conv", "/unet/up_blocks.0/resnets.0/conv2/Conv", "/unet/conv_out/Conv",
+             "Constant_12"]
     groups = block_groups(names)
     assert groups == ["conv_in", "time_embedding", "down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0",
                       "conv_out"]
@@ -109,6 +114,7 @@ def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, cali
         min_psnr=reached + 0.5, sensitivity=True, image_prompts=0))
     entry = mixed["components"]["unet"]["backends"]["onnx"]["quantization"]
     assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5
+    assert "unet" not in entry["exclude"] and len(entry["sensitivity"]["per_group_db"]) >= 5  # blocks, not the whole
     assert entry["sensitivity"]["kept_float"] == entry["exclude"]
 
 

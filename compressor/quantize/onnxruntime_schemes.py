@@ -68,7 +68,8 @@ def qdq_static(src: Path, dst: Path, component: str, options: QuantOptions, cali
     from ...calibration.capture import OnnxCalibrationReader
 
     (start, count), _ = calib.split(component)
-    reader = OnnxCalibrationReader(calib, component, start=start, limit=min(count, options.calib_samples))
+    reader = OnnxCalibrationReader(calib, component, start=start, limit=min(count, options.calib_samples),
+                                   count=count)
     with tempfile.TemporaryDirectory(prefix="edgeldm-qdq-") as scratch:
         scratch = Path(scratch)
         pre = _preprocess(src, scratch)
@@ -83,6 +84,9 @@ def qdq_static(src: Path, dst: Path, component: str, options: QuantOptions, cali
                         # symmetric weights let ORT's CPU kernels use the faster s8s8 / u8s8 paths
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                        "CalibMovingAverage": True})
+        # (not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the collected outputs at that count
+        # without folding them into the ranges. ORT holds every intermediate tensor of every calibration
+        # input, GBs per input for an SD UNet: keep options.calib_samples small there.)
         return _write(out, dst)
 
 

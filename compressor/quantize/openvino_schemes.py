@@ -98,8 +98,8 @@ def _calibration(calib, component: str, options: QuantOptions):
     from ...calibration.capture import nncf_dataset
 
     (start, count), _ = calib.split(component)
-    return nncf_dataset(calib, component, start=start, limit=min(count, options.calib_samples)), \
-        min(count, options.calib_samples)
+    n = min(count, options.calib_samples)
+    return nncf_dataset(calib, component, start=start, limit=n, count=count), n
 
 
 @register_scheme("hybrid", "openvino", "UNet: INT8 weights on MatMul/Embedding + INT8 convolutions with "

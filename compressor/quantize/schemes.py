@@ -40,12 +40,21 @@ class Scheme:
 SCHEMES: dict[str, Scheme] = {}
 
 
-def module_path(node_name: str) -> str:
-    """The module path in an exported node name: "/down_blocks.0/resnets.1/conv1/Conv" -> down_blocks.0.resnets.1.conv1.
+#: attribute names of the exporters' wrapper modules (exporters/torch_modules.py), first in every node path
+WRAPPERS = ("unet", "text_encoder", "vae", "decoder")
 
-    torch.onnx names nodes after the module they come from; OpenVINO keeps those names when converting.
+
+def module_path(node_name: str) -> str:
+    """The component's module path in an exported node name:
+    "/unet/down_blocks.0/resnets.1/conv1/Conv" -> "down_blocks.0.resnets.1.conv1".
+
+    torch.onnx names nodes after the module they come from (our wrapper module first); OpenVINO keeps those
+    names when converting.
     """
-    return ".".join(node_name.strip("/").split("/")[:-1])
+    parts = node_name.strip("/").split("/")[:-1]
+    if len(parts) > 1 and parts[0] in WRAPPERS:
+        parts = parts[1:]
+    return ".".join(parts)
 
 
 def excluded(node_name: str, prefixes: tuple[str, ...]) -> bool:

@@ -14,15 +14,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .schemes import module_path
+from .schemes import WRAPPERS, module_path
 
 logger = logging.getLogger("edgeldm")
 
 
 def block_of(node_name: str) -> str | None:
-    parts = module_path(node_name).split(".")
-    if not parts or not parts[0]:
+    """The UNet block a node belongs to; None for nodes outside any module (graph-level constants, outputs)."""
+    segments = node_name.strip("/").split("/")
+    if len(segments) < 3 or segments[0] not in WRAPPERS:
         return None
+    parts = module_path(node_name).split(".")
     if parts[0] in ("down_blocks", "up_blocks") and len(parts) > 1:
         return f"{parts[0]}.{parts[1]}"
     return parts[0]

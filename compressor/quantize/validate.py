@@ -30,7 +30,7 @@ def graph_parity(backend: str, reference: Path, candidate: Path, io, calib, comp
     ref_s, cand_s = open_session(backend, reference, io), open_session(backend, candidate, io)
     _, (start, count) = calib.split(component)
     refs, cands = [], []
-    for inputs in calib.iter_inputs(component, min(count, limit), start=start):
+    for inputs in calib.iter_inputs(component, min(count, limit), start=start, count=count):
         name = io.output_names[0]
         refs.append(ref_s(**inputs)[name])
         cands.append(cand_s(**inputs)[name])
