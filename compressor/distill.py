@@ -22,69 +22,21 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .distill_config import LOSSES, MODES, DistillConfig  # noqa: F401  (re-exported)
+
 logger = logging.getLogger("edgeldm")
 
-MODES = ("lcm", "lcm-lora")
-LOSSES = ("l2", "huber", "cauchy")
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name: `pipe.load_lora_weights(folder)` finds it
 # the layers diffusers' LCM-LoRA recipe adapts
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
                 "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj")
 SIGMA_DATA = 0.5  # boundary condition of consistency models, as diffusers' LCMScheduler fixes it
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    mode: str = "lcm"
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-4
-    warmup: int = 100
-    w_min: float = 5.0  # omega range (guidance_scale - 1) the student learns to follow
-    w_max: float = 15.0
-    ddim_steps: int = 50  # points of the teacher's skipping schedule (k = num_train_timesteps / ddim_steps)
-    loss: str = "huber"
-    loss_c: float | None = None  # huber: 0.001 (LCM's), cauchy: 0.05
-    ema_decay: float = 0.95
-    timestep_scaling: float = 10.0
-    guidance_embedding_dim: int = 256
-    lora_rank: int = 32
-    teacher_samples: int = 1024
-    teacher_steps: int = 25
-    teacher_guidance: float = 7.5
-    validate_every: int = 500
-    checkpoint_every: int = 250
-    seed: int = 0
-
-    def check(self) -> None:
-        from ..errors import EdgeLDMError
-
-        if self.mode not in MODES:
-            raise EdgeLDMError(f"unknown distillation mode {self.mode!r}", hint=f"one of {', '.join(MODES)}")
-        if self.loss not in LOSSES:
-            raise EdgeLDMError(f"unknown loss {self.loss!r}", hint=f"one of {', '.join(LOSSES)}")
-        if not 0 <= self.w_min <= self.w_max:
-            raise EdgeLDMError(f"guidance range [{self.w_min}, {self.w_max}] is empty or negative",
-                               hint="--w-min must be >= 0 and <= --w-max")
-        if not 0 <= self.ema_decay < 1:
-            raise EdgeLDMError(f"--ema-decay {self.ema_decay} must lie in [0, 1)")
-
-    @property
-    def teacher_equivalent_guidance(self) -> float:
-        """Guidance scale 8 (diffusers' LCM default region) clipped into the trained range 1 + [w_min, w_max]."""
-        return round(1.0 + min(max(7.0, self.w_min), self.w_max), 2)
-
-    @property
-    def default_guidance(self) -> float:
-        """Guidance scale a bundle of the student samples with by default: ``teacher_equivalent_guidance`` for
-        an embedded-guidance student; 1 (no second UNet call) for a LoRA student, which has no w input."""
-        return self.teacher_equivalent_guidance if self.mode == "lcm" else 1.0
 
 
 # --- the consistency-model arithmetic ---------------------------------------------------------------

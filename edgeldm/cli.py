@@ -575,7 +575,7 @@ def _run_finetune(args) -> int:
 
 @subcommand("distill")
 def _add_distill(sub) -> None:
-    from .compressor.distill import DistillConfig
+    from .compressor.distill_config import DistillConfig
 
     d = DistillConfig()
     p = sub.add_parser(

@@ -49,15 +49,20 @@ def _excluded_nodes(model_path: Path, options: QuantOptions) -> list[str]:
     return [n.name for n in graph.node if excluded(n.name, options.exclude)]
 
 
-def _write(tmp_out: Path, dst: Path) -> list[Path]:
+def _write(tmp_out: Path, dst: Path, large: bool) -> list[Path]:
     dst.mkdir(parents=True, exist_ok=True)
-    files = [dst / ONNX_FILE]
-    shutil.move(str(tmp_out), files[0])
-    data = tmp_out.parent / ONNX_DATA_FILE
-    if data.is_file():
-        shutil.move(str(data), dst / ONNX_DATA_FILE)
-        files.append(dst / ONNX_DATA_FILE)
-    return files
+    target = dst / ONNX_FILE
+    if not large:
+        shutil.move(str(tmp_out), target)
+        return [target]
+    # the quantizer names its external data "<model>.data"; the bundle's convention (and optimum's) is one
+    # "model.onnx_data" beside "model.onnx"
+    import onnx
+
+    model = onnx.load(str(tmp_out), load_external_data=True)
+    onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=ONNX_DATA_FILE, size_threshold=1024)
+    return [target, dst / ONNX_DATA_FILE]
 
 
 @register_scheme("qdq-static", "onnx", "INT8 QDQ, calibrated activations, per-channel weights (UNet, text "
@@ -87,7 +92,7 @@ def qdq_static(src: Path, dst: Path, component: str, options: QuantOptions, cali
         # (not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the collected outputs at that count
         # without folding them into the ranges. ORT holds every intermediate tensor of every calibration
         # input, GBs per input for an SD UNet: keep options.calib_samples small there.)
-        return _write(out, dst)
+        return _write(out, dst, _large(src))
 
 
 @register_scheme("dynamic", "onnx", "INT8 weights, activations quantized at run time (no calibration)")
@@ -102,4 +107,4 @@ def dynamic(src: Path, dst: Path, component: str, options: QuantOptions, calib=N
         quantize_dynamic(str(pre), str(out), op_types_to_quantize=list(options.op_types or DYNAMIC_OPS),
                          per_channel=options.per_channel, weight_type=QuantType.QInt8,
                          nodes_to_exclude=_excluded_nodes(pre, options), use_external_data_format=_large(src))
-        return _write(out, dst)
+        return _write(out, dst, _large(src))
