@@ -62,10 +62,6 @@ def _capture_once(bundle: Path, out: Path, samples: int, steps: int | None = Non
     return path
 
 
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def _graph_bytes(bundle: Path, backend: str) -> int:
     """Bytes of one backend's graphs in a bundle (an fp32 bundle may hold several backends)."""
     from ..manifest import load_manifest
@@ -78,6 +74,7 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
             calib_calls: int = 4) -> dict:
     from ..manifest import component_io, load_manifest
     from ..runtimes.backends import open_session
+    from .targets import folder_bytes
     from .timing import alternate, summarize
 
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +101,7 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
         backend, _ = _split(spec)
         print(f"quantizing {spec} ...", flush=True)
         q = _quantized(bundle, out, spec, calib, components=("unet",), calib_calls=calib_calls)
-        size = _folder_bytes(q / "unet") - sum(f.stat().st_size for f in (q / "unet").glob("*.json"))
+        size = folder_bytes(q / "unet") - sum(f.stat().st_size for f in (q / "unet").glob("*.json"))
         ref = open_session(backend, bundle / "unet" / graph[backend], io, threads=threads)
         cand = open_session(backend, q / "unet" / graph[backend], io, threads=threads)
         a, b = alternate(lambda: ref(**feeds), lambda: cand(**feeds), repeat=repeat)

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the runtime samplers' x0/eps formula: plain arithmetic, so torch tensors (per-sample alphas) go through it too
+from ..runtimes.samplers.base import predict_x0_and_eps as x0_and_eps
 from .distill_config import LOSSES, MODES, DistillConfig  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("edgeldm")
@@ -48,18 +50,6 @@ def boundary_scalings(t: torch.Tensor, timestep_scaling: float) -> tuple[torch.T
     c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
     c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
     return c_skip.float(), c_out.float()
-
-
-def x0_and_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction_type: str):
-    """(x0, eps) from a UNet output under the schedule's ``alpha = alphas_cumprod[t]`` (broadcast per sample)."""
-    a, s = alpha.sqrt(), (1 - alpha).sqrt()
-    if prediction_type == "epsilon":
-        return (x - s * out) / a, out
-    if prediction_type == "v_prediction":
-        return a * x - s * out, a * out + s * x
-    if prediction_type == "sample":
-        return out, (x - a * out) / s
-    raise ValueError(f"unsupported prediction_type {prediction_type!r}")
 
 
 def consistency_loss(a: torch.Tensor, b: torch.Tensor, kind: str, c: float | None) -> torch.Tensor:

@@ -17,15 +17,14 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ...calibration.capture import CalibrationSet, CaptureConfig, capture
+from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
 from ...manifest import MANIFEST_FILE, digest_files, load_manifest
+from ...runtimes.text2image import GRAPH_FILE as GRAPH
 from .schemes import QuantOptions, get_scheme
 from .validate import can_run, graph_parity, image_parity
 
 logger = logging.getLogger("edgeldm")
-
-GRAPH = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
 
 
 class QuantizationQualityError(EdgeLDMError):
@@ -109,7 +108,6 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             calib = CalibrationSet(calib_path)
         _copy_for_backend(bundle, tmp, manifest, config.backend)
         new_manifest = json.loads(json.dumps(manifest))
-        report: dict = {}
         with progress_bar(total=len(components), desc=f"quantizing ({config.backend} {config.scheme})",
                           unit="graph") as bar:
             for comp in components:
@@ -123,7 +121,6 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                 new_manifest["components"][comp]["backends"] = {config.backend: {
                     "files": files, "validation": old.get("validation"), "quantization": entry}}
                 new_manifest["components"][comp]["precision"] = f"{config.scheme}"
-                report[comp] = entry
                 bar.update(1)
         for comp, c in new_manifest["components"].items():  # keep only this backend's graphs
             c["backends"] = {config.backend: c["backends"][config.backend]}
@@ -133,7 +130,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             "options": asdict(config.options),
             "calibration": {k: calib.index[k] for k in ("sampler", "steps", "guidance", "guidance_embedding")}
             | {"prompts": len(calib.index["prompts"]),
-               "calls": {c: calib.calls(c) for c in ("text_encoder", "unet", "vae_decoder")}},
+               "calls": {c: calib.calls(c) for c in CAPTURED}},
             "source_bundle": str(bundle.resolve()),
         }
         new_manifest["recipe"] = {"stage": "quantize", "options": {
@@ -186,11 +183,11 @@ def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantO
 
 
 def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch):
-    import onnx
-
     from .sensitivity import block_groups, search
 
     if config.backend == "onnx":
+        import onnx
+
         names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node]
     else:
         from ..._lazy import require
