@@ -9,7 +9,7 @@ The result is one JSON document (schema ``edgeldm.bench/1``, documented in ``doc
                  image_s, text_encoder_s, unet_step_s, vae_decode_s: {median, p90, min, max, repeat, warmup}},
      "samples": {image_s: [...], ...},           # the raw per-repeat seconds
      "quality": {...} | null,                    # `edgeldm eval` metrics when the target derives from tiny
-     "vs": {target, fingerprint, figures, samples, quality} | null,
+     "vs": {target, fingerprint, figures, samples, quality, config} | null,   # config: vs's own sampling
      "ratios": {figure: {"per_pair": [...], "median": r}} | null}   # this / vs, per alternated pair
 
 Ratios are the only way figures are compared: with ``vs`` both targets run alternately (A B A B …), each
@@ -52,8 +52,11 @@ SETTLE_S = 0.25  # sample images per target kept for contact sheets
 
 
 def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None = None,
-              command: str = "") -> tuple[dict, tuple[np.ndarray, list[str]]]:
+              vs_config: BenchConfig | None = None, command: str = "") -> tuple[dict, tuple[np.ndarray, list[str]]]:
     """Benchmark ``spec`` (and ``vs`` alternately); returns the result document and sample images.
+
+    ``vs_config`` (default: ``config``) lets the two sides sample differently — a 4-step distilled bundle
+    against its 25-step guided teacher is the comparison a user of few-step sampling wants.
 
     The samples (uint8 images n x H x W x 3, and a caption each) are the first quality images when
     quality was measured, else the last timed image: what a contact sheet shows.
@@ -64,7 +67,8 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
     if config.repeat < 1 or config.warmup < 0:
         raise EdgeLDMError(f"--repeat must be >= 1 and --warmup >= 0, got {config.repeat}, {config.warmup}")
     specs = [spec] + ([vs] if vs else [])
-    procs = [TargetProcess(s, config) for s in specs]
+    configs = [config] + ([vs_config or config] if vs else [])
+    procs = [TargetProcess(s, c) for s, c in zip(specs, configs)]
     try:
         loads = []
         for p in procs:  # one after the other: a cold load must not compete with another for the CPU
@@ -88,7 +92,7 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
         memory = [p.peak_memory() for p in procs]  # before quality: that may load more than inference needs
         runs, sheets = [], []
         for k, p in enumerate(procs):
-            quality, images, captions = _quality(p, loads[k]["source"], config)
+            quality, images, captions = _quality(p, loads[k]["source"], configs[k])
             if images is None:
                 images, captions = last[k][None], [BENCH_PROMPT]
             sheets.append((images[:SHEET_IMAGES], [f"{p.spec}: {c}" if vs else c for c in captions[:SHEET_IMAGES]]))
@@ -96,7 +100,7 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
                        "size_bytes": loads[k]["size_bytes"], "unet_calls_per_image": unet_calls[k]}
             figures.update({f: summarize(samples[k][f], config.warmup).to_dict() for f in TIMED_FIGURES})
             runs.append({"target": {**loads[k]["describe"], "source": loads[k]["source"]},
-                         "fingerprint": _fingerprint(loads[k]["describe"], config), "figures": figures,
+                         "fingerprint": _fingerprint(loads[k]["describe"], configs[k]), "figures": figures,
                          "samples": samples[k], "quality": quality})
     finally:
         for p in procs:
@@ -104,7 +108,7 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
     result = {"schema": BENCH_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "command": command, "config": asdict(config), **runs[0], "vs": None, "ratios": None}
     if vs:
-        result["vs"] = runs[1]
+        result["vs"] = {**runs[1], "config": asdict(configs[1])}
         result["ratios"] = pair_ratios(runs[0], runs[1])
     if not vs:
         return result, sheets[0]

@@ -68,6 +68,29 @@ def evaluate_pipeline(pipe, config: EvalConfig = EvalConfig(), *, scorer=None, m
     return EvalResult(metrics, images, latents, captions, scenes, predicted)
 
 
+def evaluate_bundle(bundle, config: EvalConfig, *, backend: str = "onnx", scorer=None,
+                    session_options: dict | None = None) -> EvalResult:
+    """``evaluate_pipeline`` for an exported bundle: the same prompts and seeds through the torch-free runtime.
+
+    The runtime draws its noise with numpy, diffusers with torch: same metric, different images, so compare a
+    bundle with a model through their metrics, not image by image.
+    """
+    from ..runtimes.text2image import Text2Image
+    from .attribute_classifier import AttributeScorer
+
+    t2i = Text2Image(bundle, backend=backend, sampler=config.scheduler, **(session_options or {}))
+    captions, scenes, seeds = eval_set(config)
+    t0 = time.perf_counter()
+    latents = np.stack([t2i.latents(c, steps=config.steps, guidance=config.guidance, seed=s)[0]
+                        for c, s in zip(captions, seeds)])
+    images = np.stack([t2i.decode(z[None]) for z in latents])
+    seconds = time.perf_counter() - t0
+    metrics, predicted = score_images(images, scenes, config, scorer=scorer or AttributeScorer())
+    metrics.update(model=str(bundle), backend=backend, scheduler=t2i.sampler.__class__.__name__,
+                   generation_seconds=round(seconds, 2))
+    return EvalResult(metrics, images, latents, captions, scenes, predicted)
+
+
 def eval_set(config: EvalConfig) -> tuple[list[str], list, list[int]]:
     """The captions, the scenes they ask for, and one seed per caption: the same for every model."""
     pairs = eval_prompts(config.prompts, seed=config.seed, split=config.split)

@@ -134,12 +134,17 @@ def _run_zoo_save(args) -> int:
 # --- generate / eval ---------------------------------------------------------------------------
 
 
-def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int = 25, guidance: float = 7.5) -> None:
+def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int | None = 25,
+                            guidance: float | None = 7.5) -> None:
     from .schedulers import SCHEDULERS
 
-    p.add_argument("--steps", type=int, default=steps, help=f"denoising steps (default {steps})")
+    own = "the model's own: 25 / 7.5, or 4 / 8 for an LCM"
+    p.add_argument("--steps", type=int, default=steps,
+                   help=f"denoising steps (default {steps if steps is not None else own})")
+    own_guidance = "the model's own"
     p.add_argument("--guidance", type=float, default=guidance,
-                   help=f"classifier-free guidance scale; 1 disables guidance (default {guidance})")
+                   help="classifier-free guidance scale; 1 disables guidance (default "
+                        f"{guidance if guidance is not None else own_guidance})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
@@ -210,34 +215,30 @@ def _add_eval(sub) -> None:
         description="Generate K held-out prompts of the synthetic scene dataset with MODEL and score them exactly: "
                     "the attribute classifier checks shape, colour, position and size of every image (accuracy per "
                     "attribute and joint), and the Fréchet distance between its features of generated and real "
-                    "held-out scenes stands in for FID. Same arguments, same numbers.",
-        epilog="example:\n  edgeldm eval tiny --prompts 200 --steps 25 --guidance 7.5 --json --sheet sheet.png",
+                    "held-out scenes stands in for FID. Same arguments, same numbers. MODEL may also be an "
+                    "exported bundle: it then runs through the torch-free runtime (--backend).",
+        epilog="examples:\n  edgeldm eval tiny --prompts 200 --steps 25 --guidance 7.5 --json --sheet sheet.png\n"
+               "  edgeldm eval bundles/tiny-lcm --backend openvino   # 4 steps: the bundle's defaults",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_argument(p)
     p.add_argument("--prompts", type=int, default=200, help="number of held-out prompts (default 200)")
-    _add_sampling_arguments(p)
+    _add_sampling_arguments(p, steps=None, guidance=None)
     p.add_argument("--split", choices=("heldout", "compositional"), default="heldout",
                    help="heldout: new scenes of trained combinations; compositional: (shape, colour) pairs never "
                         "seen in training (default heldout)")
     p.add_argument("--batch-size", type=int, default=25, help="images per pipeline call (default 25)")
+    p.add_argument("--backend", default="onnx", help="graphs a bundle runs: onnx, openvino, coreml (default onnx)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
     p.add_argument("--vae-ceiling", action="store_true",
                    help="also score real held-out scenes passed through the model's VAE (encode, decode): a "
-                        "reference for what the VAE can reproduce")
+                        "reference for what the VAE can reproduce (models only)")
     p.set_defaults(func=_run_eval)
 
 
 def _run_eval(args) -> int:
-    from .benchmarks.evaluate import EvalConfig, evaluate_pipeline
-    from .loading import load_pipeline
-
-    _check_positive(steps=args.steps, prompts=args.prompts, batch_size=args.batch_size)
-    config = EvalConfig(prompts=args.prompts, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                        split=args.split, scheduler=args.scheduler, batch_size=args.batch_size)
-    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
-    result = evaluate_pipeline(pipe, config, model_name=str(args.model))
+    result, pipe, config = evaluate_args(args)
     if args.sheet:
         from .benchmarks.contact_sheet import contact_sheet
 
@@ -262,6 +263,37 @@ def _run_eval(args) -> int:
             print(f"VAE round-trip ({ceiling['images']} real scenes, {ceiling['psnr_db']:.1f} dB)  "
                   + "  ".join(f"{k} {100 * v:.1f} %" for k, v in ceiling["accuracy"].items()))
     return 0
+
+
+def evaluate_args(args):
+    """``edgeldm eval``'s work for parsed arguments (also a `compress` stage): (result, pipeline or None, config)."""
+    from pathlib import Path
+
+    from .benchmarks.evaluate import EvalConfig, evaluate_bundle, evaluate_pipeline
+
+    _check_positive(steps=args.steps, prompts=args.prompts, batch_size=args.batch_size)
+    bundle = (Path(args.model) / "edgeldm.json").is_file()
+    if bundle:
+        if args.vae_ceiling:
+            raise EdgeLDMError("--vae-ceiling needs a model (the bundle has no VAE encoder to round-trip)")
+        from .manifest import load_manifest
+
+        defaults, pipe = load_manifest(Path(args.model))["defaults"], None
+    else:
+        from .exporters.bundle import default_sampling
+        from .lineage import lineage_base
+        from .loading import load_pipeline
+
+        pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+        defaults = default_sampling(pipe, lineage_base(args.model))
+    config = EvalConfig(prompts=args.prompts, steps=args.steps or defaults["steps"],
+                        guidance=defaults["guidance"] if args.guidance is None else args.guidance, seed=args.seed,
+                        split=args.split, scheduler=args.scheduler, batch_size=args.batch_size)
+    if bundle:
+        result = evaluate_bundle(args.model, config, backend=args.backend)
+    else:
+        result = evaluate_pipeline(pipe, config, model_name=str(args.model))
+    return result, pipe, config
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -753,6 +785,124 @@ def _run_quantize(args) -> int:
     print(f"wrote {args.output}")
     return 0
 
+# --- compress / demo ---------------------------------------------------------------------------
+
+
+def _recipes_epilog() -> str:
+    from .recipe import shipped_recipes
+
+    lines = []
+    for name, path in shipped_recipes().items():
+        first = next((ln[len("description:"):].strip() for ln in path.read_text().splitlines()
+                      if ln.startswith("description:")), "")
+        lines.append(f"  {name:22s}{first}")
+    return "shipped recipes:\n" + "\n".join(lines)
+
+
+@subcommand("compress")
+def _add_compress(sub) -> None:
+    p = sub.add_parser(
+        "compress", help="run a recipe: prune, finetune, distill, export, quantize, evaluate, bench - with gates",
+        description="Run the stages of a recipe (a YAML file, or a shipped recipe's name) on MODEL, each into its own "
+                    "folder of OUTPUT with its artifact, record (stage.json: options, content digests, metrics, "
+                    "gates) and log. A stage's options are its subcommand's flags; a gate such as "
+                    "'joint_accuracy >= 0.9 * baseline' stops the run when it fails and keeps everything made so "
+                    "far. --resume skips stages whose inputs and options are unchanged (content hashes) and "
+                    "continues an interrupted one from its checkpoints. The end: OUTPUT/bundle (the final bundle, "
+                    "the recipe stamped into its manifest) and OUTPUT/report (Markdown, HTML, a latency-vs-quality "
+                    "plot and a contact sheet).",
+        epilog=_recipes_epilog() + "\n\nexamples:\n  edgeldm compress tiny --recipe tiny-demo -o runs/demo\n"
+               "  edgeldm compress ./my-sd15 --recipe sd15-laptop-openvino -o runs/laptop --resume\n"
+               "  edgeldm compress sd15 --recipe sd15-jetson-onnx -o runs/jetson --set bench.repeat=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_argument(p)
+    p.add_argument("--recipe", required=True, help="a recipe file (YAML) or a shipped recipe's name")
+    p.add_argument("-o", "--output", required=True, help="run folder to create")
+    p.add_argument("--resume", action="store_true", help="continue a run in OUTPUT, reusing finished stages")
+    p.add_argument("--overwrite", action="store_true", help="delete OUTPUT and start again")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                   help="override a recipe option: every stage of that kind (finetune.steps=100) or the N-th "
+                        "stage (3.steps=100); repeatable")
+    p.add_argument("--check", action="store_true", help="validate the recipe and print its stages, run nothing")
+    p.set_defaults(func=_run_compress)
+
+
+def _run_compress(args, *, title: str | None = None) -> int:
+    from .recipe import load_recipe
+
+    if args.resume and args.overwrite:
+        raise EdgeLDMError("--resume and --overwrite exclude each other")
+    recipe = load_recipe(args.recipe, tuple(args.set))
+    if getattr(args, "check", False):
+        print(f"recipe {recipe.name} ({recipe.source}): {recipe.description}")
+        for i, stage in enumerate(recipe.stages, 1):
+            gates = "".join(f"   [gate: {g.text}]" for g in stage.gates)
+            print(f"  {i}. {stage.kind:9s} {' '.join(stage.argv())}{gates}")
+        return 0
+    from .compress import GateFailed, compress
+
+    try:
+        summary = compress(args.model, recipe, args.output, resume=args.resume, overwrite=args.overwrite,
+                           allow_pickle=args.allow_pickle)
+    except KeyboardInterrupt:
+        print(f"interrupted; `edgeldm compress {args.model} --recipe {args.recipe} -o {args.output} --resume` "
+              "continues where it stopped", file=sys.stderr)
+        return 130
+    except GateFailed:
+        print(f"report of the stages so far: {args.output}/report/report.md", file=sys.stderr)
+        raise
+    _print_summary(summary, title)
+    return 0
+
+
+def _print_summary(summary: dict, title: str | None) -> None:
+    from .benchmarks.compress_report import markdown_table
+
+    print()
+    print(title or f"edgeldm compress {summary['model']} --recipe {summary['recipe']}")
+    print(markdown_table(summary))
+    head = summary.get("headline") or {}
+    from .benchmarks.compress_report import headline
+
+    head = head or headline(summary)
+    facts = []
+    if "speedup_per_image" in head:
+        facts.append(f"{head['speedup_per_image']:.1f}x faster per image")
+    if "size_ratio" in head:
+        facts.append(f"{head['size_ratio']:.3f}x the size")
+    if "accuracy_ratio" in head:
+        facts.append(f"{100 * head['accuracy_ratio']:.0f} % of the original's joint accuracy")
+    if facts:
+        print("final bundle vs original: " + ", ".join(facts))
+    print(f"bundle: {summary['final_bundle']}   report: {summary['output']}/report/report.html"
+          + (f"   wall time {summary['seconds']:.0f} s" if summary.get("seconds") is not None else ""))
+
+
+@subcommand("demo")
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="compress the embedded tiny model end to end (recipe tiny-demo) and print the summary",
+        description="Runs `edgeldm compress tiny --recipe tiny-demo` into a fresh folder: prune -> finetune -> "
+                    "distill -> export -> quantize -> evaluate -> bench, about 15 minutes on 2 CPU cores, and "
+                    "prints the table of the report (size, MACs, latency, prompt accuracy per stage).",
+        epilog="example:\n  edgeldm demo -o demo && open demo/report/report.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-o", "--output", default="edgeldm-demo", help="run folder (default edgeldm-demo)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    p.add_argument("--overwrite", action="store_true", help="delete OUTPUT and start again")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                   help="override a tiny-demo option (see `edgeldm compress --help`)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    ns = argparse.Namespace(model="tiny", recipe="tiny-demo", output=args.output, resume=args.resume,
+                            overwrite=args.overwrite, set=args.set, allow_pickle=False, check=False)
+    return _run_compress(ns, title="edgeldm demo: tiny, compressed by recipe tiny-demo")
+
+
 # --- bench -------------------------------------------------------------------------------------
 
 _BENCH_EPILOG = """targets:
@@ -796,6 +946,11 @@ def _add_bench(sub) -> None:
     p.add_argument("--steps", type=int, default=25, help="denoising steps per image (default 25; 1 gives a "
                                                          "UNet-step figure without a full image's cost)")
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default 7.5)")
+    p.add_argument("--vs-steps", type=int, default=None,
+                   help="steps per image for the --vs target (default: --steps), e.g. 25 for a teacher vs a "
+                        "4-step student")
+    p.add_argument("--vs-guidance", type=float, default=None, help="guidance scale of the --vs target "
+                                                                    "(default: --guidance)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     p.add_argument("--repeat", type=int, default=5, help="timed images per target (default 5)")
@@ -814,15 +969,9 @@ def _add_bench(sub) -> None:
 
 def _run_bench(args) -> int:
     from .atomic import atomic_write_text
-    from .benchmarks.bench import append_history, markdown_summary, run_bench, write_sheet
-    from .benchmarks.targets import BenchConfig
+    from .benchmarks.bench import append_history, markdown_summary, write_sheet
 
-    _check_positive(steps=args.steps, repeat=args.repeat, height=args.height, width=args.width,
-                    threads=args.threads)
-    config = BenchConfig(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
-                         repeat=args.repeat, warmup=args.warmup, threads=args.threads, backend=args.backend,
-                         device=args.device, quality_prompts=args.quality_prompts)
-    result, samples = run_bench(args.target, config, vs=args.vs, command=" ".join(["edgeldm"] + sys.argv[1:]))
+    result, samples = bench_args(args)
     if args.history:
         logger.info("appended %s", append_history(result, args.history, samples))
     if args.sheet:
@@ -835,6 +984,25 @@ def _run_bench(args) -> int:
     if args.markdown or args.json != "-":  # with the document on stdout, the summary goes to stderr
         print(markdown_summary(result), file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
+
+
+def bench_args(args):
+    """``edgeldm bench``'s measurement for parsed arguments (also a `compress` stage): (document, samples)."""
+    from .benchmarks.bench import run_bench
+    from .benchmarks.targets import BenchConfig
+
+    _check_positive(steps=args.steps, repeat=args.repeat, height=args.height, width=args.width,
+                    threads=args.threads)
+    config = BenchConfig(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
+                         repeat=args.repeat, warmup=args.warmup, threads=args.threads, backend=args.backend,
+                         device=args.device, quality_prompts=args.quality_prompts)
+    _check_positive(vs_steps=args.vs_steps)
+    from dataclasses import replace
+
+    vs_config = replace(config, steps=args.vs_steps or config.steps,
+                        guidance=config.guidance if args.vs_guidance is None else args.vs_guidance)
+    return run_bench(args.target, config, vs=args.vs, vs_config=vs_config,
+                     command=" ".join(["edgeldm"] + sys.argv[1:]))
 
 
 @subcommand("bench-compare")
