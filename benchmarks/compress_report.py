@@ -152,14 +152,16 @@ def _html(summary: dict, plot: bool, sheet: bool) -> str:
 
 
 def _plot(summary: dict, path: Path) -> bool:
-    """Quality against time per image: evaluate stages' generation time, and bench stages' image latency."""
+    """Quality against time per image: evaluate stages' generation time, and bench stages' image latency
+    (with the accuracy evaluate measured on the same artifact, else bench's own)."""
     points = {"evaluate": [], "bench": []}
     for r in summary["rows"]:
         ev, bench = r.get("evaluate") or {}, r.get("bench") or {}
         if "joint_accuracy" in ev and ev.get("seconds_per_image"):
             points["evaluate"].append((ev["seconds_per_image"] * 1000, 100 * ev["joint_accuracy"], r["label"]))
-        if "joint_accuracy" in bench and bench.get("image_latency"):
-            points["bench"].append((bench["image_latency"] * 1000, 100 * bench["joint_accuracy"], r["label"]))
+        quality = ev.get("joint_accuracy", bench.get("joint_accuracy"))  # evaluate's, else bench's own
+        if quality is not None and bench.get("image_latency"):
+            points["bench"].append((bench["image_latency"] * 1000, 100 * quality, r["label"]))
     if not any(points.values()):
         return False
     import matplotlib

@@ -119,18 +119,14 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
 
 
 def _quality_of(bundle: Path, backend: str, prompts: int, steps: int | None, guidance: float | None) -> dict:
-    from ..runtimes.text2image import Text2Image
-    from .evaluate import EvalConfig, eval_set, score_images
+    from ..manifest import load_manifest
+    from .evaluate import EvalConfig, evaluate_bundle
 
-    t2i = Text2Image(bundle, backend=backend)
-    steps = steps or t2i.defaults["steps"]
-    guidance = t2i.defaults["guidance"] if guidance is None else guidance
-    config = EvalConfig(prompts=prompts, steps=steps, guidance=guidance)
-    captions, scenes, seeds = eval_set(config)
-    images = np.stack([t2i.decode(t2i.latents(c, steps=steps, guidance=guidance, seed=s))
-                       for c, s in zip(captions, seeds)])
-    metrics, _ = score_images(images, scenes, config)
-    return {"accuracy": metrics["accuracy"], "fd": metrics["fd"], "steps": steps, "guidance": guidance}
+    defaults = load_manifest(Path(bundle))["defaults"]
+    steps = steps or defaults["steps"]
+    guidance = defaults["guidance"] if guidance is None else guidance
+    m = evaluate_bundle(bundle, EvalConfig(prompts=prompts, steps=steps, guidance=guidance), backend=backend).metrics
+    return {"accuracy": m["accuracy"], "fd": m["fd"], "steps": steps, "guidance": guidance}
 
 
 def _manifest(bundle):

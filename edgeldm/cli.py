@@ -228,7 +228,9 @@ def _add_eval(sub) -> None:
                    help="heldout: new scenes of trained combinations; compositional: (shape, colour) pairs never "
                         "seen in training (default heldout)")
     p.add_argument("--batch-size", type=int, default=25, help="images per pipeline call (default 25)")
-    p.add_argument("--backend", default="onnx", help="graphs a bundle runs: onnx, openvino, coreml (default onnx)")
+    p.add_argument("--backend", default=None,
+                   help="graphs a bundle runs: onnx, openvino, coreml (default: onnx if the bundle has it, else "
+                        "the backend it has)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
     p.add_argument("--vae-ceiling", action="store_true",
@@ -276,9 +278,11 @@ def evaluate_args(args):
     if bundle:
         if args.vae_ceiling:
             raise EdgeLDMError("--vae-ceiling needs a model (the bundle has no VAE encoder to round-trip)")
-        from .manifest import load_manifest
+        from .manifest import default_backend, load_manifest
 
-        defaults, pipe = load_manifest(Path(args.model))["defaults"], None
+        manifest = load_manifest(Path(args.model))
+        defaults, pipe = manifest["defaults"], None
+        args.backend = args.backend or default_backend(manifest)
     else:
         from .exporters.bundle import default_sampling
         from .lineage import lineage_base

@@ -113,15 +113,8 @@ def model_bytes(model: str) -> int:
     return sum(c["weights_bytes"] for c in info["components"].values() if "weights_bytes" in c)
 
 
-def unet_macs(model: str) -> int | None:
-    """UNet MACs per step at the model's own size: the pruning plan's count for a pruned model."""
-    from .compressor.plan import read_plan
-
-    path = Path(model)
-    if path.is_dir() and (path / "unet").is_dir():
-        plan = read_plan(path / "unet")
-        if plan is not None and "macs" in plan.report:
-            return int(plan.report["macs"]["pruned"])
+def unet_macs(model: str) -> int:
+    """UNet MACs per step at the model's own size, batch 1 (the counter of `edgeldm info`)."""
     from .info import describe_model
 
     return int(describe_model(model)["unet"]["macs_per_step"])
@@ -152,6 +145,10 @@ class RunState:
     latest: Artifact | None = None
     rows: list = field(default_factory=list)  # one per artifact, for the report
     records: list = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -201,8 +198,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def stage_banner(index: int, total: int, kind: str, note: str) -> None:
-    logger.info("[%d/%d] %s: %s", index, total, kind, note)
+def stage_banner(index: int, total: int, kind: str, note: str, elapsed: float) -> None:
+    """Overall progress between the stages (each stage shows its own bars and losses)."""
+    logger.info("[%d/%d] %s: %s  (run time so far %dm%02ds)", index, total, kind, note, elapsed // 60, elapsed % 60)
 
 
 def _run_one(state: RunState, index: int, stage: Stage, parsers) -> None:
@@ -213,14 +211,14 @@ def _run_one(state: RunState, index: int, stage: Stage, parsers) -> None:
     record = _read_record(sdir)
     total = len(state.recipe.stages)
     if record and record.get("status") == "done" and record.get("key") == key and _artifact_intact(sdir, record):
-        stage_banner(index, total, stage.kind, "cached (inputs and options unchanged)")
+        stage_banner(index, total, stage.kind, "cached (inputs and options unchanged)", state.elapsed())
         # gates are not part of the key: a changed gate re-judges the recorded measurement
         record["gates"] = _judge(stage, record["metrics"], record["baseline"])
         record["seconds"] = None
     else:
         if record and record.get("key") != key and sdir.exists():
             shutil.rmtree(sdir)  # different inputs or options: its partial state (.work) is not ours to resume
-        stage_banner(index, total, stage.kind, f"on {inp.label}")
+        stage_banner(index, total, stage.kind, f"on {inp.label}", state.elapsed())
         record = _execute(state, index, stage, sdir, inp, key, parsers)
     state.records.append(record)
     _advance(state, stage, sdir, record, inp)
@@ -292,7 +290,11 @@ def _advance(state: RunState, stage: Stage, sdir: Path, record: dict, inp: Artif
     spec = stage.spec
     if spec.produces:
         path = str(sdir / spec.produces)
-        macs = unet_macs(path) if spec.produces == "model" else inp.macs
+        # the pruning plan's own count of what it kept, applied to the original's count: one counter for
+        # every row (info's counter builds the base architecture and cannot see a plan); other stages keep
+        # the architecture (distill adds a guidance embedding of negligible cost)
+        kept = record["metrics"].get("macs_kept", 1.0) if stage.kind == "prune" else 1.0
+        macs = None if inp.macs is None else int(round(inp.macs * kept))
         art = Artifact(path, spec.produces, record["artifact_digest"], sdir.name, macs)
         state.current[spec.produces] = state.latest = art
         state.rows.append({"label": sdir.name, "stage": stage.kind, "path": path, "kind": spec.produces,
@@ -382,15 +384,9 @@ _ARTIFACT_METRICS = {"prune": _prune_metrics, "finetune": _finetune_metrics, "di
 
 
 def bundle_backend(bundle: str | Path) -> str:
-    """The backend every component of a bundle has (onnx first): what its measurements run."""
-    from .manifest import load_manifest
+    from .manifest import default_backend, load_manifest
 
-    comps = load_manifest(Path(bundle))["components"].values()
-    common = set.intersection(*(set(c["backends"]) for c in comps))
-    for b in ("onnx", "openvino", "coreml"):
-        if b in common:
-            return b
-    raise EdgeLDMError(f"{bundle}: no backend has every component", hint="re-export the bundle")
+    return default_backend(load_manifest(Path(bundle)))
 
 
 def default_sampling_of(path: str) -> dict:

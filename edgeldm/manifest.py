@@ -82,3 +82,13 @@ def component_io(manifest: dict, component: str) -> ComponentIO:
         return ComponentIO.from_dict(component, manifest["components"][component]["io"])
     except KeyError:
         raise BundleError(f"the bundle has no {component!r} component") from None
+
+
+def default_backend(manifest: dict) -> str:
+    """The backend every component of a bundle has, onnx first: what a command runs unless told."""
+    comps = manifest["components"].values()
+    common = set.intersection(*(set(c["backends"]) for c in comps)) if comps else set()
+    for backend in ("onnx", "openvino", "coreml"):
+        if backend in common:
+            return backend
+    raise BundleError("no backend has a graph for every component of this bundle", hint="re-export the bundle")
