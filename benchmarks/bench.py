@@ -112,7 +112,12 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
         result["ratios"] = pair_ratios(runs[0], runs[1])
     if not vs:
         return result, sheets[0]
-    return result, (np.concatenate([sheets[0][0], sheets[1][0]]), sheets[0][1] + sheets[1][1])
+    a, b = sheets[0][0], sheets[1][0]
+    if a.shape[1:] != b.shape[1:]:  # e.g. a fixed-size bundle against its model at the model's own size
+        from PIL import Image
+
+        b = np.stack([np.asarray(Image.fromarray(im).resize((a.shape[2], a.shape[1]), Image.BICUBIC)) for im in b])
+    return result, (np.concatenate([a, b]), sheets[0][1] + sheets[1][1])
 
 
 def _fingerprint(describe: dict, config: BenchConfig) -> dict:

@@ -115,8 +115,10 @@ def unet_io(unet_config, *, latent_height: int, latent_width: int, sequence_leng
         "unet",
         inputs=tuple(inputs),
         outputs=(TensorSpec("out_sample", "float32", ("batch_size", c_out, "latent_height", "latent_width")),),
-        dims={"batch_size": 2, "latent_height": latent_height, "latent_width": latent_width,
-              "sequence_length": sequence_length},
+        # a static export fixes this: 2 for classifier-free guidance (uncond + cond in one call), 1 for a UNet
+        # that embeds the guidance scale (LCM: one call per step)
+        dims={"batch_size": 1 if getattr(unet_config, "time_cond_proj_dim", None) else 2,
+              "latent_height": latent_height, "latent_width": latent_width, "sequence_length": sequence_length},
     )
 
 

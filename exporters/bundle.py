@@ -187,7 +187,10 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
     ios = component_ios(pipe, height, width)
     components = list(COMPONENTS) + (["vae_encoder"] if config.vae_encoder else [])
     if config.static:
-        ios = {k: v.static() for k, v in ios.items()}
+        # a model that samples without guidance by default (an LCM-LoRA student) calls its UNet with batch 1
+        unet_batch = 1 if default_sampling(pipe, source)["guidance"] <= 1.0 else None
+        ios = {k: v.static({"batch_size": unet_batch} if k == "unet" and unet_batch else None)
+               for k, v in ios.items()}
     kind, path = resolve_source(source)
     protect = (path,) if path is not None and kind == "folder" else ()
     vocab = pipe.text_encoder.config.vocab_size

@@ -134,6 +134,14 @@ def test_cli_distill_export_run_reproduces_diffusers_lcm(tiny_random_dir, tmp_pa
     ref = np.clip(ref * 255.0 + 0.5, 0, 255).astype(np.uint8)
     assert _psnr(ours, ref) >= 35.0  # the issue's bar for the runtime's LCM sampler vs diffusers' LCMScheduler
 
+    # static shapes (NPUs, Core ML): an LCM calls its UNet once per step, so its fixed batch is 1, not 2
+    static = tmp_path / "static"
+    export_bundle(str(out), static, ExportConfig(backends=("onnx",), static=True))
+    t2i_static = Text2Image(static, backend="onnx")
+    assert t2i_static.unet_batch == 1
+    fixed = t2i_static.decode(t2i_static.latents(prompt, steps=4, guidance=8.0, noise=torch_noise()))
+    assert _psnr(fixed, ours) >= 35.0
+
 
 @pytest.mark.filterwarnings("error:While injecting the PEFT adapters:RuntimeWarning")
 def test_lcm_lora_writes_an_adapter_that_loads_fused(tiny_random_dir, tmp_path):
