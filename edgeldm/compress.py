@@ -159,6 +159,10 @@ def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = Fals
         src = Path(model).absolute()
         if out == src or src in out.parents or out in src.parents:
             raise EdgeLDMError(f"output {out} overlaps the input {src}; edgeldm never writes into its input")
+    if out.exists() and any(out.iterdir()) and not (out / "run.json").is_file():
+        # --overwrite deletes the folder: only ever one that a compress run made
+        raise EdgeLDMError(f"{out} exists and is not an `edgeldm compress` run folder (no run.json)",
+                           hint="choose a new output folder")
     if out.exists() and not resume:
         if not overwrite:
             raise EdgeLDMError(f"{out} already exists",

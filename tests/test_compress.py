@@ -117,8 +117,16 @@ def test_compress_check_prints_the_plan_and_refuses_existing_output(tmp_path, ca
     out = capsys.readouterr().out
     assert "1. prune" in out and "gate: joint_accuracy" in out
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "run.json").write_text("{}")
     assert main(["--quiet", "compress", "tiny", "--recipe", "tiny-demo", "-o", str(tmp_path / "exists")]) == 1
     assert "already exists" in capsys.readouterr().err
+    # --overwrite deletes only a folder that a compress run made
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    assert main(["--quiet", "compress", "tiny", "--recipe", "tiny-demo", "-o", str(tmp_path / "mine"),
+                 "--overwrite"]) == 1
+    assert "not an `edgeldm compress` run folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
     assert main(["--quiet", "demo", "-o", str(tmp_path / "d"), "--set", "bogus.steps=1"]) == 1
     assert "no stage 'bogus'" in capsys.readouterr().err
 
