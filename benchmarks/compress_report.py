@@ -20,20 +20,22 @@ def summary_rows(summary: dict) -> list[dict]:
     """Per artifact: display strings, and the raw numbers the plot needs."""
     rows = summary["rows"]
     base = rows[0]
+    base_bench = base.get("bench") or {}
     out = []
     for r in rows:
         bench, ev = r.get("bench") or {}, r.get("evaluate") or {}
         quality = ev if "joint_accuracy" in ev else bench
+        ref = r is not base  # the original's own row shows no ratios
         cells = {
             "artifact": f"{r['label']} ({r['kind']})",
-            "size": _ratio_cell(r.get("size_bytes"), base.get("size_bytes"), lambda v: f"{v / 2**20:.1f} MiB"),
-            "UNet MACs/step": _ratio_cell(r.get("macs"), base.get("macs"), lambda v: f"{v / 1e6:,.1f} M"),
-            "UNet step": _ratio_cell(bench.get("unet_step_latency"), (base.get("bench") or {}).get("unet_step_latency"),
+            "size": _ratio_cell(r.get("size_bytes"), ref and base.get("size_bytes"), lambda v: f"{v / 2**20:.1f} MiB"),
+            "UNet MACs/step": _ratio_cell(r.get("macs"), ref and base.get("macs"), lambda v: f"{v / 1e6:,.1f} M"),
+            "UNet step": _ratio_cell(bench.get("unet_step_latency"), ref and base_bench.get("unet_step_latency"),
                                      lambda v: f"{v * 1000:.2f} ms"),
-            "image": _ratio_cell(bench.get("image_latency"), (base.get("bench") or {}).get("image_latency"),
+            "image": _ratio_cell(bench.get("image_latency"), ref and base_bench.get("image_latency"),
                                  lambda v: f"{v * 1000:.1f} ms"),
             "joint accuracy": _ratio_cell(quality.get("joint_accuracy"),
-                                          _base_quality(base, "joint_accuracy"), lambda v: f"{100 * v:.1f} %"),
+                                          ref and _base_quality(base, "joint_accuracy"), lambda v: f"{100 * v:.1f} %"),
             "FD": "" if quality.get("fd") is None else f"{quality['fd']:.1f}",
             "eval s/image": "" if ev.get("seconds_per_image") is None else f"{ev['seconds_per_image'] * 1000:.1f} ms",
         }
@@ -52,7 +54,7 @@ def _ratio_cell(value, base, fmt) -> str:
     if value is None:
         return ""
     text = fmt(value)
-    if base and value is not base:
+    if base:
         text += f" ({value / base:.3g}x)"
     return text
 

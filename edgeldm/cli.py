@@ -838,7 +838,7 @@ def _run_compress(args, *, title: str | None = None) -> int:
     if args.resume and args.overwrite:
         raise EdgeLDMError("--resume and --overwrite exclude each other")
     recipe = load_recipe(args.recipe, tuple(args.set))
-    if getattr(args, "check", False):
+    if args.check:
         print(f"recipe {recipe.name} ({recipe.source}): {recipe.description}")
         for i, stage in enumerate(recipe.stages, 1):
             gates = "".join(f"   [gate: {g.text}]" for g in stage.gates)
@@ -861,15 +861,12 @@ def _run_compress(args, *, title: str | None = None) -> int:
 
 
 def _print_summary(summary: dict, title: str | None) -> None:
-    from .benchmarks.compress_report import markdown_table
+    from .benchmarks.compress_report import headline, markdown_table
 
     print()
     print(title or f"edgeldm compress {summary['model']} --recipe {summary['recipe']}")
     print(markdown_table(summary))
-    head = summary.get("headline") or {}
-    from .benchmarks.compress_report import headline
-
-    head = head or headline(summary)
+    head = headline(summary)
     facts = []
     if "speedup_per_image" in head:
         facts.append(f"{head['speedup_per_image']:.1f}x faster per image")

@@ -52,22 +52,16 @@ class GateFailed(EdgeLDMError):
 # --- content digests -----------------------------------------------------------------------------
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tree_digest(path: Path) -> str:
     """SHA-256 over every file's relative path and content digest (a folder), or over the file itself."""
+    from .manifest import sha256_file
+
     path = Path(path)
     if path.is_file():
-        return file_digest(path)
+        return sha256_file(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_digest(f)}\n".encode())
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 
@@ -98,8 +92,9 @@ def weights_bytes(path: str | Path) -> int:
     return sum(folder_bytes(Path(path) / c) for c in WEIGHT_FOLDERS if (Path(path) / c).is_dir())
 
 
-def model_bytes(model: str) -> int:
-    """Weight bytes of a model on disk; a random-weight preset counts what its fp32 weights would take."""
+def model_bytes(model: str, info: dict) -> int:
+    """Weight bytes of a model on disk; a random-weight preset counts what its fp32 weights would take
+    (``info``: the model's ``describe_model``)."""
     from .zoo import ZOO
 
     if Path(model).exists():
@@ -107,17 +102,7 @@ def model_bytes(model: str) -> int:
     entry = ZOO[model]
     if entry.kind == "checkpoint":
         return weights_bytes(entry.folder)
-    from .info import describe_model
-
-    info = describe_model(model)
     return sum(c["weights_bytes"] for c in info["components"].values() if "weights_bytes" in c)
-
-
-def unet_macs(model: str) -> int:
-    """UNet MACs per step at the model's own size, batch 1 (the counter of `edgeldm info`)."""
-    from .info import describe_model
-
-    return int(describe_model(model)["unet"]["macs_per_step"])
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -175,17 +160,19 @@ def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = Fals
     _write_run_files(out, model, recipe, resume)
     state = RunState(model=model, out=out, recipe=recipe, allow_pickle=allow_pickle)
     logger.info("compress %s with recipe %s (%d stages) into %s", model, recipe.name, len(recipe.stages), out)
+    from .info import describe_model
+
     digest = source_digest(model)
-    state.original = Artifact(model, "model", digest, "original", unet_macs(model))
+    info = describe_model(model, allow_pickle=allow_pickle)  # UNet MACs: the counter of `edgeldm info`
+    state.original = Artifact(model, "model", digest, "original", int(info["unet"]["macs_per_step"]))
     state.current["model"] = state.latest = state.original
     state.rows.append({"label": "original", "stage": "original", "path": model, "kind": "model",
-                       "size_bytes": model_bytes(model), "macs": state.original.macs})
+                       "size_bytes": model_bytes(model, info), "macs": state.original.macs})
     parsers = stage_parsers()
-    t_run = time.perf_counter()
     for index, stage in enumerate(recipe.stages, 1):
         _run_one(state, index, stage, parsers)
     final = state.current.get("bundle")
-    summary = _finish(state, final, time.perf_counter() - t_run)
+    summary = _finish(state, final, state.elapsed())
     if final is not None:
         logger.info("final bundle: %s (weights %s)", out / "bundle", _mib(weights_bytes(out / "bundle")))
     return summary
@@ -261,18 +248,16 @@ def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifac
     record = {"stage": stage.kind, "index": index, "status": "running", "key": key, "input": inp.path,
               "input_label": inp.label, "input_digest": inp.digest, "options": stage.options, "started": _now(),
               "artifact": spec.produces, "gates": []}
-    atomic_write_text(sdir / RECORD, json.dumps(record, indent=2) + "\n")
+    _write_record(sdir, record)
     t0 = time.perf_counter()
     try:
         with _stage_log(sdir / "log.txt") as captured:
             metrics, baseline, argv = _STAGE_RUNNERS[stage.kind](state, stage, sdir, inp, parsers[stage.kind])
     except KeyboardInterrupt:
-        record.update(status="interrupted", finished=_now())
-        atomic_write_text(sdir / RECORD, json.dumps(record, indent=2) + "\n")
+        _write_record(sdir, {**record, "status": "interrupted", "finished": _now()})
         raise
     except BaseException as exc:
-        record.update(status="failed", error=str(exc), finished=_now())
-        atomic_write_text(sdir / RECORD, json.dumps(record, indent=2) + "\n")
+        _write_record(sdir, {**record, "status": "failed", "error": str(exc), "finished": _now()})
         raise
     record["argv"] = argv
     record["stdout_tail"] = captured.getvalue()[-2000:]
@@ -281,8 +266,12 @@ def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifac
     record.update(metrics=metrics, baseline=baseline, seconds=round(time.perf_counter() - t0, 2))
     record["gates"] = _judge(stage, metrics, baseline)
     record.update(status="done", finished=_now())
-    atomic_write_text(sdir / RECORD, json.dumps(record, indent=2) + "\n")
+    _write_record(sdir, record)
     return record
+
+
+def _write_record(sdir: Path, record: dict) -> None:
+    atomic_write_text(sdir / RECORD, json.dumps(record, indent=2) + "\n")
 
 
 def _judge(stage: Stage, metrics: dict, baseline: dict) -> list[dict]:
@@ -305,10 +294,8 @@ def _advance(state: RunState, stage: Stage, sdir: Path, record: dict, inp: Artif
                            "size_bytes": record["metrics"]["size_bytes"], "macs": macs})
         return
     row = next(r for r in reversed(state.rows) if r["label"] == inp.label)
-    row.setdefault("measured", []).append(sdir.name)
-    row.update({f"{stage.kind}": record["metrics"]})
-    original = state.rows[0]
-    original.setdefault(stage.kind, record["baseline"])
+    row[stage.kind] = record["metrics"]
+    state.rows[0].setdefault(stage.kind, record["baseline"])
 
 
 # --- stage runners -------------------------------------------------------------------------------
@@ -340,9 +327,9 @@ def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, pa
 def _prune_metrics(model: Path) -> dict:
     from .compressor.plan import read_plan
 
-    r = read_plan(model / "unet").report
-    return {"macs_kept": r["macs"]["kept"], "params_kept": r["params"]["kept"],
-            "operators": len(read_plan(model / "unet").operations)}
+    plan = read_plan(model / "unet")
+    return {"macs_kept": plan.report["macs"]["kept"], "params_kept": plan.report["params"]["kept"],
+            "operators": len(plan.operations)}
 
 
 def _finetune_metrics(model: Path) -> dict:
@@ -395,13 +382,16 @@ def bundle_backend(bundle: str | Path) -> str:
 
 def default_sampling_of(path: str) -> dict:
     """Steps and guidance an artifact samples with by default, without loading it."""
-    from .lineage import read_lineage
+    from .lineage import sampling_defaults
     from .manifest import load_manifest
 
     if (Path(path) / "edgeldm.json").is_file():
         return dict(load_manifest(Path(path))["defaults"])
-    recorded = (read_lineage(path) or {}).get("sampling") or {}
-    return {"steps": int(recorded.get("steps", 25)), "guidance": float(recorded.get("guidance", 7.5))}
+    try:  # a UNet with a guidance embedding is an LCM even without edgeldm's lineage file
+        embedded = bool(json.loads((Path(path) / "unet" / "config.json").read_text()).get("time_cond_proj_dim"))
+    except (OSError, ValueError):
+        embedded = False  # a zoo name: none of them is an LCM
+    return sampling_defaults(path, embedded)
 
 
 def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parser) -> tuple[dict, dict, list]:
@@ -499,10 +489,6 @@ def _save_samples(path: Path, images: np.ndarray, captions: list[str]) -> None:
 @contextlib.contextmanager
 def _stage_log(path: Path):
     """The stage's log records and printed output go to ``path`` (and still to the console)."""
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("edgeldm")
-    root.addHandler(handler)
     captured = io.StringIO()
 
     class _Tee(io.TextIOBase):
@@ -519,12 +505,14 @@ def _stage_log(path: Path):
                 st.flush()
 
     with open(path, "a", encoding="utf-8") as log_file:
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
         try:
             with contextlib.redirect_stdout(_Tee(sys.stdout, log_file, captured)):
                 yield captured
         finally:
-            root.removeHandler(handler)
-            handler.close()
+            logger.removeHandler(handler)
 
 
 # --- the end of a run ----------------------------------------------------------------------------

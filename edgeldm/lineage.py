@@ -30,6 +30,22 @@ def read_lineage(source: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def sampling_defaults(source: str | Path | None, guidance_embedding: bool) -> dict:
+    """Steps and guidance a model samples with unless told otherwise.
+
+    A model written by ``edgeldm distill`` records its own (``sampling`` in its lineage file: 4 steps; an
+    LCM-LoRA student samples without guidance); otherwise LCM UNets (``guidance_embedding``) get 4 steps at
+    guidance 8, others 25 at 7.5.
+    """
+    if source is not None:
+        recorded = (read_lineage(source) or {}).get("sampling")
+        if isinstance(recorded, dict) and {"steps", "guidance"} <= set(recorded):
+            return {"steps": int(recorded["steps"]), "guidance": float(recorded["guidance"]),
+                    "guidance_embedding": guidance_embedding}
+    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if guidance_embedding else \
+        {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
+
+
 def lineage_base(source: str | Path) -> str:
     """The model a zoo name / folder / bundle source is, or was made from (itself if no record)."""
     if str(source) in _zoo_names():

@@ -151,21 +151,10 @@ def _toolchain() -> dict:
 
 
 def default_sampling(pipe, source=None) -> dict:
-    """Steps and guidance a bundle samples with unless told otherwise.
+    """Steps and guidance a bundle samples with unless told otherwise (see ``lineage.sampling_defaults``)."""
+    from ..lineage import sampling_defaults
 
-    A model written by ``edgeldm distill`` records its own (``sampling`` in its lineage file: 4 steps; an
-    LCM-LoRA student samples without guidance); otherwise LCM UNets get 4 steps at guidance 8, others 25 at 7.5.
-    """
-    embedded = bool(getattr(pipe.unet.config, "time_cond_proj_dim", None))
-    if source is not None:
-        from ..lineage import read_lineage
-
-        recorded = (read_lineage(source) or {}).get("sampling")
-        if isinstance(recorded, dict) and {"steps", "guidance"} <= set(recorded):
-            return {"steps": int(recorded["steps"]), "guidance": float(recorded["guidance"]),
-                    "guidance_embedding": embedded}
-    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if embedded else \
-        {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
+    return sampling_defaults(source, bool(getattr(pipe.unet.config, "time_cond_proj_dim", None)))
 
 
 def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfig(), *, overwrite: bool = False,
