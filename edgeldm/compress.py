@@ -139,6 +139,7 @@ class RunState:
 def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = False, overwrite: bool = False,
              allow_pickle: bool = False) -> dict:
     """Run ``recipe`` on ``model`` into ``out``; returns the summary (also ``out/report/summary.json``)."""
+    digest = source_digest(model)  # first: a missing input leaves no run folder behind
     out = Path(out).absolute()
     if Path(model).exists():
         src = Path(model).absolute()
@@ -162,7 +163,6 @@ def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = Fals
     logger.info("compress %s with recipe %s (%d stages) into %s", model, recipe.name, len(recipe.stages), out)
     from .info import describe_model
 
-    digest = source_digest(model)
     info = describe_model(model, allow_pickle=allow_pickle)  # UNet MACs: the counter of `edgeldm info`
     state.original = Artifact(model, "model", digest, "original", int(info["unet"]["macs_per_step"]))
     state.current["model"] = state.latest = state.original
