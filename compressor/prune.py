@@ -29,6 +29,7 @@ class PruneConfig:
     prompts_file: str | None = None
     seed: int = 0
     narrow_keep: float | None = None  # inner-channel fraction a `narrow` candidate keeps; None: no narrowing
+    protect: tuple[str, ...] = ()  # glob patterns of modules never modified (nor any operator containing one)
 
 
 @contextmanager
@@ -94,7 +95,15 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
 def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None) \
         -> tuple[PruningPlan, list[Candidate]]:
     """Select operators to the budget (re-scoring between batches with ``iterative``); apply them to ``pipe``."""
+    import fnmatch
+
     budget = config.budget
+    modules = [n for n, _ in pipe.unet.named_modules() if n]
+    unmatched = [pat for pat in config.protect if not any(fnmatch.fnmatchcase(n, pat) for n in modules)]
+    if unmatched:  # a typo would silently protect nothing
+        raise EdgeLDMError(f"--protect {unmatched[0]!r} matches no module of the UNet",
+                           hint="module names look like up_blocks.1.attentions.0.transformer_blocks.0.attn2; "
+                                "`edgeldm info MODEL` lists the operators")
     by = "params" if budget.target_params is not None else "macs"
     height, width = _size(pipe, config.score)
     cost = UNetCost(pipe, height, width)
@@ -105,7 +114,8 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         cands = score_model(pipe, source, config, cache_dir=cache_dir, already=picked)
         scored = scored or cands  # the first (un-pruned) scoring is the one reported
         new = select(cands, pipe.unet, budget, strategy=config.strategy, seed=config.seed, measure=measure,
-                     already=picked, max_new=config.rescore_every if config.iterative else None)
+                     already=picked, max_new=config.rescore_every if config.iterative else None,
+                     protect=config.protect)
         picked += new
         if not new or not config.iterative or budget_met(budget, picked, measure):
             break
@@ -123,6 +133,7 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
                  "width": width},
         "params": {"original": cost.params0, "pruned": params1, "kept": params1 / cost.params0},
         "budget": asdict(budget), "strategy": config.strategy, "iterative": config.iterative,
+        "protect": list(config.protect),
         "score": asdict(config.score), "prompts_file": config.prompts_file,
         "removed": [c.to_dict() for c in picked],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

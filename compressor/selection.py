@@ -16,6 +16,7 @@ nested operators and stand-ins make savings non-additive.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -97,17 +98,27 @@ def budget_met(budget: Budget, picked: list[Candidate], measure: Callable[[list[
     return measure is not None and measure(picked) <= target
 
 
+def protected(op: str, patterns: tuple[str, ...], operators: list[str]) -> bool:
+    """``op`` matches a protect pattern, or contains an operator that does (removing a transformer block
+    would remove its protected cross-attention too)."""
+    return any(fnmatch.fnmatchcase(o, pat) for pat in patterns for o in operators
+               if o == op or o.startswith(op + "."))
+
+
 def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str = "ldpruner", seed: int = 0,
            measure: Callable[[list[Candidate]], float] | None = None, already: list[Candidate] = (),
-           max_new: int | None = None) -> list[Candidate]:
+           max_new: int | None = None, protect: tuple[str, ...] = ()) -> list[Candidate]:
     """Pick candidates in the strategy's order until the budget is met (or ``max_new`` picks).
 
     ``measure(selected) -> kept fraction`` (of MACs or parameters, as the budget says) counts the UNet
     with the selection applied; ``already`` are earlier picks (iterative pruning) that new ones must not
-    overlap, and count toward the budget.
+    overlap, and count toward the budget. ``protect``: glob patterns of module names never modified.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if protect:
+        modules = [n for n, _ in unet.named_modules() if n]
+        candidates = [c for c in candidates if not protected(c.op, protect, modules)]
     cost = "params" if budget.target_params is not None else "macs"
     order = STRATEGIES[strategy](candidates, unet, cost=cost, seed=seed)
     picked: list[Candidate] = list(already)

@@ -453,6 +453,9 @@ def _add_prune(sub) -> None:
                    help="also consider narrowing ResNet blocks and feed-forwards to keep fraction F of their inner "
                         "channels (Torch-Pruning dependency groups), e.g. 0.5; off by default: on tiny it recovered "
                         "worse than whole-operator removal at the same MACs (README)")
+    p.add_argument("--protect", action="append", default=[], metavar="GLOB",
+                   help="never modify modules matching GLOB, nor an operator containing one (repeatable), e.g. "
+                        "'*.attn2' keeps every cross-attention and so every transformer block whole")
     p.add_argument("--iterative", action="store_true", help="re-score the remaining operators after every "
                                                             "--rescore-every removals")
     p.add_argument("--rescore-every", type=int, default=4, help="removals between re-scorings (default 4)")
@@ -490,7 +493,7 @@ def _run_prune(args) -> int:
         raise EdgeLDMError(str(exc)) from None
     config = PruneConfig(budget=budget, strategy=args.strategy, iterative=args.iterative,
                          rescore_every=args.rescore_every, prompts_file=args.prompts, seed=args.seed,
-                         narrow_keep=args.narrow_keep,
+                         narrow_keep=args.narrow_keep, protect=tuple(args.protect),
                          score=ScoreConfig(samples=args.samples, steps=args.steps, guidance=args.guidance,
                                            variant=args.variant, seed=args.seed, latency_repeat=args.latency_repeat))
     cache = Path(args.cache) if args.cache else (Path(f"{args.output}.work") / "scores" if args.output else None)

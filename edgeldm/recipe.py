@@ -143,6 +143,8 @@ class Stage:
             flag = "--" + dest.replace("_", "-")
             if isinstance(value, bool):
                 out += [flag] if value else []
+            elif isinstance(value, list):  # a repeatable option: the flag once per value
+                out += [x for v in value for x in (flag, str(v))]
             else:
                 out += [flag, str(value)]
         return out
@@ -259,7 +261,8 @@ def _stage(node, path, parsers) -> Stage:
     options = {}
     if not (isinstance(opts_node, yaml.ScalarNode) and opts_node.value in ("", "~", "null")):
         for key, (k, v) in _mapping(opts_node, path).items():
-            dest, value = validate_option(kind, key, _scalar(v), parsers[kind], f"{path}:{_line(k)}")
+            raw = [_scalar(x) for x in v.value] if isinstance(v, yaml.SequenceNode) else _scalar(v)
+            dest, value = validate_option(kind, key, raw, parsers[kind], f"{path}:{_line(k)}")
             clash = [d for d in exclusive_with(parsers[kind], dest) if d in options]
             if clash:
                 raise EdgeLDMError(f"{path}:{_line(k)}: {key} and {clash[0].replace('_', '-')} exclude each other "
@@ -298,6 +301,13 @@ def validate_option(kind: str, key: str, value, parser: argparse.ArgumentParser,
         if not isinstance(value, bool):
             raise EdgeLDMError(f"{where}: {key} is a switch: true or false, got {value!r}")
         return dest, value
+    if isinstance(action, argparse._AppendAction):  # repeatable: a list, or one value
+        values = value if isinstance(value, list) else [value]
+        return dest, [_convert(action, key, v, where) for v in values]
+    return dest, _convert(action, key, value, where)
+
+
+def _convert(action, key: str, value, where: str):
     if value is None or isinstance(value, (list, dict)):
         raise EdgeLDMError(f"{where}: {key} needs a single value, got {value!r}")
     if isinstance(value, bool):
@@ -309,7 +319,7 @@ def validate_option(kind: str, key: str, value, parser: argparse.ArgumentParser,
         raise EdgeLDMError(f"{where}: {key} must be {kind_name}, got {value!r}") from None
     if action.choices and converted not in action.choices:
         raise EdgeLDMError(f"{where}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return dest, converted
+    return converted
 
 
 def exclusive_with(parser: argparse.ArgumentParser, dest: str) -> list[str]:
@@ -339,7 +349,10 @@ def _apply_overrides(stages: list[Stage], overrides, parsers) -> list[Stage]:
         if not picked:
             raise EdgeLDMError(f"--set {text!r}: the recipe has no stage {head!r}",
                                hint="stages: " + ", ".join(f"{i + 1}.{s.kind}" for i, s in enumerate(stages)))
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:  # e.g. a glob starting with '*' (a YAML alias): take the text as it is
+            value = raw
         for i in picked:
             s = stages[i]
             dest, checked = validate_option(s.kind, key, value, parsers[s.kind], f"--set {text}")

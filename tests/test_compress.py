@@ -99,6 +99,15 @@ def test_overrides_replace_options_and_are_checked(tmp_path):
         load_recipe("tiny-demo", ("finetune.steps=many",))
     with pytest.raises(EdgeLDMError, match="expected STAGE.KEY=VALUE"):
         load_recipe("tiny-demo", ("finetune.steps",))
+    # a repeatable flag takes one value or a list, and repeats on the command line
+    protect = load_recipe("tiny-demo", ("prune.protect=*.attn2",)).stages[0]
+    assert protect.options["protect"] == ["*.attn2"] and "--protect *.attn2" in " ".join(protect.argv())
+
+
+def test_a_repeatable_option_takes_a_yaml_list(tmp_path):
+    recipe = load_recipe(str(_recipe(tmp_path, "stages:\n  - prune:\n      protect: ['*.attn2', mid_block]\n"
+                                                "  - export:\n")))
+    assert recipe.stages[0].argv() == ["--protect", "*.attn2", "--protect", "mid_block"]
 
 
 def test_gates_compare_with_numbers_and_baselines():

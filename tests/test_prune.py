@@ -127,6 +127,27 @@ def test_selection_meets_the_budget_without_overlaps(pipe, size, candidates):
         Budget(target_macs=1.5)
 
 
+def test_protected_operators_and_their_containers_are_never_picked(pipe, size, candidates):
+    cands = copy.deepcopy(candidates)
+    for c in cands:  # make the protected ones the most attractive picks
+        c.score = 0.0 if "attn2" in c.op or "transformer_blocks" in c.op else 1.0
+    cost = UNetCost(pipe, *size)
+    picked = select(cands, pipe.unet, Budget(target_macs=0.8), measure=lambda sel: cost.kept(sel, "macs"),
+                    protect=("*.attn2",))
+    assert picked and not any("attn2" in c.op for c in picked)
+    # a transformer block (or whole spatial transformer) contains an attn2: removing it would remove that too
+    assert not any(c.op.endswith("transformer_blocks.0") or c.op.endswith(("attentions.0", "attentions.1"))
+                   for c in picked)
+    unprotected = select(cands, pipe.unet, Budget(target_macs=0.8), measure=lambda sel: cost.kept(sel, "macs"))
+    assert any("transformer_blocks" in c.op or "attn2" in c.op for c in unprotected)  # the test could fail
+
+
+def test_a_protect_pattern_matching_nothing_is_an_error(tiny_random_dir, tmp_path, capsys):
+    rc = main(["prune", str(tiny_random_dir), "-o", str(tmp_path / "p"), "--protect", "*.atn2"])
+    assert rc == 1 and "matches no module" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.fixture(scope="module")
 def pruned_dir(tiny_random_dir, tmp_path_factory):
     pipe = load_pipeline(str(tiny_random_dir))
