@@ -326,6 +326,10 @@ def _add_export(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
     p.add_argument("--static", action="store_true", help="fixed shapes (batch 2 UNet for guidance; what NPUs need)")
     p.add_argument("--vae-encoder", action="store_true", help="also export the VAE encoder (image-to-image)")
+    p.add_argument("--coreml-target", default="iOS16", metavar="TARGET",
+                   help="Core ML minimum deployment target, e.g. iOS17, iOS18, macOS15 (default iOS16: the oldest "
+                        "with ML programs); iOS18 / macOS15 let `quantize --scheme palettize*` use per-grouped-"
+                        "channel tables (--group-size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.set_defaults(func=_run_export)
 
@@ -336,7 +340,8 @@ def _run_export(args) -> int:
     _check_positive(height=args.height, width=args.width)
     config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
                           precision=args.precision, height=args.height, width=args.width, static=args.static,
-                          vae_encoder=args.vae_encoder, fp16_vae_decoder=args.fp16_vae)
+                          vae_encoder=args.vae_encoder, fp16_vae_decoder=args.fp16_vae,
+                          coreml_target=args.coreml_target)
     manifest = export_bundle(args.model, args.output, config, overwrite=args.overwrite,
                              allow_pickle=args.allow_pickle)
     for comp, entry in manifest["components"].items():

@@ -46,6 +46,7 @@ class ExportConfig:
     vae_encoder: bool = False
     fp16_vae_decoder: bool = False  # fp16 VAE decoders give black images: fp32 unless asked
     opset: int = 17
+    coreml_target: str = "iOS16"  # Core ML minimum deployment target (iOS18: grouped-channel palettization)
     tolerances: dict = field(default_factory=dict)  # component -> Tolerances, overriding the defaults
 
     def check(self) -> None:
@@ -201,7 +202,8 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             onnx_files = None
             for backend in (b for b in ("onnx", "openvino", "coreml") if b in config.backends):
                 if backend == "coreml":  # from the torch module through torch.export, not from ONNX
-                    files = _load(EXPORTERS["coreml"])(module, io, folder, precision=precision, vocab_size=vocab)
+                    files = _load(EXPORTERS["coreml"])(module, io, folder, precision=precision, vocab_size=vocab,
+                                                         deployment_target=config.coreml_target)
                 elif backend == "onnx" or onnx_files is None:
                     # OpenVINO converts from the ONNX graph (faster, and the very same graph)
                     target = folder if "onnx" in config.backends else Path(scratch) / comp
