@@ -952,14 +952,16 @@ def _add_bench(sub) -> None:
     p.add_argument("--device", default=None,
                    help="backend device: an ONNX Runtime execution provider, an OpenVINO device (CPU, GPU, NPU, "
                         "AUTO), Core ML compute units, or a torch device (default: the CPU)")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps per image (default 25; 1 gives a "
-                                                         "UNet-step figure without a full image's cost)")
-    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default 7.5)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps per image (default: the target's own - a bundle's manifest, 4 for an LCM, "
+                        "else 25; 1 gives a UNet-step figure without a full image's cost)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="guidance scale (default: the target's own - a bundle's manifest, 8 for an LCM, else 7.5)")
     p.add_argument("--vs-steps", type=int, default=None,
-                   help="steps per image for the --vs target (default: --steps), e.g. 25 for a teacher vs a "
-                        "4-step student")
+                   help="steps per image for the --vs target (default: --steps if given, else the --vs target's "
+                        "own), e.g. 25 for a teacher vs a 4-step student")
     p.add_argument("--vs-guidance", type=float, default=None, help="guidance scale of the --vs target "
-                                                                    "(default: --guidance)")
+                                                                    "(default: --guidance if given, else its own)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     p.add_argument("--repeat", type=int, default=5, help="timed images per target (default 5)")
@@ -995,21 +997,39 @@ def _run_bench(args) -> int:
     return 0
 
 
+def _first(*values):
+    return next(v for v in values if v is not None)
+
+
+def _target_sampling(spec: str) -> dict:
+    """Default steps / guidance of a bench target ``[kind:]location``, read without loading it."""
+    from pathlib import Path
+
+    from .lineage import default_sampling_of
+
+    kind, sep, location = spec.partition(":")
+    return default_sampling_of(location if sep and not Path(spec).exists() else spec)
+
+
 def bench_args(args):
     """``edgeldm bench``'s measurement for parsed arguments (also a `compress` stage): (document, samples)."""
     from .benchmarks.bench import run_bench
     from .benchmarks.targets import BenchConfig
 
     _check_positive(steps=args.steps, repeat=args.repeat, height=args.height, width=args.width,
-                    threads=args.threads)
-    config = BenchConfig(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
-                         repeat=args.repeat, warmup=args.warmup, threads=args.threads, backend=args.backend,
-                         device=args.device, quality_prompts=args.quality_prompts)
-    _check_positive(vs_steps=args.vs_steps)
+                    threads=args.threads, vs_steps=args.vs_steps)
+    own = _target_sampling(args.target)
+    config = BenchConfig(steps=args.steps or own["steps"], guidance=_first(args.guidance, own["guidance"]),
+                         height=args.height, width=args.width, repeat=args.repeat, warmup=args.warmup,
+                         threads=args.threads, backend=args.backend, device=args.device,
+                         quality_prompts=args.quality_prompts)
     from dataclasses import replace
 
-    vs_config = replace(config, steps=args.vs_steps or config.steps,
-                        guidance=config.guidance if args.vs_guidance is None else args.vs_guidance)
+    # an option given applies to both sides; otherwise each target samples as it was made to (an LCM
+    # bundle at its 4 steps against its teacher's 25), which is the comparison a user means
+    vs_own = _target_sampling(args.vs) if args.vs else own
+    vs_config = replace(config, steps=args.vs_steps or args.steps or vs_own["steps"],
+                        guidance=_first(args.vs_guidance, args.guidance, vs_own["guidance"]))
     return run_bench(args.target, config, vs=args.vs, vs_config=vs_config,
                      command=" ".join(["edgeldm"] + sys.argv[1:]))
 

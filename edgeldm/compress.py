@@ -380,20 +380,6 @@ def bundle_backend(bundle: str | Path) -> str:
     return default_backend(load_manifest(Path(bundle)))
 
 
-def default_sampling_of(path: str) -> dict:
-    """Steps and guidance an artifact samples with by default, without loading it."""
-    from .lineage import sampling_defaults
-    from .manifest import load_manifest
-
-    if (Path(path) / "edgeldm.json").is_file():
-        return dict(load_manifest(Path(path))["defaults"])
-    try:  # a UNet with a guidance embedding is an LCM even without edgeldm's lineage file
-        embedded = bool(json.loads((Path(path) / "unet" / "config.json").read_text()).get("time_cond_proj_dim"))
-    except (OSError, ValueError):
-        embedded = False  # a zoo name: none of them is an LCM
-    return sampling_defaults(path, embedded)
-
-
 def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parser) -> tuple[dict, dict, list]:
     from .cli import evaluate_args
 
@@ -447,6 +433,8 @@ def _bench_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parse
     argv = _measure_argv(state, stage, inp)
     if "vs" not in stage.options:
         argv += ["--vs", f"diffusers:{state.original.path}"]
+    from .lineage import default_sampling_of
+
     own, original = default_sampling_of(inp.path), default_sampling_of(state.original.path)
     for key, value in (("steps", own["steps"]), ("guidance", own["guidance"]),
                        ("vs_steps", original["steps"]), ("vs_guidance", original["guidance"])):

@@ -46,6 +46,22 @@ def sampling_defaults(source: str | Path | None, guidance_embedding: bool) -> di
         {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
 
 
+def default_sampling_of(path: str | Path) -> dict:
+    """Steps and guidance an artifact (bundle, model folder or zoo name) samples with by default, without
+    loading it."""
+    import json
+
+    from .manifest import load_manifest
+
+    if (Path(path) / "edgeldm.json").is_file():
+        return dict(load_manifest(Path(path))["defaults"])
+    try:  # a UNet with a guidance embedding is an LCM even without edgeldm's lineage file
+        embedded = bool(json.loads((Path(path) / "unet" / "config.json").read_text()).get("time_cond_proj_dim"))
+    except (OSError, ValueError):
+        embedded = False  # a zoo name: none of them is an LCM
+    return sampling_defaults(path, embedded)
+
+
 def lineage_base(source: str | Path) -> str:
     """The model a zoo name / folder / bundle source is, or was made from (itself if no record)."""
     if str(source) in _zoo_names():

@@ -153,6 +153,33 @@ def test_targets_resolve_by_kind_and_lineage(tiny_bundle):
     assert not derives_from_tiny("tiny-random") and not derives_from_tiny("sd15")
 
 
+def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_path, monkeypatch):
+    from edgeldm.cli import _target_sampling, build_parser
+
+    lcm = tmp_path / "lcm"
+    (lcm / "unet").mkdir(parents=True)
+    (lcm / "unet" / "config.json").write_text(json.dumps({"time_cond_proj_dim": 256}))
+    assert _target_sampling(f"diffusers:{lcm}")["steps"] == 4 and _target_sampling("diffusers:tiny")["steps"] == 25
+    assert _target_sampling(f"onnx:{tiny_bundle}")["steps"] == 25  # a bundle: its manifest's defaults
+
+    from edgeldm import cli
+
+    seen = {}
+
+    def fake_run(target, config, *, vs=None, vs_config=None, command=""):
+        seen.update(main=(config.steps, config.guidance), vs=(vs_config.steps, vs_config.guidance))
+        return {}, None
+
+    import edgeldm.benchmarks.bench as bench
+
+    monkeypatch.setattr(bench, "run_bench", fake_run)
+    parser = build_parser()
+    cli.bench_args(parser.parse_args(["bench", f"diffusers:{lcm}", "--vs", "diffusers:tiny"]))
+    assert seen == {"main": (4, 8.0), "vs": (25, 7.5)}  # student at 4, teacher at 25 guided
+    cli.bench_args(parser.parse_args(["bench", f"diffusers:{lcm}", "--vs", "diffusers:tiny", "--steps", "2"]))
+    assert seen == {"main": (2, 8.0), "vs": (2, 7.5)}  # a given option applies to both sides
+
+
 def test_bench_cli_writes_json_and_markdown(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--quiet", "bench", str(tiny_bundle), "--steps", "1", "--repeat", "1", "--warmup", "0",
