@@ -1,6 +1,5 @@
 """Exporters: validated graphs, the manifest, static shapes, fp16, and refusing to overwrite."""
 
-import json
 
 import numpy as np
 import pytest

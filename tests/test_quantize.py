@@ -4,7 +4,6 @@ validated and stamped), the PSNR gate, the sensitivity search, optimum loading q
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import numpy as np
