@@ -292,16 +292,22 @@ TARGET_KINDS: dict[str, type[Target]] = {
 }
 
 
-def make_target(spec: str, config: BenchConfig) -> Target:
-    """``[kind:]location`` -> a target; without a kind, a folder with ``edgeldm.json`` is a bundle."""
+def parse_spec(spec: str) -> tuple[str, str | None, str]:
+    """``[kind:]location`` -> (kind, runtime backend or None, location); without a kind, a folder with
+    ``edgeldm.json`` is a bundle, anything else a model for diffusers."""
     from ..runtimes.backends import BACKENDS
 
     kind, sep, location = spec.partition(":")
-    backend = None
     if sep and kind in BACKENDS and kind != "torch":  # onnx:BUNDLE, openvino:BUNDLE, coreml:BUNDLE
-        kind, backend = "bundle", kind
-    elif not sep or kind not in TARGET_KINDS:
-        kind, location = ("bundle" if (Path(spec) / "edgeldm.json").is_file() else "diffusers"), spec
+        return "bundle", kind, location
+    if not sep or kind not in TARGET_KINDS:
+        return ("bundle" if (Path(spec) / "edgeldm.json").is_file() else "diffusers"), None, spec
+    return kind, None, location
+
+
+def make_target(spec: str, config: BenchConfig) -> Target:
+    """``[kind:]location`` (see :func:`parse_spec`) -> a target."""
+    kind, backend, location = parse_spec(spec)
     if kind != "diffusers" and not (Path(location) / "edgeldm.json").is_file():
         raise EdgeLDMError(f"{location} is not an edgeldm bundle (no edgeldm.json)",
                            hint="`edgeldm export MODEL -o BUNDLE` makes one; models are timed with diffusers:MODEL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import logging
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -95,8 +96,6 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
 def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None) \
         -> tuple[PruningPlan, list[Candidate]]:
     """Select operators to the budget (re-scoring between batches with ``iterative``); apply them to ``pipe``."""
-    import fnmatch
-
     budget = config.budget
     modules = [n for n, _ in pipe.unet.named_modules() if n]
     unmatched = [pat for pat in config.protect if not any(fnmatch.fnmatchcase(n, pat) for n in modules)]

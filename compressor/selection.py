@@ -98,13 +98,6 @@ def budget_met(budget: Budget, picked: list[Candidate], measure: Callable[[list[
     return measure is not None and measure(picked) <= target
 
 
-def protected(op: str, patterns: tuple[str, ...], operators: list[str]) -> bool:
-    """``op`` matches a protect pattern, or contains an operator that does (removing a transformer block
-    would remove its protected cross-attention too)."""
-    return any(fnmatch.fnmatchcase(o, pat) for pat in patterns for o in operators
-               if o == op or o.startswith(op + "."))
-
-
 def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str = "ldpruner", seed: int = 0,
            measure: Callable[[list[Candidate]], float] | None = None, already: list[Candidate] = (),
            max_new: int | None = None, protect: tuple[str, ...] = ()) -> list[Candidate]:
@@ -116,9 +109,10 @@ def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str =
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if protect:
-        modules = [n for n, _ in unet.named_modules() if n]
-        candidates = [c for c in candidates if not protected(c.op, protect, modules)]
+    if protect:  # no candidate may touch a protected module: be it, sit inside it, or contain it (removing a
+        # transformer block would remove its protected cross-attention too)
+        kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
+        candidates = [c for c in candidates if not any(overlaps(c.op, k) for k in kept)]
     cost = "params" if budget.target_params is not None else "macs"
     order = STRATEGIES[strategy](candidates, unet, cost=cost, seed=seed)
     picked: list[Candidate] = list(already)

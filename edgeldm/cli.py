@@ -1003,12 +1003,10 @@ def _first(*values):
 
 def _target_sampling(spec: str) -> dict:
     """Default steps / guidance of a bench target ``[kind:]location``, read without loading it."""
-    from pathlib import Path
-
+    from .benchmarks.targets import parse_spec
     from .lineage import default_sampling_of
 
-    kind, sep, location = spec.partition(":")
-    return default_sampling_of(location if sep and not Path(spec).exists() else spec)
+    return default_sampling_of(parse_spec(spec)[2])
 
 
 def bench_args(args):

@@ -140,6 +140,10 @@ def test_protected_operators_and_their_containers_are_never_picked(pipe, size, c
                    for c in picked)
     unprotected = select(cands, pipe.unet, Budget(target_macs=0.8), measure=lambda sel: cost.kept(sel, "macs"))
     assert any("transformer_blocks" in c.op or "attn2" in c.op for c in unprotected)  # the test could fail
+    # nothing inside a protected module either
+    inside = select(cands, pipe.unet, Budget(remove=5), protect=("mid_block",))
+    assert inside and not any(c.op == "mid_block" or c.op.startswith("mid_block.") for c in inside)
+    assert any(c.op.startswith("mid_block") for c in select(cands, pipe.unet, Budget(remove=len(cands))))
 
 
 def test_a_protect_pattern_matching_nothing_is_an_error(tiny_random_dir, tmp_path, capsys):
