@@ -72,7 +72,7 @@ def _graph_bytes(bundle: Path, backend: str) -> int:
 
 def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: int, calib_samples: int,
             calib_calls: int = 4) -> dict:
-    from ..manifest import component_io, load_manifest
+    from ..manifest import component_io, load_manifest, session_config
     from ..runtimes.backends import open_session
     from .targets import folder_bytes
     from .timing import alternate, summarize
@@ -103,7 +103,8 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
         q = _quantized(bundle, out, spec, calib, components=("unet",), calib_calls=calib_calls)
         size = folder_bytes(q / "unet") - sum(f.stat().st_size for f in (q / "unet").glob("*.json"))
         ref = open_session(backend, bundle / "unet" / graph[backend], io, threads=threads)
-        cand = open_session(backend, q / "unet" / graph[backend], io, threads=threads)
+        cand = open_session(backend, q / "unet" / graph[backend], io, threads=threads,
+                            **session_config(load_manifest(q), "unet", backend))
         a, b = alternate(lambda: ref(**feeds), lambda: cand(**feeds), repeat=repeat)
         ref = cand = None  # free both sessions before the next pair loads (sd15: GBs each)
         ratios = [y / x for x, y in zip(a, b)]

@@ -731,13 +731,17 @@ def _add_quantize(sub) -> None:
         epilog="schemes:\n" + schemes + "\n\nexamples:\n"
                "  edgeldm quantize bundles/tiny -o bundles/tiny-int8 --backend openvino --scheme hybrid\n"
                "  edgeldm quantize bundles/tiny -o bundles/tiny-qdq --backend onnx --scheme qdq-static "
-               "--sensitivity --min-psnr 30",
+               "--sensitivity --min-psnr 30\n"
+               "  edgeldm quantize bundles/tiny -o bundles/tiny-small --backend onnx "
+               "--scheme text_encoder=int4-weights,unet=int8-weights,vae_decoder=int8-weights",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", metavar="BUNDLE", help="a bundle written by `edgeldm export`")
     p.add_argument("-o", "--output", required=True, help="quantized bundle folder to create")
     p.add_argument("--backend", required=True, choices=("onnx", "openvino", "coreml"))
-    p.add_argument("--scheme", required=True, help="see the list below")
+    p.add_argument("--scheme", required=True,
+                   help="see the list below; or one per component, e.g. "
+                        "text_encoder=int4-weights,unet=int8-weights,vae_decoder=int8-weights")
     p.add_argument("--components", default=None,
                    help="comma-separated components to quantize (default: the scheme's)")
     p.add_argument("--calib-prompts", default=None, metavar="FILE", help="calibration prompts, one per line")
@@ -790,7 +794,7 @@ def _run_quantize(args) -> int:
         parity = entry["parity"]
         kept = f", kept float: {', '.join(entry['exclude'])}" if entry["exclude"] else ""
         value = f"{parity['psnr_db']:.1f} dB" if "psnr_db" in parity else parity.get("skipped", "n/a")
-        print(f"{comp:13s} {args.backend} {args.scheme}: output PSNR vs fp32 {value}{kept}")
+        print(f"{comp:13s} {args.backend} {entry['scheme']}: output PSNR vs fp32 {value}{kept}")
     image = q["image_parity"]
     if "psnr_db_mean" in image:
         print(f"images vs the fp32 bundle: PSNR mean {image['psnr_db_mean']:.1f} dB, min {image['psnr_db_min']:.1f} dB")

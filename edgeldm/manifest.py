@@ -84,6 +84,14 @@ def component_io(manifest: dict, component: str) -> ComponentIO:
         raise BundleError(f"the bundle has no {component!r} component") from None
 
 
+def session_config(manifest: dict, component: str, backend: str) -> dict:
+    """``{"session_config": {...}}`` when the component's graph for ``backend`` asks for session settings (a
+    quantization scheme's, e.g. ONNX Runtime folding weight-only DequantizeLinear at load), else ``{}`` —
+    keyword arguments for ``open_session``."""
+    entry = manifest["components"].get(component, {}).get("backends", {}).get(backend, {})
+    return {"session_config": dict(entry["session_config"])} if entry.get("session_config") else {}
+
+
 def default_backend(manifest: dict) -> str:
     """The backend every component of a bundle has, onnx first: what a command runs unless told."""
     comps = manifest["components"].values()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeLDMError
-from ..manifest import BundleError, component_io, load_manifest, verify_files
+from ..manifest import BundleError, component_io, load_manifest, session_config, verify_files
 from .backends import BACKENDS, open_session
 from .samplers import sampler_from_scheduler_config
 from .tokenizer import PromptTokenizer
@@ -61,7 +61,8 @@ class Text2Image:
         if backend == "torch":
             session_options.setdefault("source", self.manifest["source"]["model"])
         self.sessions = {c: open_session(backend, self.bundle / c / GRAPH_FILE.get(backend, ""), self.ios[c],
-                                         **session_options) for c in COMPONENTS}
+                                         **session_options, **session_config(self.manifest, c, backend))
+                         for c in COMPONENTS}
         tok = self.manifest["tokenizer"]
         self.tokenizer = PromptTokenizer(self.bundle / tok["folder"], max_length=tok["model_max_length"],
                                          pad_token_id=tok.get("pad_token_id"))

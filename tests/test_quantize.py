@@ -55,8 +55,8 @@ def test_capture_records_the_sampler_trajectory_in_shards(calib, tiny_random_bun
         CalibrationSet(tiny_random_bundle)
 
 
-@pytest.mark.parametrize("backend, scheme", [("onnx", "dynamic"), ("onnx", "qdq-static"),
-                                             ("openvino", "int8-weights"), ("openvino", "int4-weights"),
+@pytest.mark.parametrize("backend, scheme", [("onnx", "dynamic"), ("onnx", "qdq-static"), ("onnx", "int8-weights"),
+                                             ("onnx", "int4-weights"), ("openvino", "int8-weights"), ("openvino", "int4-weights"),
                                              ("openvino", "hybrid"), ("openvino", "w8a8")])
 def test_every_scheme_writes_a_validated_bundle_that_runs(tiny_random_bundle, calib, tmp_path, backend, scheme):
     out = tmp_path / "q"
@@ -128,10 +128,57 @@ def test_cli_quantize_refusals_and_summary(tiny_random_bundle, calib, tmp_path, 
     again = ["quantize", str(out), "-o", str(tmp_path / "qq"), "--backend", "onnx", "--scheme", "dynamic"]
     assert main(["--quiet", *again]) != 0 and "already quantized" in capsys.readouterr().err
     bad = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "x"), "--backend", "onnx", "--scheme", "int4"]
-    assert main(["--quiet", *bad]) != 0 and "onnx schemes: dynamic, qdq-static" in capsys.readouterr().err
+    assert main(["--quiet", *bad]) != 0 and "onnx schemes: dynamic, int4-weights" in capsys.readouterr().err
+    for spec, extra, message in (("unet=dynamic", ["--components", "unet"], "cannot also be given"),
+                                 ("unet=dynamic,unet=int8-weights", [], "names unet twice"),
+                                 ("unet:dynamic,vae_decoder=int8-weights", [], "bad --scheme item"),
+                                 ("unet=int3", [], "no scheme 'int3' for onnx"),
+                                 ("decoder=dynamic", [], "has no component decoder")):
+        bad = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "x"), "--backend", "onnx",
+               "--scheme", spec, "--calib-dir", str(calib.folder), *extra]
+        assert main(["--quiet", *bad]) != 0 and message in capsys.readouterr().err, spec
+    assert not (tmp_path / "x").exists()
     assert main(["--quiet", "bench", str(out), "--steps", "1", "--repeat", "1", "--warmup", "0",
                  "--quality-prompts", "0", "--json", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["figures"]["size_bytes"] > 0
+
+
+def test_a_scheme_per_component_and_weight_only_graphs(tiny_random_bundle, calib, tmp_path):
+    import onnx
+
+    from edgeldm.compressor.quantize.onnxruntime_schemes import MIN_WEIGHT_ELEMENTS
+
+    out = tmp_path / "q"
+    spec = "text_encoder=int4-weights,unet=int8-weights,vae_decoder=int8-weights"
+    manifest = quantize_bundle(tiny_random_bundle, out, QuantizeConfig(
+        backend="onnx", scheme=spec, calibration_dir=str(calib.folder), min_psnr=20.0, image_prompts=1))
+    q = manifest["quantization"]
+    assert q["schemes"] == {"text_encoder": "int4-weights", "unet": "int8-weights", "vae_decoder": "int8-weights"}
+    assert q["components"] == ["text_encoder", "unet", "vae_decoder"] and "text_encoder: INT4" in q["summary"]
+    for comp, scheme in q["schemes"].items():
+        entry = manifest["components"][comp]
+        assert entry["precision"] == scheme
+        onnx_entry = entry["backends"]["onnx"]
+        assert onnx_entry["quantization"]["scheme"] == scheme and onnx_entry["quantization"]["parity"]["psnr_db"] > 20
+        assert onnx_entry["session_config"] == {"session.disable_quant_qdq": "1"}
+        graph = onnx.load(str(out / comp / "model.onnx"))
+        floats = {t.name for t in graph.graph.initializer
+                  if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= MIN_WEIGHT_ELEMENTS}
+        weights = [n.input[0 if n.op_type == "Gather" else 1] for n in graph.graph.node
+                   if n.op_type in ("Conv", "MatMul", "Gemm", "Gather")]
+        assert not floats.intersection(weights), (comp, floats.intersection(weights))  # none left in fp32
+        ops = {n.op_type for n in graph.graph.node}
+        assert "DequantizeLinear" in ops or comp == "text_encoder"
+        if scheme == "int4-weights":
+            assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
+        before = (tiny_random_bundle / comp / "model.onnx").stat().st_size
+        assert (out / comp / "model.onnx").stat().st_size < 0.5 * before
+    # the runtime loads each graph with the settings its scheme asked for (ORT folds the weights at load)
+    pipe = Text2Image(out)
+    for comp in q["schemes"]:
+        options = pipe.sessions[comp].session.get_session_options()
+        assert options.get_session_config_entry("session.disable_quant_qdq") == "1"
+    assert pipe("a red circle", steps=2).size == (64, 64)
 
 
 def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
@@ -139,8 +186,9 @@ def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
     from optimum.onnxruntime import ORTStableDiffusionPipeline
 
     for backend, scheme, cls in (("onnx", "qdq-static", ORTStableDiffusionPipeline),
+                                 ("onnx", "text_encoder=int4-weights,unet=int8-weights", ORTStableDiffusionPipeline),
                                  ("openvino", "hybrid", OVStableDiffusionPipeline)):
-        out = tmp_path / scheme
+        out = tmp_path / scheme.replace(",", "_")
         quantize_bundle(tiny_random_bundle, out, QuantizeConfig(backend=backend, scheme=scheme, min_psnr=10.0,
                                                                 calibration_dir=str(calib.folder),
                                                                 image_prompts=0))

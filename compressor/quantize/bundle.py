@@ -21,7 +21,7 @@ from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capt
 from ...errors import EdgeLDMError
 from ...manifest import MANIFEST_FILE, digest_files, load_manifest
 from ...runtimes.text2image import GRAPH_FILE as GRAPH
-from .schemes import QuantOptions, get_scheme
+from .schemes import QuantOptions, component_schemes
 from .validate import can_run, graph_parity, image_parity
 
 logger = logging.getLogger("edgeldm")
@@ -34,7 +34,7 @@ class QuantizationQualityError(EdgeLDMError):
 @dataclass(frozen=True)
 class QuantizeConfig:
     backend: str
-    scheme: str
+    scheme: str  # one scheme, or per component: "text_encoder=int4-weights,unet=int8-weights"
     components: tuple[str, ...] | None = None  # None: the scheme's default
     options: QuantOptions = field(default_factory=QuantOptions)
     calibration: CaptureConfig = field(default_factory=CaptureConfig)
@@ -81,8 +81,8 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
 
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
-    scheme = get_scheme(config.backend, config.scheme)
-    components = config.components or scheme.components
+    schemes = component_schemes(config.backend, config.scheme, config.components)
+    components = tuple(schemes)
     unknown = [c for c in components if c not in manifest["components"]]
     if unknown:
         raise EdgeLDMError(f"{bundle} has no component {', '.join(unknown)}",
@@ -94,7 +94,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
     if manifest.get("quantization"):
         raise EdgeLDMError(f"{bundle} is already quantized ({manifest['quantization']['scheme']})",
                            hint="quantize the fp32 bundle it came from")
-    if config.options.exclude and not scheme.supports_exclude:
+    if config.options.exclude and "unet" in schemes and not schemes["unet"].supports_exclude:
         raise EdgeLDMError(f"{config.backend} {config.scheme} cannot keep parts of a graph in float")
     runnable = can_run(config.backend)
 
@@ -110,7 +110,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
         new_manifest = json.loads(json.dumps(manifest))
         with progress_bar(total=len(components), desc=f"quantizing ({config.backend} {config.scheme})",
                           unit="graph") as bar:
-            for comp in components:
+            for comp, scheme in schemes.items():
                 src = bundle / comp / GRAPH[config.backend]
                 io = component_io(manifest, comp)
                 options = config.options if comp == "unet" else replace(config.options, exclude=())
@@ -119,13 +119,18 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                 old = new_manifest["components"][comp]["backends"][config.backend]
                 files = digest_files(tmp, entry.pop("files"))
                 new_manifest["components"][comp]["backends"] = {config.backend: {
-                    "files": files, "validation": old.get("validation"), "quantization": entry}}
-                new_manifest["components"][comp]["precision"] = f"{config.scheme}"
+                    "files": files, "validation": old.get("validation"), "quantization": entry}
+                    | ({"session_config": dict(scheme.session_config)} if scheme.session_config else {})}
+                new_manifest["components"][comp]["precision"] = scheme.name
                 bar.update(1)
         for comp, c in new_manifest["components"].items():  # keep only this backend's graphs
             c["backends"] = {config.backend: c["backends"][config.backend]}
+        distinct = {s.name: s for s in schemes.values()}
         new_manifest["quantization"] = {
-            "backend": config.backend, "scheme": config.scheme, "summary": scheme.summary,
+            "backend": config.backend, "scheme": config.scheme,
+            "summary": next(iter(distinct.values())).summary if len(distinct) == 1 else
+            "; ".join(f"{c}: {s.summary}" for c, s in schemes.items()),
+            "schemes": {c: s.name for c, s in schemes.items()},
             "components": list(components), "min_psnr_db": config.min_psnr,
             "options": asdict(config.options),
             "calibration": {k: calib.index[k] for k in ("sampler", "steps", "guidance", "guidance_embedding")}
@@ -165,7 +170,7 @@ def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantO
     if runnable is not None:
         entry["parity"] = {"skipped": runnable}
     else:
-        parity = graph_parity(config.backend, src, files[0], io, calib, comp)
+        parity = graph_parity(config.backend, src, files[0], io, calib, comp, session_config=dict(scheme.session_config))
         entry["parity"] = parity
         logger.info("%s %s: output PSNR %.1f dB vs fp32 (%d held-out inputs)", comp, scheme.name,
                     parity.get("psnr_db", float("nan")), parity.get("inputs", 0))
@@ -200,7 +205,8 @@ def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch
         if trial.exists():
             shutil.rmtree(trial)
         files = scheme.quantize(src, trial, comp, replace(options, exclude=excluded), calib)
-        return graph_parity(config.backend, src, files[0], io, calib, comp).get("psnr_db", 0.0)
+        return graph_parity(config.backend, src, files[0], io, calib, comp,
+                            session_config=dict(scheme.session_config)).get("psnr_db", 0.0)
 
     result = search(groups, psnr_with, config.min_psnr)
     if not result.met:
@@ -212,6 +218,6 @@ def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch
         if f.name != "config.json":
             shutil.rmtree(f) if f.is_dir() else f.unlink()
     files = scheme.quantize(src, dst, comp, final, calib)
-    parity = graph_parity(config.backend, src, files[0], io, calib, comp)
+    parity = graph_parity(config.backend, src, files[0], io, calib, comp, session_config=dict(scheme.session_config))
     return files, {"scheme": scheme.name, "exclude": list(final.exclude), "parity": parity,
                    "sensitivity": result.to_dict()}

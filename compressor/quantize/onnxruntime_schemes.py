@@ -4,6 +4,12 @@
   weights; UNet and text encoder — the VAE decoder stays fp32 by default (its outputs are pixels, and
   8-bit activations band them visibly).
 * ``dynamic``: INT8 weights, activations quantized at run time per tensor (no calibration).
+* ``int8-weights`` / ``int4-weights``: weight-only — a smaller download, fp32 arithmetic. INT8 weights sit
+  behind ``DequantizeLinear`` (per output channel); INT4 MatMul / embedding weights are ORT's blocked
+  ``MatMulNBits`` / ``GatherBlockQuantized`` (its ``MatMulNBitsQuantizer``), convolutions INT8 as OpenVINO's
+  int4 mode does. The manifest asks the runtime for ``session.disable_quant_qdq`` so ORT folds the
+  DequantizeLinear nodes into fp32 weights once at load; without it ORT keeps them for QDQ fusion and
+  dequantizes on every call (tiny VAE decoder: 4.6 vs 3.4 ms, folded as fast as fp32).
 
 ``quant_pre_process`` runs ONNX shape inference first without the symbolic pass, which fails on these
 graphs (FINDINGS). Calibration data stream from the capture (``CalibrationDataReader`` protocol).
@@ -25,6 +31,9 @@ _CALIBRATE = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entrop
 # one 8-bit range cannot hold it) and the UNet from 42.7 to 26.3 dB; --op-types widens it per model.
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
 DYNAMIC_OPS = ("MatMul", "Gemm", "Conv")
+WEIGHT_OPS = ("Conv", "MatMul", "Gemm", "Gather")
+FOLD_DQ_AT_LOAD = (("session.disable_quant_qdq", "1"),)
+MIN_WEIGHT_ELEMENTS = 256  # smaller weights (1x1 latent convs, ...) stay float: scales would outweigh them
 
 
 def _large(src: Path) -> bool:
@@ -45,8 +54,11 @@ def _excluded_nodes(model_path: Path, options: QuantOptions) -> list[str]:
         return []
     import onnx
 
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if excluded(n.name, options.exclude)]
+    return _excluded_nodes_of(onnx.load(str(model_path), load_external_data=False), options)
+
+
+def _excluded_nodes_of(model, options: QuantOptions) -> list[str]:
+    return [n.name for n in model.graph.node if excluded(n.name, options.exclude)]
 
 
 def _write(tmp_out: Path, dst: Path, large: bool) -> list[Path]:
@@ -108,3 +120,109 @@ def dynamic(src: Path, dst: Path, component: str, options: QuantOptions, calib=N
                          per_channel=options.per_channel, weight_type=QuantType.QInt8,
                          nodes_to_exclude=_excluded_nodes(pre, options), use_external_data_format=_large(src))
         return _write(out, dst, _large(src))
+
+
+def _weight_axis(node, name_index: int) -> int | None:
+    """The output-channel axis of a node's constant weight (one scale per channel along it), or None when
+    the input is not a weight. Gather's table is quantized per row: each token keeps its own scale."""
+    op, i = node.op_type, name_index
+    if op == "Conv" and i == 1:
+        return 0
+    if op == "MatMul" and i == 1:
+        return -1
+    if op == "Gemm" and i == 1:
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else -1
+    if op == "Gather" and i == 0:
+        return 0
+    return None
+
+
+def _dequantize_linear_weights(model, op_types, exclude: tuple[str, ...]) -> int:
+    """Replace the float weights of ``op_types`` by symmetric per-channel INT8 + scale behind a
+    DequantizeLinear node (in place); returns how many. ORT's quantizers quantize weights only together
+    with activations (static / dynamic) or, weight-only, MatMul and Gather alone: convolutions need this."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    graph_inputs = {i.name for i in graph.input}
+    axes: dict[str, set] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in inits:
+                axis = _weight_axis(node, i) if node.op_type in op_types and not excluded(node.name, exclude) \
+                    else None
+                axes.setdefault(name, set()).add(axis)
+    dq_nodes, count = [], 0
+    for name, found in axes.items():
+        if len(found) != 1 or None in found or name in graph_inputs:
+            continue  # not a weight everywhere it is used, or used with different layouts
+        w = numpy_helper.to_array(inits[name])
+        if w.dtype.kind != "f" or w.ndim < 2 or w.size < MIN_WEIGHT_ELEMENTS:
+            continue
+        axis = next(iter(found)) % w.ndim
+        reduce = tuple(d for d in range(w.ndim) if d != axis)
+        scale = np.abs(w.astype(np.float32)).max(axis=reduce, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(q, name + "_int8"),
+                                  numpy_helper.from_array(scale.reshape(-1).astype(w.dtype), name + "_scale")])
+        dq_nodes.append(helper.make_node("DequantizeLinear", [name + "_int8", name + "_scale"], [name],
+                                         axis=axis, name=name + "_DequantizeLinear"))
+        count += 1
+    nodes = dq_nodes + list(graph.node)  # a DequantizeLinear reads initializers only: first is topological
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
+
+
+def _save(model, scratch: Path, large: bool) -> Path:
+    import onnx
+
+    out = scratch / "out" / ONNX_FILE
+    out.parent.mkdir(exist_ok=True)
+    onnx.save_model(model, str(out), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=ONNX_DATA_FILE)
+    return out
+
+
+@register_scheme("int8-weights", "onnx", "INT8 weight-only per channel, fp32 arithmetic (all components; weights "
+                 "dequantized once at load)", components=("text_encoder", "unet", "vae_decoder"),
+                 session_config=FOLD_DQ_AT_LOAD)
+def int8_weights(src: Path, dst: Path, component: str, options: QuantOptions, calib=None) -> list[Path]:
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=True)
+    _dequantize_linear_weights(model, tuple(options.op_types or WEIGHT_OPS), options.exclude)
+    with tempfile.TemporaryDirectory(prefix="edgeldm-w8-") as scratch:
+        return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))
+
+
+@register_scheme("int4-weights", "onnx", "INT4 weight-only in groups (MatMulNBits / GatherBlockQuantized: MatMuls "
+                 "and embeddings; convolutions INT8)", session_config=FOLD_DQ_AT_LOAD)
+def int4_weights(src: Path, dst: Path, component: str, options: QuantOptions, calib=None) -> list[Path]:
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    ops = tuple(options.op_types or WEIGHT_OPS)
+    model = onnx.load(str(src), load_external_data=True)
+    blocked = tuple(o for o in ("MatMul", "Gather") if o in ops)
+    if blocked:
+        config = DefaultWeightOnlyQuantConfig(block_size=options.group_size, is_symmetric=True,
+                                              quant_format=QuantFormat.QOperator, op_types_to_quantize=blocked,
+                                              quant_axes=(("MatMul", 0), ("Gather", 1)))
+        # it warns that it lifts the opset to 21 for the int4 type: expected, and the graph is validated below
+        logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=_excluded_nodes_of(model, options),
+                                         algo_config=config)
+        quantizer.process()
+        model = quantizer.model.model
+    _dequantize_linear_weights(model, tuple(o for o in ops if o not in blocked), options.exclude)
+    with tempfile.TemporaryDirectory(prefix="edgeldm-w4-") as scratch:
+        return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))

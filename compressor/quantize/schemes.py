@@ -35,6 +35,10 @@ class Scheme:
     calibrated: bool  # needs captured activations
     quantize: Callable = field(repr=False, compare=False)
     supports_exclude: bool = True
+    # backend session settings its graphs want at load time, recorded per component in the manifest (the
+    # runtime applies them): ONNX Runtime folds weight-only DequantizeLinear nodes into fp32 weights at load
+    # only when told to, else it dequantizes every call
+    session_config: tuple[tuple[str, str], ...] = ()
 
 
 SCHEMES: dict[str, Scheme] = {}
@@ -64,12 +68,13 @@ def excluded(node_name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def register_scheme(name: str, backend: str, summary: str, *, components=("text_encoder", "unet"),
-                    calibrated: bool = False, supports_exclude: bool = True):
+                    calibrated: bool = False, supports_exclude: bool = True, session_config=()):
     def add(fn):
         key = f"{backend}:{name}"
         if key in SCHEMES:
             raise ValueError(f"scheme {key} registered twice")
-        SCHEMES[key] = Scheme(name, backend, summary, tuple(components), calibrated, fn, supports_exclude)
+        SCHEMES[key] = Scheme(name, backend, summary, tuple(components), calibrated, fn, supports_exclude,
+                              tuple(session_config))
         return fn
 
     return add
@@ -91,6 +96,30 @@ def get_scheme(backend: str, name: str) -> Scheme:
         names = sorted(s.name for s in SCHEMES.values() if s.backend == backend)
         raise EdgeLDMError(f"no scheme {name!r} for {backend}", hint=f"{backend} schemes: {', '.join(names)}")
     return SCHEMES[key]
+
+
+def component_schemes(backend: str, spec: str, components: tuple[str, ...] | None = None) -> dict[str, Scheme]:
+    """Which scheme quantizes which component.
+
+    ``spec`` is one scheme name (for ``components``, or the scheme's default components) or a per-component
+    mix ``"text_encoder=int4-weights,unet=int8-weights"`` — each graph gets the scheme its size and
+    sensitivity call for (a token embedding takes 4 bits, VAE activations take none).
+    """
+    if "=" not in spec:
+        scheme = get_scheme(backend, spec.strip())
+        return {c: scheme for c in (components or scheme.components)}
+    if components:
+        raise EdgeLDMError(f"--scheme {spec!r} names its components; --components cannot also be given")
+    mix: dict[str, Scheme] = {}
+    for item in filter(None, (i.strip() for i in spec.split(","))):
+        comp, sep, name = (x.strip() for x in item.partition("="))
+        if not sep or not comp or not name:
+            raise EdgeLDMError(f"bad --scheme item {item!r}", hint="write COMPONENT=SCHEME, comma-separated, "
+                               "e.g. text_encoder=int4-weights,unet=int8-weights")
+        if comp in mix:
+            raise EdgeLDMError(f"--scheme names {comp} twice")
+        mix[comp] = get_scheme(backend, name)
+    return mix
 
 
 def list_schemes() -> list[Scheme]:

@@ -20,14 +20,16 @@ def can_run(backend: str) -> str | None:
 
 
 def graph_parity(backend: str, reference: Path, candidate: Path, io, calib, component: str, *,
-                 limit: int = 16) -> dict:
+                 limit: int = 16, session_config: dict | None = None) -> dict:
     """Outputs of ``candidate`` vs ``reference`` on held-out captured inputs of ``component``.
 
-    PSNR pools the squared error over all inputs, with the reference outputs' range as the peak.
+    PSNR pools the squared error over all inputs, with the reference outputs' range as the peak. ``session_config``:
+    the candidate's session settings (a scheme's ``session_config``), as the runtime will load it.
     """
     from ...runtimes.backends import open_session
 
-    ref_s, cand_s = open_session(backend, reference, io), open_session(backend, candidate, io)
+    ref_s = open_session(backend, reference, io)
+    cand_s = open_session(backend, candidate, io, **({"session_config": session_config} if session_config else {}))
     _, (start, count) = calib.split(component)
     refs, cands = [], []
     for inputs in calib.iter_inputs(component, min(count, limit), start=start, count=count):
