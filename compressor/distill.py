@@ -103,6 +103,34 @@ def lcm_scheduler(teacher_pipe, config: DistillConfig):
                                     timestep_scaling=config.timestep_scaling)
 
 
+def check_same_latent_space(model_pipe, teacher_pipe, model: str, teacher: str) -> None:
+    """A teacher other than the model must condition and denoise in the same spaces: same text encoder,
+    VAE latents, UNet inputs and noise schedule (only the UNet's inside may differ — pruned, narrowed)."""
+    from ..errors import EdgeLDMError
+
+    checks = {
+        "text encoder": lambda p: {k: getattr(p.text_encoder.config, k) for k in ("hidden_size", "vocab_size",
+                                                                                     "num_hidden_layers")},
+        "VAE latents": lambda p: {k: p.vae.config[k] for k in ("latent_channels", "scaling_factor")},
+        "UNet inputs": lambda p: {k: p.unet.config[k] for k in ("in_channels", "out_channels", "cross_attention_dim",
+                                                               "sample_size")},
+        "noise schedule": lambda p: {k: p.scheduler.config.get(k) for k in ("num_train_timesteps", "beta_schedule",
+                                                                            "beta_start", "beta_end",
+                                                                            "prediction_type")},
+    }
+    for what, get in checks.items():
+        a, b = get(model_pipe), get(teacher_pipe)
+        if a != b:
+            diff = ", ".join(f"{k} {a[k]} vs {b[k]}" for k in a if a[k] != b.get(k))
+            raise EdgeLDMError(f"--teacher {teacher} does not share {model}'s {what}: {diff}",
+                               hint="the teacher must be the model the student was pruned or finetuned from")
+    same = all(torch.equal(x, y.to(x.dtype)) for x, y in zip(model_pipe.text_encoder.state_dict().values(),
+                                                             teacher_pipe.text_encoder.state_dict().values()))
+    if not same:
+        logger.warning("--teacher %s has other text-encoder weights than %s: the student learns from the "
+                       "teacher's conditioning but ships with the model's", teacher, model)
+
+
 def student_pipeline(teacher_pipe, unet, config: DistillConfig):
     """The teacher's pipeline with the student UNet and an LCM scheduler (for validation and saving)."""
     return type(teacher_pipe)(**{**teacher_pipe.components, "unet": unet, "scheduler": lcm_scheduler(teacher_pipe,
@@ -179,8 +207,14 @@ def make_student(teacher_unet, config: DistillConfig):
     return student
 
 
-def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, prompts_file=None) -> tuple:
-    """Distil ``teacher_pipe``'s UNet into a consistency student; returns (student UNet, summary)."""
+def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, prompts_file=None,
+            student_unet=None, teacher_name: str | None = None) -> tuple:
+    """Distil ``teacher_pipe``'s UNet into a consistency student; returns (student UNet, summary).
+
+    The student starts as a copy of ``student_unet`` (default: the teacher's UNet) — e.g. a pruned UNet
+    learning from the unpruned teacher, which compounds pruning and few-step sampling in one training run
+    instead of inheriting a pruned teacher's losses. The two must share the text encoder and latent space.
+    """
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
@@ -190,7 +224,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     config.check()
     torch.manual_seed(config.seed)
     work = WorkDir(work, "distill", {"source": str(source), "config": asdict(config),
-                                     "prompts_file": str(prompts_file)})
+                                     "prompts_file": str(prompts_file), "teacher": teacher_name})
 
     data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
                                              steps=config.teacher_steps, guidance=config.teacher_guidance,
@@ -200,7 +234,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
 
     accelerator = Accelerator()
     teacher = teacher_pipe.unet.requires_grad_(False).eval()
-    student = make_student(teacher, config).train()
+    student = make_student(teacher if student_unet is None else student_unet, config).train()
     target = None
     if config.mode == "lcm":  # the EMA target network; LCM-LoRA uses the student itself
         target = copy.deepcopy(student).requires_grad_(False).eval()
@@ -285,16 +319,17 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
             if done % config.checkpoint_every == 0 and done < config.steps:
                 work.checkpoint(accelerator, done)
     final = target if target is not None else accelerator.unwrap_model(student)
-    summary = {"config": asdict(config), "history": losses.history, "validation": validations,
+    summary = {"config": asdict(config), "teacher": teacher_name, "history": losses.history, "validation": validations,
                "resumed_from": start, "seconds": round(time.perf_counter() - t0, 1), "data": len(latents)}
     return final.eval(), summary
 
 
-def save_distilled(teacher_pipe, student, config: DistillConfig, out: str | Path, *, base: str, summary: dict,
+def save_distilled(model_pipe, student, config: DistillConfig, out: str | Path, *, base: str, summary: dict,
                    plan=None, overwrite: bool = False, protect: tuple = ()) -> Path:
-    """A standard diffusers folder with an ``LCMScheduler``, written atomically.
+    """A standard diffusers folder with an ``LCMScheduler``, written atomically; ``model_pipe`` is the model
+    the student started from (the teacher unless another one taught it).
 
-    ``lcm``: the student UNet (``time_cond_proj_dim`` set); ``lcm-lora``: the teacher's UNet unchanged plus
+    ``lcm``: the student UNet (``time_cond_proj_dim`` set); ``lcm-lora``: the model's UNet unchanged plus
     ``pytorch_lora_weights.safetensors`` (diffusers' LoRA format: ``pipe.load_lora_weights`` takes it, and
     ``load_pipeline`` fuses it). A pruned teacher's plan travels along, so the result reloads the same way.
     """
@@ -304,8 +339,8 @@ def save_distilled(teacher_pipe, student, config: DistillConfig, out: str | Path
     from ..lineage import write_lineage
     from .plan import PLAN_FILE
 
-    unet = student if config.mode == "lcm" else teacher_pipe.unet
-    pipe = student_pipeline(teacher_pipe, unet, config)
+    unet = student if config.mode == "lcm" else model_pipe.unet
+    pipe = student_pipeline(model_pipe, unet, config)
     sampling = {"steps": 4, "guidance": config.default_guidance, "guidance_embedding": config.mode == "lcm"}
     with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
@@ -317,7 +352,7 @@ def save_distilled(teacher_pipe, student, config: DistillConfig, out: str | Path
             # peft's key format as is: diffusers' converter would turn only the attention keys into its legacy
             # "lora.down/up" names, which its own loader then drops with a warning
             layers = get_peft_model_state_dict(student)
-            type(teacher_pipe).save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+            type(model_pipe).save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
         write_lineage(tmp, base, "distill", mode=config.mode, sampling=sampling,
                       distill={k: v for k, v in summary.items() if k != "history"})
     return Path(out)

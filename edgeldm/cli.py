@@ -634,6 +634,7 @@ def _add_distill(sub) -> None:
                     "several GPUs), checkpoints into OUTPUT.work/ and resumes from there; validation images of 1, "
                     "2 and 4 steps go to OUTPUT.work/validation/.",
         epilog="examples:\n  edgeldm distill tiny -o tiny-lcm\n"
+               "  edgeldm distill pruned -o pruned-lcm --teacher tiny   # the unpruned model teaches\n"
                "  edgeldm distill finetuned -o lcm-lora --mode lcm-lora --steps 1000\n"
                "  edgeldm export tiny-lcm -o tiny-lcm-bundle && "
                "edgeldm run tiny-lcm-bundle --steps 4 --prompt \"a small red circle in the top left\" -o x.png",
@@ -641,6 +642,10 @@ def _add_distill(sub) -> None:
     )
     _add_model_argument(p)
     p.add_argument("-o", "--output", required=True, help="distilled model folder to create")
+    p.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="teach the student with another model than MODEL, e.g. the unpruned model a pruned MODEL "
+                        "came from: the student starts from MODEL's UNet and learns the teacher's trajectories "
+                        "(same text encoder and latents; default: MODEL teaches itself)")
     p.add_argument("--mode", choices=("lcm", "lcm-lora"), default=d.mode, help=f"(default {d.mode})")
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"latents per step (default {d.batch_size})")
@@ -672,7 +677,7 @@ def _run_distill(args) -> int:
     import shutil
     from pathlib import Path
 
-    from .compressor.distill import DistillConfig, distill, save_distilled
+    from .compressor.distill import DistillConfig, check_same_latent_space, distill, save_distilled
     from .compressor.plan import read_plan
     from .lineage import lineage_base
     from .loading import load_pipeline
@@ -687,19 +692,27 @@ def _run_distill(args) -> int:
                            teacher_samples=args.teacher_samples, validate_every=args.validate_every or args.steps,
                            seed=args.seed)
     config.check()
-    teacher = load_pipeline(args.model, allow_pickle=args.allow_pickle)
-    if getattr(teacher.unet.config, "time_cond_proj_dim", None):
-        raise EdgeLDMError(f"{args.model} already has a guidance embedding (it is an LCM)",
-                           hint="distil its teacher instead")
+    model = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    teacher = model if args.teacher is None else load_pipeline(args.teacher, allow_pickle=args.allow_pickle)
+    for name, pipe in ((args.model, model), (args.teacher, teacher)):
+        if getattr(pipe.unet.config, "time_cond_proj_dim", None):
+            raise EdgeLDMError(f"{name} already has a guidance embedding (it is an LCM)",
+                               hint="distil its teacher instead")
+    if teacher is not model:
+        check_same_latent_space(model, teacher, args.model, args.teacher)
     base = lineage_base(args.model)
-    student, summary = distill(teacher, base, config, work=Path(f"{out}.work"), prompts_file=args.prompts)
+    # tiny's captions (the training data) follow the teacher's lineage: it generates the latents
+    student, summary = distill(teacher, lineage_base(args.teacher or args.model), config,
+                               work=Path(f"{out}.work"), prompts_file=args.prompts,
+                               student_unet=None if teacher is model else model.unet,
+                               teacher_name=None if teacher is model else lineage_base(args.teacher))
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
         return 0
     plan = read_plan(Path(args.model) / "unet") if Path(args.model).is_dir() else None
-    protect = (args.model,) if Path(args.model).exists() else ()
-    save_distilled(teacher, student, config, out, base=base, summary=summary, plan=plan, overwrite=args.overwrite,
+    protect = tuple(m for m in (args.model, args.teacher) if m and Path(m).exists())
+    save_distilled(model, student, config, out, base=base, summary=summary, plan=plan, overwrite=args.overwrite,
                    protect=protect)
     validation = Path(f"{out}.work") / "validation"
     if validation.is_dir():  # the validation sheets are worth keeping; the rest of the state is spent

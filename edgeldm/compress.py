@@ -49,6 +49,10 @@ class GateFailed(EdgeLDMError):
     """A stage's quality gate did not hold; everything produced so far is kept."""
 
 
+#: a recipe's ``teacher: original`` names the model the run started from, whatever its path
+ORIGINAL = "original"
+
+
 # --- content digests -----------------------------------------------------------------------------
 
 
@@ -197,7 +201,8 @@ def stage_banner(index: int, total: int, kind: str, note: str, elapsed: float) -
 def _run_one(state: RunState, index: int, stage: Stage, parsers) -> None:
     sdir = state.out / f"{index:02d}-{stage.kind}"
     inp = _input_for(state, stage)
-    extra = {"teacher": state.original.digest} if stage.kind in ("finetune", "evaluate", "bench") else {}
+    extra = {"teacher": state.original.digest} \
+        if stage.kind in ("finetune", "evaluate", "bench") or stage.options.get("teacher") == ORIGINAL else {}
     key = hashlib.sha256(json.dumps([options_digest(stage), inp.digest, extra], sort_keys=True).encode()).hexdigest()
     record = _read_record(sdir)
     total = len(state.recipe.stages)
@@ -315,6 +320,8 @@ def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, pa
     argv = [inp.path, "-o", str(output), "--overwrite"] + stage.argv()
     if stage.kind == "finetune" and "teacher" not in stage.options:
         argv += ["--teacher", state.original.path]
+    if stage.options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from
+        argv[argv.index("--teacher") + 1] = state.original.path
     if state.allow_pickle and any(a.dest == "allow_pickle" for a in parser._actions):
         argv.append("--allow-pickle")
     args = _parse(parser, argv)

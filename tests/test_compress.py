@@ -254,3 +254,22 @@ def test_a_failing_gate_stops_and_keeps_everything(interrupted_then_resumed, tmp
     assert summary["failed_at"] == "05-evaluate" and summary["final_bundle"] is None
     assert (out / "04-quantize" / "bundle" / "edgeldm.json").is_file()  # nothing made so far is lost
     assert "a quality gate failed" in (out / "report" / "report.md").read_text()
+
+
+def test_teacher_original_names_the_model_the_run_started_from(tiny_random_dir, tmp_path):
+    from edgeldm.lineage import read_lineage
+
+    recipe = _recipe(tmp_path, """\
+name: taught
+description: a pruned student taught by the unpruned model
+stages:
+  - prune: {remove: 2, samples: 2, steps: 2, latency-repeat: 0}
+  - distill: {teacher: original, steps: 1, batch-size: 2, teacher-samples: 2, validate-every: 0}
+""")
+    out = tmp_path / "run"
+    assert main(["--quiet", "compress", str(tiny_random_dir), "--recipe", str(recipe), "-o", str(out)]) == 0
+    model = out / "02-distill" / "model"
+    assert read_lineage(model)["distill"]["teacher"] == str(tiny_random_dir.resolve())
+    record = json.loads((out / "02-distill" / "stage.json").read_text())
+    argv = record.get("argv") or record.get("command") or ""
+    assert str(tiny_random_dir) in json.dumps(argv) and '"original"' not in json.dumps(argv)

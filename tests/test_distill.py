@@ -21,6 +21,7 @@ from edgeldm.compressor.distill import (
     x0_and_eps,
 )
 from edgeldm.errors import EdgeLDMError
+from edgeldm.lineage import read_lineage
 from edgeldm.loading import LORA_FILE, load_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -197,3 +198,23 @@ def test_a_pruned_teacher_distils_into_a_pruned_lcm_that_reloads_and_exports(tin
         sum(p.numel() for p in teacher.unet.parameters()) + student.unet.time_embedding.cond_proj.weight.numel()
     export_bundle(str(lcm), tmp_path / "b", ExportConfig(backends=("onnx",)))
     assert Text2Image(tmp_path / "b", backend="onnx")("a red circle", steps=2).size == (64, 64)
+
+    # the unpruned model can teach the pruned student instead: the pruning stays, the teacher is recorded
+    taught = tmp_path / "taught"
+    assert main(["--quiet", "distill", str(pruned), "--teacher", str(tiny_random_dir), "-o", str(taught),
+                 "--steps", "2", "--batch-size", "4", "--teacher-samples", "4", "--validate-every", "0"]) == 0
+    assert len(json.loads((taught / "unet" / PLAN_FILE).read_text())["operations"]) == 2
+    assert read_lineage(taught)["distill"]["teacher"] == str(tiny_random_dir.resolve())
+    assert read_lineage(lcm)["distill"]["teacher"] is None
+    other = load_pipeline(str(taught))
+    assert sum(p.numel() for p in other.unet.parameters()) == sum(p.numel() for p in student.unet.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(other.unet.parameters(), student.unet.parameters()))
+
+
+def test_a_teacher_from_another_latent_space_is_refused(tiny_random_dir, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["--quiet", "distill", str(tiny_random_dir), "--teacher", "tiny", "-o", str(out), "--steps", "1",
+                 "--teacher-samples", "2", "--validate-every", "0"]) != 0
+    err = capsys.readouterr().err
+    assert "does not share" in err and "text encoder" in err and "hidden_size 32 vs 64" in err
+    assert not out.exists()
