@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_LATENCY_SCHEMES = ("openvino:int8-weights", "openvino:int4-weights", "openvino:hybrid", "openvino:w8a8",
-                           "onnx:dynamic", "onnx:qdq-static")
+                           "onnx:dynamic", "onnx:qdq-static", "onnx:int8-weights", "onnx:int4-weights")
 DEFAULT_QUALITY_SCHEMES = DEFAULT_LATENCY_SCHEMES
 
 

@@ -910,7 +910,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="compress the embedded tiny model end to end (recipe tiny-demo) and print the summary",
         description="Runs `edgeldm compress tiny --recipe tiny-demo` into a fresh folder: prune -> finetune -> "
-                    "distill -> export -> quantize -> evaluate -> bench, about 13 minutes on 2 CPU cores, and "
+                    "distill -> export -> quantize -> evaluate -> bench, about 14 minutes on 2 CPU cores, and "
                     "prints the table of the report (size, MACs, latency, prompt accuracy per stage).",
         epilog="example:\n  edgeldm demo -o demo && open demo/report/report.html",
         formatter_class=argparse.RawDescriptionHelpFormatter,
