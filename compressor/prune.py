@@ -31,6 +31,7 @@ class PruneConfig:
     seed: int = 0
     narrow_keep: float | None = None  # inner-channel fraction a `narrow` candidate keeps; None: no narrowing
     protect: tuple[str, ...] = ()  # glob patterns of modules never modified (nor any operator containing one)
+    rank_by: str = "budget"  # ldpruner ranks by score per unit saved: of the budget (MACs / params) or latency
 
 
 @contextmanager
@@ -103,6 +104,9 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         raise EdgeLDMError(f"--protect {unmatched[0]!r} matches no module of the UNet",
                            hint="module names look like up_blocks.1.attentions.0.transformer_blocks.0.attn2; "
                                 "`edgeldm info MODEL` lists the operators")
+    if config.rank_by == "latency" and not config.score.latency_repeat:
+        raise EdgeLDMError("ranking by latency needs the per-candidate latency measurement",
+                           hint="give --latency-repeat 5 (or more), not 0")
     by = "params" if budget.target_params is not None else "macs"
     height, width = _size(pipe, config.score)
     cost = UNetCost(pipe, height, width)
@@ -114,7 +118,7 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         scored = scored or cands  # the first (un-pruned) scoring is the one reported
         new = select(cands, pipe.unet, budget, strategy=config.strategy, seed=config.seed, measure=measure,
                      already=picked, max_new=config.rescore_every if config.iterative else None,
-                     protect=config.protect)
+                     protect=config.protect, rank_by=config.rank_by)
         picked += new
         if not new or not config.iterative or budget_met(budget, picked, measure):
             break
@@ -131,7 +135,8 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
                  "width": width},
         "params": {"original": cost.params0, "pruned": params1, "kept": params1 / cost.params0},
-        "budget": asdict(budget), "strategy": config.strategy, "iterative": config.iterative,
+        "budget": asdict(budget), "strategy": config.strategy, "rank_by": config.rank_by,
+        "iterative": config.iterative,
         "protect": list(config.protect),
         "score": asdict(config.score), "prompts_file": config.prompts_file,
         "removed": [c.to_dict() for c in picked],

@@ -2,7 +2,9 @@
 
 Strategies (one registry, so the ablation runs them through the same code):
 
-* ``ldpruner`` — lowest score per unit of cost saved first (the paper's score, cost-normalised);
+* ``ldpruner`` — lowest score per unit of cost saved first (the paper's score, cost-normalised); the cost
+  is the budget's unit (MACs or parameters) or, ranked by ``latency``, the UNet-step time the candidate
+  was measured to save — MACs do not turn into time one for one (attention, memory-bound layers);
 * ``random`` — a seeded random order;
 * ``magnitude`` — lowest mean |weight| of the operator's parameters first (a weight-magnitude baseline);
 * ``bk-sdm`` — BK-SDM's fixed removal expressed in these modifications: the second (ResNet,
@@ -55,13 +57,19 @@ class Budget:
             raise ValueError(f"remove must be at least 1, got {self.remove}")
 
 
+def _saved(c: Candidate, cost: str) -> float:
+    if cost == "latency":
+        if c.latency_saved_s is None:
+            raise ValueError(f"{c.op} has no measured latency: ranking by latency needs latency_repeat > 0")
+        return c.latency_saved_s
+    return c.params_saved if cost == "params" else c.macs_saved
+
+
 @register_strategy("ldpruner")
 def _by_score(candidates: list[Candidate], unet, *, cost: str = "macs", seed: int = 0) -> list[Candidate]:
-    def key(c: Candidate):
-        saved = c.params_saved if cost == "params" else c.macs_saved
-        return (c.score if c.score is not None else np.inf) / max(saved, 1)
-
-    return sorted([c for c in candidates if (c.params_saved if cost == "params" else c.macs_saved) > 0], key=key)
+    # candidates that save nothing (measured: nothing beyond timing noise) never go
+    useful = [c for c in candidates if _saved(c, cost) > 0]
+    return sorted(useful, key=lambda c: (c.score if c.score is not None else np.inf) / _saved(c, cost))
 
 
 @register_strategy("random")
@@ -100,12 +108,13 @@ def budget_met(budget: Budget, picked: list[Candidate], measure: Callable[[list[
 
 def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str = "ldpruner", seed: int = 0,
            measure: Callable[[list[Candidate]], float] | None = None, already: list[Candidate] = (),
-           max_new: int | None = None, protect: tuple[str, ...] = ()) -> list[Candidate]:
+           max_new: int | None = None, protect: tuple[str, ...] = (), rank_by: str = "budget") -> list[Candidate]:
     """Pick candidates in the strategy's order until the budget is met (or ``max_new`` picks).
 
     ``measure(selected) -> kept fraction`` (of MACs or parameters, as the budget says) counts the UNet
     with the selection applied; ``already`` are earlier picks (iterative pruning) that new ones must not
     overlap, and count toward the budget. ``protect``: glob patterns of module names never modified.
+    ``rank_by``: what the score is divided by — ``budget`` (the budget's unit) or ``latency`` (measured).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -113,7 +122,9 @@ def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str =
         # transformer block would remove its protected cross-attention too)
         kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
         candidates = [c for c in candidates if not any(overlaps(c.op, k) for k in kept)]
-    cost = "params" if budget.target_params is not None else "macs"
+    if rank_by not in ("budget", "latency"):
+        raise ValueError(f"rank_by must be budget or latency, got {rank_by!r}")
+    cost = "latency" if rank_by == "latency" else "params" if budget.target_params is not None else "macs"
     order = STRATEGIES[strategy](candidates, unet, cost=cost, seed=seed)
     picked: list[Candidate] = list(already)
     new: list[Candidate] = []

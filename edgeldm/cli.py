@@ -444,6 +444,10 @@ def _add_prune(sub) -> None:
     p.add_argument("--strategy", default="ldpruner", choices=("ldpruner", "random", "magnitude", "bk-sdm"),
                    help="ldpruner (the score), or an ablation baseline: random order, lowest weight magnitude, "
                         "BK-SDM's fixed removal (default ldpruner)")
+    p.add_argument("--rank-by", choices=("budget", "latency"), default="budget",
+                   help="ldpruner ranks candidates by score per unit saved: of the budget (MACs or parameters) or of "
+                        "the UNet-step latency measured per candidate (needs --latency-repeat > 0; candidates "
+                        "measured to save no time never go) (default budget)")
     p.add_argument("--prompts", default=None, metavar="FILE",
                    help="calibration prompts, one per line (default: tiny's captions for tiny-derived models, else "
                         "the shipped general set)")
@@ -498,7 +502,7 @@ def _run_prune(args) -> int:
         raise EdgeLDMError(str(exc)) from None
     config = PruneConfig(budget=budget, strategy=args.strategy, iterative=args.iterative,
                          rescore_every=args.rescore_every, prompts_file=args.prompts, seed=args.seed,
-                         narrow_keep=args.narrow_keep, protect=tuple(args.protect),
+                         narrow_keep=args.narrow_keep, protect=tuple(args.protect), rank_by=args.rank_by,
                          score=ScoreConfig(samples=args.samples, steps=args.steps, guidance=args.guidance,
                                            variant=args.variant, seed=args.seed, latency_repeat=args.latency_repeat))
     cache = Path(args.cache) if args.cache else (Path(f"{args.output}.work") / "scores" if args.output else None)

@@ -127,6 +127,26 @@ def test_selection_meets_the_budget_without_overlaps(pipe, size, candidates):
         Budget(target_macs=1.5)
 
 
+def test_ranking_by_measured_latency(pipe, size, candidates):
+    cands = copy.deepcopy(candidates)
+    for i, c in enumerate(cands):
+        c.score = 1.0
+        c.latency_saved_s = None
+    with pytest.raises(ValueError, match="no measured latency"):
+        select(cands, pipe.unet, Budget(remove=2), rank_by="latency")
+    # equal scores: by MACs the biggest MAC saver goes first; by latency the biggest time saver, and an
+    # operator measured to save no time never goes, however many MACs it saves
+    by_macs = max(cands, key=lambda c: c.macs_saved)
+    fastest = min(cands, key=lambda c: c.macs_saved if c.macs_saved > 0 else np.inf)
+    for c in cands:
+        c.latency_saved_s = 1e-3
+    fastest.latency_saved_s, by_macs.latency_saved_s = 5e-3, -1e-4
+    assert select(cands, pipe.unet, Budget(remove=1))[0] is by_macs
+    assert select(cands, pipe.unet, Budget(remove=1), rank_by="latency")[0] is fastest
+    every = select(cands, pipe.unet, Budget(remove=len(cands)), rank_by="latency")
+    assert by_macs not in every and fastest in every
+
+
 def test_protected_operators_and_their_containers_are_never_picked(pipe, size, candidates):
     cands = copy.deepcopy(candidates)
     for c in cands:  # make the protected ones the most attractive picks
@@ -283,3 +303,10 @@ def test_iterative_pruning_rescores_between_batches(tiny_random_dir, monkeypatch
     plan, _ = prune_pipeline(pipe, str(tiny_random_dir), config)
     assert len(plan.operations) == 3
     assert rounds == [0, 2]  # scored on the original, then again with the first two removals applied
+
+
+def test_ranking_by_latency_without_measuring_it_is_refused(tiny_random_dir, tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["prune", str(tiny_random_dir), "-o", str(out), "--rank-by", "latency", "--latency-repeat", "0",
+                 "--samples", "2", "--steps", "2"]) != 0
+    assert "needs the per-candidate latency" in capsys.readouterr().err and not out.exists()
