@@ -1,12 +1,15 @@
 """Pruning figures, measured side by side (issue: LD-Pruner).
 
     python -m edgeldm.benchmarks.prune_bench latency [--target-macs 0.65] [--size 256] [--repeat 5] [--threads 2]
+                                                     [--rank-by budget|latency --samples 2 --score-steps 2]
     python -m edgeldm.benchmarks.prune_bench ablation [--finetune-steps 800] [--out DIR]
 
 ``latency``: the ``sd15`` preset UNet and the same UNet pruned to ``--target-macs``, both exported to
 ONNX and timed alternately (A B A B …) in ONNX Runtime fp32, one guided step (batch 2) at ``--size`` px.
 The preset's weights are random, so its LD-Pruner scores would mean nothing: the operators are picked
-by weight magnitude here — the latency of a pruned architecture depends on what is removed, not on why.
+by weight magnitude here — the latency of a pruned architecture depends on what is removed, not on why —
+unless ``--rank-by`` asks for LD-Pruner's selection: with ``latency`` its score is divided by the UNet-step
+time each candidate was measured to save, which is exactly what changes what is removed.
 
 ``ablation``: on ``tiny``, at the MAC budget BK-SDM's fixed removal reaches, each selection strategy
 (LD-Pruner score, random, weight magnitude, BK-SDM) prunes, is evaluated, is finetuned with the same
@@ -27,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 
-def latency(target_macs: float, size: int, repeat: int, threads: int) -> dict:
+def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by: str | None = None,
+            samples: int = 2, score_steps: int = 2, latency_repeat: int = 3) -> dict:
     import torch
 
     from ..compressor.ldpruner import ScoreConfig
@@ -49,8 +53,15 @@ def latency(target_macs: float, size: int, repeat: int, threads: int) -> dict:
         tmp = Path(tmp)
         export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "original")
         t0 = time.perf_counter()
-        config = PruneConfig(budget=Budget(target_macs=target_macs), strategy="magnitude",
-                             score=ScoreConfig(height=size, width=size, latency_repeat=0))
+        if rank_by is None:  # weight magnitude: no scoring, no per-candidate timing
+            config = PruneConfig(budget=Budget(target_macs=target_macs), strategy="magnitude",
+                                 score=ScoreConfig(height=size, width=size, latency_repeat=0))
+        else:  # LD-Pruner's selection (scores of random weights: only what it removes matters here)
+            config = PruneConfig(budget=Budget(target_macs=target_macs), strategy="ldpruner", rank_by=rank_by,
+                                 score=ScoreConfig(height=size, width=size, samples=samples, steps=score_steps,
+                                                   latency_repeat=latency_repeat))
+            out.update(strategy="ldpruner", rank_by=rank_by, samples=samples, score_steps=score_steps,
+                       latency_repeat=latency_repeat)
         plan, _ = prune_pipeline(pipe, "sd15", config)
         out["selection_seconds"] = time.perf_counter() - t0
         out["macs"], out["params"] = plan.report["macs"], plan.report["params"]
@@ -132,6 +143,12 @@ def main(argv=None) -> int:
     lat.add_argument("--size", type=int, default=256)
     lat.add_argument("--repeat", type=int, default=5)
     lat.add_argument("--threads", type=int, default=2)
+    lat.add_argument("--rank-by", choices=("budget", "latency"), default=None,
+                     help="select with LD-Pruner's score ranked per MAC or per measured latency saved (default: "
+                          "by weight magnitude, no scoring)")
+    lat.add_argument("--samples", type=int, default=2, help="LD-Pruner calibration latents (with --rank-by)")
+    lat.add_argument("--score-steps", type=int, default=2, help="sampler steps per calibration latent")
+    lat.add_argument("--latency-repeat", type=int, default=3, help="timings per candidate (with --rank-by)")
     abl = sub.add_parser("ablation", help="tiny: selection strategies at BK-SDM's MAC budget, before/after finetune")
     abl.add_argument("--finetune-steps", type=int, default=800)
     abl.add_argument("--prompts", type=int, default=200)
@@ -143,7 +160,8 @@ def main(argv=None) -> int:
 
     ensure_offline()
     if args.figure == "latency":
-        res = latency(args.target_macs, args.size, args.repeat, args.threads)
+        res = latency(args.target_macs, args.size, args.repeat, args.threads, rank_by=args.rank_by,
+                      samples=args.samples, score_steps=args.score_steps, latency_repeat=args.latency_repeat)
         print(f"sd15 UNet at {args.size} px, ONNX Runtime fp32, {args.threads} threads: MACs kept "
               f"{res['macs']['kept']:.3f}, step pruned / original {res['ratio_median']:.3f} (median of "
               f"{len(res['ratio_per_pair'])} pairs; {res['pruned']['median']:.3f} s vs {res['original']['median']:.3f} s)")
