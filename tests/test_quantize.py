@@ -179,6 +179,14 @@ def test_a_scheme_per_component_and_weight_only_graphs(tiny_random_bundle, calib
         options = pipe.sessions[comp].session.get_session_options()
         assert options.get_session_config_entry("session.disable_quant_qdq") == "1"
     assert pipe("a red circle", steps=2).size == (64, 64)
+    # --per-tensor: one scale per weight tensor instead of one per output channel
+    tensor = quantize_bundle(tiny_random_bundle, tmp_path / "t", QuantizeConfig(
+        backend="onnx", scheme="int8-weights", components=("unet",), options=QuantOptions(per_channel=False),
+        calibration_dir=str(calib.folder), min_psnr=20.0, image_prompts=0))
+    assert tensor["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"] > 20
+    scales = [t for t in onnx.load(str(tmp_path / "t" / "unet" / "model.onnx")).graph.initializer
+              if t.name.endswith("_scale")]
+    assert scales and all(list(t.dims) == [] for t in scales)
 
 
 def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):

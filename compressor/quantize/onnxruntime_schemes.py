@@ -138,9 +138,9 @@ def _weight_axis(node, name_index: int) -> int | None:
     return None
 
 
-def _dequantize_linear_weights(model, op_types, exclude: tuple[str, ...]) -> int:
-    """Replace the float weights of ``op_types`` by symmetric per-channel INT8 + scale behind a
-    DequantizeLinear node (in place); returns how many. ORT's quantizers quantize weights only together
+def _dequantize_linear_weights(model, op_types, exclude: tuple[str, ...], per_channel: bool = True) -> int:
+    """Replace the float weights of ``op_types`` by symmetric INT8 + scale (per output channel, or one per
+    tensor) behind a DequantizeLinear node (in place); returns how many. ORT's quantizers quantize weights only together
     with activations (static / dynamic) or, weight-only, MatMul and Gather alone: convolutions need this."""
     import numpy as np
     from onnx import helper, numpy_helper
@@ -163,15 +163,16 @@ def _dequantize_linear_weights(model, op_types, exclude: tuple[str, ...]) -> int
         if w.dtype.kind != "f" or w.ndim < 2 or w.size < MIN_WEIGHT_ELEMENTS:
             continue
         axis = next(iter(found)) % w.ndim
-        reduce = tuple(d for d in range(w.ndim) if d != axis)
+        reduce = tuple(d for d in range(w.ndim) if d != axis) if per_channel else None
         scale = np.abs(w.astype(np.float32)).max(axis=reduce, keepdims=True) / 127.0
         scale[scale == 0] = 1.0
         q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
         graph.initializer.remove(inits[name])
+        scale = scale.reshape(-1) if per_channel else scale.reshape(())
         graph.initializer.extend([numpy_helper.from_array(q, name + "_int8"),
-                                  numpy_helper.from_array(scale.reshape(-1).astype(w.dtype), name + "_scale")])
+                                  numpy_helper.from_array(scale.astype(w.dtype), name + "_scale")])
         dq_nodes.append(helper.make_node("DequantizeLinear", [name + "_int8", name + "_scale"], [name],
-                                         axis=axis, name=name + "_DequantizeLinear"))
+                                         name=name + "_DequantizeLinear", **({"axis": axis} if per_channel else {})))
         count += 1
     nodes = dq_nodes + list(graph.node)  # a DequantizeLinear reads initializers only: first is topological
     del graph.node[:]
@@ -196,7 +197,7 @@ def int8_weights(src: Path, dst: Path, component: str, options: QuantOptions, ca
     import onnx
 
     model = onnx.load(str(src), load_external_data=True)
-    _dequantize_linear_weights(model, tuple(options.op_types or WEIGHT_OPS), options.exclude)
+    _dequantize_linear_weights(model, tuple(options.op_types or WEIGHT_OPS), options.exclude, options.per_channel)
     with tempfile.TemporaryDirectory(prefix="edgeldm-w8-") as scratch:
         return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))
 
@@ -223,6 +224,7 @@ def int4_weights(src: Path, dst: Path, component: str, options: QuantOptions, ca
                                          algo_config=config)
         quantizer.process()
         model = quantizer.model.model
-    _dequantize_linear_weights(model, tuple(o for o in ops if o not in blocked), options.exclude)
+    _dequantize_linear_weights(model, tuple(o for o in ops if o not in blocked), options.exclude,
+                               options.per_channel)
     with tempfile.TemporaryDirectory(prefix="edgeldm-w4-") as scratch:
         return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))
