@@ -61,20 +61,28 @@ def _excluded_nodes_of(model, options: QuantOptions) -> list[str]:
     return [n.name for n in model.graph.node if excluded(n.name, options.exclude)]
 
 
-def _write(tmp_out: Path, dst: Path, large: bool) -> list[Path]:
-    dst.mkdir(parents=True, exist_ok=True)
-    target = dst / ONNX_FILE
-    if not large:
-        shutil.move(str(tmp_out), target)
-        return [target]
-    # the quantizer names its external data "<model>.data"; the bundle's convention (and optimum's) is one
-    # "model.onnx_data" beside "model.onnx"
+def _save_model(model, dst: Path, large: bool) -> list[Path]:
+    """An in-memory graph into ``dst`` in the bundle's layout: ``model.onnx``, and for a large graph one
+    ``model.onnx_data`` beside it (optimum's convention too)."""
     import onnx
 
-    model = onnx.load(str(tmp_out), load_external_data=True)
-    onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+    dst.mkdir(parents=True, exist_ok=True)
+    target = dst / ONNX_FILE
+    onnx.save_model(model, str(target), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=ONNX_DATA_FILE, size_threshold=1024)
-    return [target, dst / ONNX_DATA_FILE]
+    return [target, dst / ONNX_DATA_FILE] if large else [target]
+
+
+def _write(tmp_out: Path, dst: Path, large: bool) -> list[Path]:
+    """A quantizer's output file into ``dst``: moved as it is, or — large, since the quantizer names its
+    external data "<model>.data" — re-saved in the bundle's layout."""
+    if not large:
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(tmp_out), dst / ONNX_FILE)
+        return [dst / ONNX_FILE]
+    import onnx
+
+    return _save_model(onnx.load(str(tmp_out), load_external_data=True), dst, large)
 
 
 @register_scheme("qdq-static", "onnx", "INT8 QDQ, calibrated activations, per-channel weights (UNet, text "
@@ -180,16 +188,6 @@ def _dequantize_linear_weights(model, op_types, exclude: tuple[str, ...], per_ch
     return count
 
 
-def _save(model, scratch: Path, large: bool) -> Path:
-    import onnx
-
-    out = scratch / "out" / ONNX_FILE
-    out.parent.mkdir(exist_ok=True)
-    onnx.save_model(model, str(out), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=ONNX_DATA_FILE)
-    return out
-
-
 @register_scheme("int8-weights", "onnx", "INT8 weight-only per channel, fp32 arithmetic (all components; weights "
                  "dequantized once at load)", components=("text_encoder", "unet", "vae_decoder"),
                  session_config=FOLD_DQ_AT_LOAD)
@@ -198,8 +196,7 @@ def int8_weights(src: Path, dst: Path, component: str, options: QuantOptions, ca
 
     model = onnx.load(str(src), load_external_data=True)
     _dequantize_linear_weights(model, tuple(options.op_types or WEIGHT_OPS), options.exclude, options.per_channel)
-    with tempfile.TemporaryDirectory(prefix="edgeldm-w8-") as scratch:
-        return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))
+    return _save_model(model, dst, _large(src))
 
 
 @register_scheme("int4-weights", "onnx", "INT4 weight-only in groups (MatMulNBits / GatherBlockQuantized: MatMuls "
@@ -226,5 +223,4 @@ def int4_weights(src: Path, dst: Path, component: str, options: QuantOptions, ca
         model = quantizer.model.model
     _dequantize_linear_weights(model, tuple(o for o in ops if o not in blocked), options.exclude,
                                options.per_channel)
-    with tempfile.TemporaryDirectory(prefix="edgeldm-w4-") as scratch:
-        return _write(_save(model, Path(scratch), _large(src)), dst, _large(src))
+    return _save_model(model, dst, _large(src))
