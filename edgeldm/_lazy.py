@@ -19,6 +19,7 @@ EXTRA_FOR_MODULE = {
     "optimum": "compress",
     "onnx": "onnx",
     "onnxruntime": "onnx",
+    "onnxslim": "onnx",
     "openvino": "openvino",
     "coremltools": "coreml",
 }

@@ -781,6 +781,10 @@ def _add_quantize(sub) -> None:
     p.add_argument("--per-tensor", action="store_true", help="onnx: per-tensor instead of per-channel weights")
     p.add_argument("--image-prompts", type=int, default=d.image_prompts,
                    help=f"prompts for the image comparison with the fp32 bundle; 0: skip (default {d.image_prompts})")
+    p.add_argument("--compact", action="store_true",
+                   help="onnx: slim the quantized graphs for shipping - shape arithmetic folded (onnxslim), "
+                        "short internal names, no shape annotations; same outputs (checked), 0.2-0.4 MB less "
+                        "on tiny; graph input/output names stay")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_run_quantize)
 
@@ -803,7 +807,7 @@ def _run_quantize(args) -> int:
                                                                        steps=args.calib_steps,
                                                                        prompts_file=args.calib_prompts),
                             calibration_dir=args.calib_dir, min_psnr=args.min_psnr, sensitivity=args.sensitivity,
-                            image_prompts=args.image_prompts)
+                            image_prompts=args.image_prompts, compact=args.compact)
     manifest = quantize_bundle(args.bundle, args.output, config, overwrite=args.overwrite)
     q = manifest["quantization"]
     for comp in q["components"]:

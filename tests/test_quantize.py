@@ -137,6 +137,9 @@ def test_cli_quantize_refusals_and_summary(tiny_random_bundle, calib, tmp_path, 
         bad = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "x"), "--backend", "onnx",
                "--scheme", spec, "--calib-dir", str(calib.folder), *extra]
         assert main(["--quiet", *bad]) != 0 and message in capsys.readouterr().err, spec
+    bad = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "x"), "--backend", "openvino", "--scheme",
+           "int8-weights", "--compact", "--calib-dir", str(calib.folder)]
+    assert main(["--quiet", *bad]) != 0 and "--compact is for ONNX graphs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert main(["--quiet", "bench", str(out), "--steps", "1", "--repeat", "1", "--warmup", "0",
                  "--quality-prompts", "0", "--json", str(tmp_path / "b.json")]) == 0
@@ -171,6 +174,12 @@ def test_a_scheme_per_component_and_weight_only_graphs(tiny_random_bundle, calib
         assert "DequantizeLinear" in ops or comp == "text_encoder"
         if scheme == "int4-weights":
             assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
+            # embedding scales in fp16 (a fifth of an INT4 table's bytes in fp32), cast back to fp32 after
+            inits = {t.name: t for t in graph.graph.initializer}
+            gathers = [n for n in graph.graph.node if n.op_type == "GatherBlockQuantized"]
+            assert all(inits[n.input[2]].data_type == onnx.TensorProto.FLOAT16 for n in gathers)
+            consumers = [m for n in gathers for m in graph.graph.node if n.output[0] in m.input]
+            assert [m.op_type for m in consumers] == ["Cast"] * len(gathers)
         before = (tiny_random_bundle / comp / "model.onnx").stat().st_size
         assert (out / comp / "model.onnx").stat().st_size < 0.5 * before
     # the runtime loads each graph with the settings its scheme asked for (ORT folds the weights at load)
@@ -197,9 +206,17 @@ def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
                                  ("onnx", "text_encoder=int4-weights,unet=int8-weights", ORTStableDiffusionPipeline),
                                  ("openvino", "hybrid", OVStableDiffusionPipeline)):
         out = tmp_path / scheme.replace(",", "_")
-        quantize_bundle(tiny_random_bundle, out, QuantizeConfig(backend=backend, scheme=scheme, min_psnr=10.0,
-                                                                calibration_dir=str(calib.folder),
-                                                                image_prompts=0))
+        compact = "int4" in scheme  # compacted graphs keep the interface optimum loads by
+        manifest = quantize_bundle(tiny_random_bundle, out, QuantizeConfig(
+            backend=backend, scheme=scheme, min_psnr=10.0, calibration_dir=str(calib.folder), image_prompts=0,
+            compact=compact))
+        if compact:
+            for comp in ("text_encoder", "unet"):
+                stats = manifest["components"][comp]["backends"]["onnx"]["quantization"]["compact"]
+                assert stats["bytes_after"] < stats["bytes_before"] and stats["parity"]["psnr_db"] >= 80
+                assert stats["bytes_after"] == (out / comp / "model.onnx").stat().st_size
+            assert manifest["recipe"]["options"]["compact"] is True
+            verify_files(out, load_manifest(out))
         pipe = cls.from_pretrained(str(out))
         images = pipe("a red circle", num_inference_steps=2, output_type="np", height=64, width=64).images
         assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()

@@ -42,6 +42,7 @@ class QuantizeConfig:
     min_psnr: float = 30.0  # dB, every quantized component's output vs fp32 on held-out captured inputs
     sensitivity: bool = False  # keep UNet blocks float until min_psnr is met, instead of failing
     image_prompts: int = 4
+    compact: bool = False  # onnx: slim the quantized graphs for shipping (exporters/onnx_compact.py)
 
 
 def _other_backend_files(manifest: dict, backend: str) -> set[str]:
@@ -96,6 +97,8 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                            hint="quantize the fp32 bundle it came from")
     if config.options.exclude and "unet" in schemes and not schemes["unet"].supports_exclude:
         raise EdgeLDMError(f"{config.backend} {config.scheme} cannot keep parts of a graph in float")
+    if config.compact and config.backend != "onnx":
+        raise EdgeLDMError(f"--compact is for ONNX graphs, not {config.backend}")
     runnable = can_run(config.backend)
 
     with tempfile.TemporaryDirectory(prefix="edgeldm-calib-") as scratch, \
@@ -141,7 +144,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
         new_manifest["recipe"] = {"stage": "quantize", "options": {
             "backend": config.backend, "scheme": config.scheme, "components": list(components),
             "options": asdict(config.options), "calibration": asdict(config.calibration),
-            "min_psnr": config.min_psnr, "sensitivity": config.sensitivity},
+            "min_psnr": config.min_psnr, "sensitivity": config.sensitivity, "compact": config.compact},
             "previous": manifest.get("recipe")}
         (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
         if runnable is None and config.image_prompts:
@@ -183,8 +186,35 @@ def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantO
                     f"is below the floor {config.min_psnr:g} dB",
                     hint="lower --min-psnr to accept it, add --sensitivity to keep the most sensitive UNet "
                          "blocks in float, or pick a gentler scheme")
+    if config.compact:
+        entry["compact"] = _compact(files[0], comp, calib, io, config, scheme, scratch)
     entry["files"] = files
     return entry
+
+
+# compaction only renames and folds: its outputs must match the graph it started from to this PSNR
+COMPACT_MIN_PSNR_DB = 80.0
+
+
+def _compact(graph: Path, comp: str, calib, io, config: QuantizeConfig, scheme, scratch: Path) -> dict:
+    """Compact the quantized graph in place and check it against itself before (held-out inputs)."""
+    from ...exporters.onnx_compact import compact_onnx
+
+    before = scratch / f"{comp}-before-compact.onnx"
+    shutil.copyfile(graph, before)
+    stats = compact_onnx(graph)
+    if "skipped" in stats:
+        before.unlink()
+        return stats
+    # both loaded as the runtime will (ORT folding the INT8 weights at load or not rounds differently)
+    settings = dict(scheme.session_config)
+    parity = graph_parity(config.backend, before, graph, io, calib, comp, session_config=settings,
+                          reference_session_config=settings)
+    before.unlink()
+    if parity.get("inputs") and parity["psnr_db"] < COMPACT_MIN_PSNR_DB:
+        raise EdgeLDMError(f"{comp}: the compacted graph's outputs moved (PSNR {parity['psnr_db']:.1f} dB vs the "
+                           f"graph before, floor {COMPACT_MIN_PSNR_DB:g})", hint="quantize without --compact")
+    return stats | {"parity": parity}
 
 
 def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch):

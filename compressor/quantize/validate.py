@@ -20,15 +20,18 @@ def can_run(backend: str) -> str | None:
 
 
 def graph_parity(backend: str, reference: Path, candidate: Path, io, calib, component: str, *,
-                 limit: int = 16, session_config: dict | None = None) -> dict:
+                 limit: int = 16, session_config: dict | None = None,
+                 reference_session_config: dict | None = None) -> dict:
     """Outputs of ``candidate`` vs ``reference`` on held-out captured inputs of ``component``.
 
     PSNR pools the squared error over all inputs, with the reference outputs' range as the peak. ``session_config``:
-    the candidate's session settings (a scheme's ``session_config``), as the runtime will load it.
+    the candidate's session settings (a scheme's ``session_config``), as the runtime will load it;
+    ``reference_session_config`` the reference's (none: a fp32 graph's defaults).
     """
     from ...runtimes.backends import open_session
 
-    ref_s = open_session(backend, reference, io)
+    ref_s = open_session(backend, reference, io,
+                         **({"session_config": reference_session_config} if reference_session_config else {}))
     cand_s = open_session(backend, candidate, io, **({"session_config": session_config} if session_config else {}))
     _, (start, count) = calib.split(component)
     refs, cands = [], []
