@@ -5,8 +5,8 @@ was 1.55 MB of which 0.43 MB was not weights — 1 900 nodes (a third of them sh
 axes) with exporter names like ``/unet/up_blocks.1/attentions.0/transformer_blocks.0/attn1/Reshape_3_output_0``
 and shape annotations. Compacting
 
-1. runs onnxslim (constant folding, dead-node removal, shape-arithmetic simplification; dynamic axes stay
-   dynamic),
+1. runs onnxslim (constant folding up to ``FOLD_MAX_BYTES`` per result, dead-node removal, shape-arithmetic
+   simplification; dynamic axes stay dynamic),
 2. drops ``value_info`` (shape annotations ORT infers again at load) and node names / doc strings,
 3. renames internal tensors and initializers to short hexadecimal names — the graph's inputs and outputs
    keep theirs, so runtimes and optimum's pipelines load it unchanged.
@@ -23,6 +23,10 @@ import os
 from pathlib import Path
 
 logger = logging.getLogger("edgeldm")
+
+# constant folding stops at results this large: shape arithmetic folds to a few bytes, but folding e.g. an INT4
+# position table through its dequantization stores it in fp32 (tiny's text encoder grew 40 KB that way)
+FOLD_MAX_BYTES = 1024
 
 
 def _short_names(model) -> None:
@@ -72,7 +76,7 @@ def compact_onnx(path: str | Path) -> dict:
     if _has_subgraphs(model):  # If / Loop bodies reference outer names: renaming would need scoping
         return {"skipped": "graph with control-flow subgraphs"}
     before = {"bytes": os.path.getsize(path), "nodes": len(model.graph.node)}
-    slim = onnxslim.slim(model)
+    slim = onnxslim.slim(model, size_threshold=FOLD_MAX_BYTES)
     _short_names(slim)
     onnx.checker.check_model(slim)
     tmp = path.with_name(path.name + ".compact")
