@@ -6,8 +6,12 @@ operator modified; take the element-wise mean and standard deviation over the se
     score = ||mu_orig - mu_mod||_2 + ||sigma_orig - sigma_mod||_2
 
 Low score: the operator barely moves the distribution of generated latents, so it can go. Variants:
-``final`` (the paper's: the latents the sampler ends on) and ``trajectory`` (the latents after every
-step, so an operator that only matters early is not missed).
+``final`` (the paper's: the latents the sampler ends on), ``trajectory`` (the latents after every
+step, so an operator that only matters early is not missed) and ``paired`` (beyond the paper: the mean
+L2 distance between the final latents of the *same* prompt and seed). The set statistics cannot see an
+operator that changes which image a prompt gets while the set keeps its spread - a cross-attention
+that binds colours to shapes - and pairing sees exactly that; it is no longer task-agnostic in the
+paper's sense, only prompt-conditional.
 
 Scores are cached one file per (model, settings, already-applied plan, operator, modification), so an
 interrupted run resumes; with ``accelerate launch`` the candidates are split across the processes.
@@ -28,7 +32,7 @@ from ..inventory import count_macs, operator_inventory, unet_example_inputs
 from .patches import apply_modification, modifications_for
 
 logger = logging.getLogger("edgeldm")
-VARIANTS = ("final", "trajectory")
+VARIANTS = ("final", "trajectory", "paired")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,12 @@ def ld_score(reference: tuple[np.ndarray, np.ndarray], modified: tuple[np.ndarra
     return float(np.linalg.norm((mu_o - mu_m).ravel()) + np.linalg.norm((sd_o - sd_m).ravel()))
 
 
+def paired_score(reference: np.ndarray, modified: np.ndarray) -> float:
+    """Mean over samples of ||z_orig_i - z_mod_i||_2, latents of the same prompt and seed paired."""
+    diff = (reference.astype(np.float64) - modified.astype(np.float64)).reshape(len(reference), -1)
+    return float(np.linalg.norm(diff, axis=1).mean())
+
+
 def _latency_saved(unet, inputs: dict, undo_and_redo, repeat: int) -> float:
     """Median UNet-step seconds of the original minus the modified, timed alternately (A B A B …)."""
     from ..benchmarks.timing import alternate
@@ -207,7 +217,10 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
     cache = cache or ScoreCache(None, {})
     unet = pipe.unet
     stats = LatentStatistics(pipe, prompts, config)
-    reference = stats.statistics()
+    # paired compares the latents themselves; the paper's variants their element-wise set statistics
+    measure, score = ((stats.latents, paired_score) if config.variant == "paired"
+                      else (stats.statistics, ld_score))
+    reference = measure()
     config = default_config_for(pipe, config)
     step_inputs = unet_example_inputs(unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor,
                                       batch=2)
@@ -222,7 +235,7 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
                     undo[0] = c.apply(unet)
 
                 try:
-                    cand.score = ld_score(reference, stats.statistics())
+                    cand.score = score(reference, measure())
                     if config.latency_repeat:
                         cand.latency_saved_s = _latency_saved(unet, step_inputs, (lambda: undo[0](), redo),
                                                               config.latency_repeat)

@@ -454,8 +454,10 @@ def _add_prune(sub) -> None:
     p.add_argument("--samples", type=int, default=32, help="calibration prompts x seeds per latent set (default 32)")
     p.add_argument("--steps", type=int, default=10, help="sampler steps per calibration latent (default 10)")
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of the calibration runs (default 7.5)")
-    p.add_argument("--variant", choices=("final", "trajectory"), default="final",
-                   help="latents scored: the final ones (the paper) or every step's (default final)")
+    p.add_argument("--variant", choices=("final", "trajectory", "paired"), default="final",
+                   help="score: set statistics of the final latents (the paper), of every step's latents, or "
+                        "'paired': the mean distance between the final latents of the same prompt and seed, "
+                        "which sees prompt-conditional damage such as colour binding (default final)")
     p.add_argument("--latency-repeat", type=int, default=5,
                    help="UNet-step timings per candidate for the latency-saved column; 0 skips (default 5)")
     p.add_argument("--narrow-keep", type=float, default=None, metavar="F",

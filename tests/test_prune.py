@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from edgeldm.cli import main
 from edgeldm.compressor.ldpruner import (Candidate, LatentStatistics, ScoreCache, ScoreConfig, enumerate_candidates,
-                                         ld_score, overlaps, score_candidates)
+                                         ld_score, overlaps, paired_score, score_candidates)
 from edgeldm.compressor.narrow import channels_to_prune
 from edgeldm.compressor.patches import MODIFICATIONS, apply_modification, modifications_for
 from edgeldm.compressor.plan import PLAN_FILE
@@ -94,6 +95,25 @@ def test_ld_score_is_zero_for_the_same_latents_and_grows_with_the_change(pipe):
     mu, sd = ref
     assert ld_score(ref, (mu + 0.1, sd)) == pytest.approx(0.1 * np.sqrt(mu.size))
     assert ld_score(ref, (mu, sd * 2)) == pytest.approx(np.linalg.norm(sd))
+
+
+def test_paired_score_sees_what_the_set_statistics_miss():
+    rng = np.random.default_rng(0)
+    lat = rng.standard_normal((8, 4, 8, 8))
+    assert paired_score(lat, lat) == 0.0
+    swapped = lat[::-1].copy()  # every prompt gets another prompt's latent: the set is the same
+    assert ld_score((lat.mean(0), lat.std(0)), (swapped.mean(0), swapped.std(0))) == pytest.approx(0.0, abs=1e-12)
+    assert paired_score(lat, swapped) > 1.0
+    assert paired_score(lat, lat + 0.5) == pytest.approx(0.5 * np.sqrt(4 * 8 * 8))
+
+
+def test_paired_variant_scores_candidates(pipe):
+    cands = [Candidate("mid_block", "mid_block", "remove")]
+    config = dataclasses.replace(FAST, variant="paired")
+    scored = score_candidates(pipe, copy.deepcopy(cands), ["a red circle", "a blue square"], config)
+    assert scored[0].score > 0
+    with pytest.raises(ValueError, match="unknown score variant"):
+        score_candidates(pipe, copy.deepcopy(cands), ["a red circle"], dataclasses.replace(FAST, variant="mean"))
 
 
 def test_scores_are_cached_and_resume(pipe, tmp_path, monkeypatch):
