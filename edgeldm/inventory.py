@@ -108,6 +108,9 @@ def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int 
     return inputs
 
 
+REAL_COUNT_MAX_PARAMS = 50_000_000
+
+
 def count_macs(model, inputs: dict) -> MacCount:
     """MACs of ``model(**inputs)``, per module, without computing anything."""
     torch = require("torch")
@@ -118,10 +121,17 @@ def count_macs(model, inputs: dict) -> MacCount:
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
     counter = FlopCounterMode(display=False, depth=None)
-    with FakeTensorMode(allow_non_fake_inputs=True) as fake_mode, torch.no_grad():
-        fake_inputs = {k: fake_mode.from_tensor(v) for k, v in inputs.items()}
-        with counter:
-            model(**fake_inputs)
+    # The counter reads shapes only. Fake tensors skip the arithmetic but cost ~1 s of tracing per pass,
+    # which a small real model computes ten times faster (tiny: 0.11 vs 1.1 s; pruning counts once per
+    # candidate); a large or meta model is traced.
+    if device.type != "meta" and sum(p.numel() for p in model.parameters()) <= REAL_COUNT_MAX_PARAMS:
+        with torch.no_grad(), counter:
+            model(**inputs)
+    else:
+        with FakeTensorMode(allow_non_fake_inputs=True) as fake_mode, torch.no_grad():
+            fake_inputs = {k: fake_mode.from_tensor(v) for k, v in inputs.items()}
+            with counter:
+                model(**fake_inputs)
     per_module: dict[str, int] = {}
     for key, by_op in counter.get_flop_counts().items():
         if key == "Global":

@@ -84,3 +84,14 @@ def test_cli_info_tables_and_bad_size(capsys):
     assert "--height must be positive" in capsys.readouterr().err
     assert main(["info", "tiny-random", "--height", "63"]) == 1
     assert "multiples of 2" in capsys.readouterr().err
+
+
+def test_a_small_model_counted_by_running_it_matches_the_traced_count(monkeypatch):
+    from edgeldm import inventory, load_pipeline
+
+    unet = load_pipeline("tiny-random").unet
+    inputs = inventory.unet_example_inputs(unet, 64, 64, vae_scale_factor=2)
+    run = inventory.count_macs(unet, inputs)  # small and real: computed, not traced
+    monkeypatch.setattr(inventory, "REAL_COUNT_MAX_PARAMS", 0)
+    traced = inventory.count_macs(unet, inputs)
+    assert run.total == traced.total > 0 and run.per_module == traced.per_module
