@@ -112,7 +112,7 @@ REAL_COUNT_MAX_PARAMS = 50_000_000
 
 
 def count_macs(model, inputs: dict) -> MacCount:
-    """MACs of ``model(**inputs)``, per module, without computing anything."""
+    """MACs of ``model(**inputs)``, per module; shapes only matter, so large models are traced, not run."""
     torch = require("torch")
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
@@ -123,8 +123,10 @@ def count_macs(model, inputs: dict) -> MacCount:
     counter = FlopCounterMode(display=False, depth=None)
     # The counter reads shapes only. Fake tensors skip the arithmetic but cost ~1 s of tracing per pass,
     # which a small real model computes ten times faster (tiny: 0.11 vs 1.1 s; pruning counts once per
-    # candidate); a large or meta model is traced.
-    if device.type != "meta" and sum(p.numel() for p in model.parameters()) <= REAL_COUNT_MAX_PARAMS:
+    # candidate); a large or meta model is traced, and so is one in training mode, whose dropout would draw
+    # from torch's global generator and make counting a side effect.
+    small = sum(p.numel() for p in model.parameters()) <= REAL_COUNT_MAX_PARAMS
+    if device.type != "meta" and small and not model.training:
         with torch.no_grad(), counter:
             model(**inputs)
     else:
