@@ -30,6 +30,10 @@ class DistillConfig:
     teacher_samples: int = 1024
     teacher_steps: int = 25
     teacher_guidance: float = 7.5
+    # 0: the teacher takes its guided step on fresh noise every training step (LCM's recipe); K > 0: those
+    # steps are computed once for K noise draws per teacher latent and reused, with a fresh w each time (the
+    # step is linear in w) - the loop then runs no teacher, ~1.6x faster per step on tiny on 2 cores
+    teacher_draws: int = 0
     validate_every: int = 500
     checkpoint_every: int = 250
     seed: int = 0
@@ -44,6 +48,8 @@ class DistillConfig:
         if not 0 <= self.w_min <= self.w_max:
             raise EdgeLDMError(f"guidance range [{self.w_min}, {self.w_max}] is empty or negative",
                                hint="--w-min must be >= 0 and <= --w-max")
+        if self.teacher_draws < 0:
+            raise EdgeLDMError(f"--teacher-draws {self.teacher_draws} must be >= 0", hint="0 runs the teacher live")
         if not 0 <= self.ema_decay < 1:
             raise EdgeLDMError(f"--ema-decay {self.ema_decay} must lie in [0, 1)")
 

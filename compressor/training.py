@@ -32,7 +32,8 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
     prompts = calibration_prompts(source, samples, prompts_file=prompts_file, seed=seed + 1)
     seeds = [seed * 7919 + i for i in range(len(prompts))]
     logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
-    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64)
+    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64,
+                          decode=False)
     lat, caps = [torch.from_numpy(latents)], list(prompts)
     if scene_samples and prompts_file is None and derives_from_tiny(str(source)):
         from ..calibration.scenes import make_scenes
@@ -80,9 +81,10 @@ class WorkDir:
                                hint="rerun with the same settings to resume, or delete that folder to start over")
         f.write_text(text)
 
-    def data(self, build) -> dict:
-        """The training tensors: loaded from the work folder, or built once by ``build()`` and saved there."""
-        f = self.path / "data.pt"
+    def data(self, build, name: str = "data") -> dict:
+        """Training tensors: loaded from ``name.pt`` in the work folder, or built once by ``build()`` and
+        saved there."""
+        f = self.path / f"{name}.pt"
         if f.is_file():  # the teacher's latents are part of the resumable state
             return torch.load(f, weights_only=True)
         data = build()

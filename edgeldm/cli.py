@@ -670,6 +670,10 @@ def _add_distill(sub) -> None:
     p.add_argument("--lora-rank", type=int, default=d.lora_rank, help=f"LoRA rank, lcm-lora mode (default {d.lora_rank})")
     p.add_argument("--teacher-samples", type=int, default=d.teacher_samples,
                    help=f"latents the teacher generates as training data (default {d.teacher_samples})")
+    p.add_argument("--teacher-draws", type=int, default=d.teacher_draws, metavar="K",
+                   help="precompute the teacher's guided steps for K noise draws per teacher latent and reuse them "
+                        "(a fresh guidance weight each time), so training runs no teacher; 0: run it live on "
+                        f"fresh noise every step, as LCM does (default {d.teacher_draws})")
     p.add_argument("--prompts", default=None, metavar="FILE", help="training prompts, one per line")
     p.add_argument("--validate-every", type=int, default=d.validate_every,
                    help=f"validation images + ODE agreement every N steps; 0: only at the end (default "
@@ -695,8 +699,8 @@ def _run_distill(args) -> int:
     config = DistillConfig(mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            w_min=args.w_min, w_max=args.w_max, ddim_steps=args.ddim_steps, loss=args.loss,
                            loss_c=args.loss_c, ema_decay=args.ema_decay, lora_rank=args.lora_rank,
-                           teacher_samples=args.teacher_samples, validate_every=args.validate_every or args.steps,
-                           seed=args.seed)
+                           teacher_samples=args.teacher_samples, teacher_draws=args.teacher_draws,
+                           validate_every=args.validate_every or args.steps, seed=args.seed)
     config.check()
     model = load_pipeline(args.model, allow_pickle=args.allow_pickle)
     teacher = model if args.teacher is None else load_pipeline(args.teacher, allow_pickle=args.allow_pickle)

@@ -17,7 +17,9 @@ from edgeldm.compressor.distill import (
     boundary_scalings,
     consistency_loss,
     distill,
+    guided_step_terms,
     make_student,
+    teacher_step_table,
     x0_and_eps,
 )
 from edgeldm.errors import EdgeLDMError
@@ -94,6 +96,49 @@ def test_distill_learns_resumes_and_guards_its_settings(tiny_random_dir, tmp_pat
         distill(teacher, str(tiny_random_dir), DistillConfig(steps=3, **FAST), work=work)
     with pytest.raises(EdgeLDMError, match="unknown loss"):
         DistillConfig(loss="l3").check()
+
+
+def test_guided_step_is_linear_in_w_and_the_table_reproduces_it(tiny_random_pipe):
+    """p + w * q is the classifier-free-guided DDIM step for every w; table rows hold exactly that step."""
+    from diffusers import DDPMScheduler
+
+    unet = tiny_random_pipe.unet.eval()
+    sched = DDPMScheduler.from_config(tiny_random_pipe.scheduler.config)
+    solver = SkippingSchedule(sched.alphas_cumprod, 50)
+    g = torch.Generator().manual_seed(0)
+    latents, cond = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 8, unet.config.cross_attention_dim, generator=g)
+    uncond = torch.randn(1, 8, unet.config.cross_attention_dim, generator=g)
+    table = teacher_step_table(unet, solver, sched, latents, cond, uncond, draws=2, seed=0, batch_size=4)
+    assert table["latent"].tolist() == [0, 1, 2, 0, 1, 2] and table["p"].shape == (6, 4, 8, 8)
+    assert not torch.equal(table["noise"][0], table["noise"][3])  # a new draw, not a copy
+    rows = table["latent"]
+    t = solver.timesteps[table["index"]]
+    xt = sched.add_noise(latents[rows], table["noise"], t)
+    with torch.no_grad():
+        both_c, both_u = unet(xt, t, cond[rows]).sample, unet(xt, t, uncond.expand(6, -1, -1)).sample
+    alpha = sched.alphas_cumprod[t].view(-1, 1, 1, 1).float()
+    for w in (0.0, 1.5, 7.0):
+        x0_c, eps_c = x0_and_eps(both_c, xt, alpha, "epsilon")
+        x0_u, eps_u = x0_and_eps(both_u, xt, alpha, "epsilon")
+        direct = solver.ddim_step(x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u), table["index"])
+        torch.testing.assert_close(table["p"] + w * table["q"], direct, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        p, q = guided_step_terms(unet, solver, xt[:2], t[:2], table["index"][:2], cond[rows[:2]], uncond)
+    torch.testing.assert_close(p, table["p"][:2], atol=1e-5, rtol=1e-5)
+
+
+def test_distill_on_precomputed_teacher_steps_trains_and_resumes(tiny_random_dir, tmp_path):
+    teacher = load_pipeline(str(tiny_random_dir))
+    config = DistillConfig(steps=2, checkpoint_every=1, lr=1e-3, guidance_embedding_dim=16, teacher_draws=3, **FAST)
+    work = tmp_path / "t.work"
+    student, summary = distill(teacher, str(tiny_random_dir), config, work=work)
+    table = torch.load(work / "teacher_steps.pt", weights_only=True)
+    assert len(table["latent"]) == 3 * FAST["teacher_samples"]
+    assert student.time_embedding.cond_proj.weight.abs().max() > 0
+    _, again = distill(load_pipeline(str(tiny_random_dir)), str(tiny_random_dir), config, work=work)
+    assert again["resumed_from"] == 1
+    with pytest.raises(EdgeLDMError, match="teacher-draws"):
+        DistillConfig(teacher_draws=-1).check()
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
