@@ -4,6 +4,7 @@
     python -m edgeldm.benchmarks.distill_bench latency STUDENT_BUNDLE TEACHER_BUNDLE [--repeat 5] [--threads 2]
     python -m edgeldm.benchmarks.distill_bench lcm-bundle PRESET OUT [--size 256]
     python -m edgeldm.benchmarks.distill_bench parity STUDENT_BUNDLE STUDENT [--prompts 8]
+    python -m edgeldm.benchmarks.distill_bench step-cost MODEL [--teacher T] [--draws 16] [--steps 150] [--pairs 2]
 
 ``quality``: ``edgeldm eval`` metrics (exact prompt accuracy, Fréchet distance) of the student at 1, 2, 4
 and 8 steps with its LCM scheduler, against the teacher at 25 steps with guidance 7.5; the ratios to the
@@ -20,6 +21,11 @@ random weights, for latency only: a real checkpoint's LCM has exactly this graph
 
 ``parity``: the runtime's LCM sampler on the exported student against diffusers' ``LCMScheduler``
 pipeline on the same folder, replaying torch's generator for every noise draw (PSNR per image).
+
+``step-cost``: seconds per training step of ``edgeldm distill`` with the teacher run live (LCM's recipe)
+against ``--teacher-draws K`` (its guided steps precomputed and reused), alternately live, table, live,
+table … — each a real ``distill`` run of ``--steps`` steps on 64 teacher latents, timed from step 50 on
+(past warm-up) by the run's own loss history; the table's build time is reported apart.
 """
 
 from __future__ import annotations
@@ -70,6 +76,37 @@ def latency(student_bundle: str, teacher_bundle: str, repeat: int, threads: int,
     return {"backend": "onnx", "threads": threads, "student": {"steps": student_steps, **summarize(a).to_dict()},
             "teacher": {"steps": teacher_steps, "guidance": guidance, **summarize(b).to_dict()},
             "speedup_per_pair": speedups, "speedup_median": float(np.median(speedups))}
+
+
+def step_cost(model: str, teacher: str | None, draws: int, steps: int, pairs: int) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from ..compressor.distill import DistillConfig, distill
+    from ..loading import load_pipeline
+
+    if steps < 100:
+        raise SystemExit("--steps must be >= 100: the timing starts at step 50, where the loss log begins")
+    student = load_pipeline(model)
+    teacher_pipe = student if teacher is None else load_pipeline(teacher)
+    runs: dict[str, list[float]] = {"live": [], "table": []}
+    table_seconds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(pairs):
+            for name, k in (("live", 0), ("table", draws)):
+                config = DistillConfig(steps=steps, teacher_samples=64, teacher_draws=k, validate_every=0,
+                                       checkpoint_every=steps)
+                _, summary = distill(teacher_pipe, model, config, work=Path(tmp) / f"{name}{i}",
+                                     student_unet=None if teacher is None else student.unet, teacher_name=teacher)
+                logged = {h["step"]: h["seconds"] for h in summary["history"]}
+                runs[name].append((logged[steps] - logged[50]) / (steps - 50))
+                if k:
+                    table_seconds.append(summary["teacher_steps_seconds"])
+    ratios = [a / b for a, b in zip(runs["live"], runs["table"])]
+    return {"model": model, "teacher": teacher or model, "draws": draws, "timed_steps": steps - 50,
+            "live_s_per_step": runs["live"], "table_s_per_step": runs["table"],
+            "table_build_s_per_64_latents": table_seconds, "speedup_per_pair": ratios,
+            "speedup_median": float(np.median(ratios))}
 
 
 def lcm_bundle(preset: str, out: str, size: int) -> dict:
@@ -135,6 +172,12 @@ def main(argv=None) -> int:
     par.add_argument("student_bundle")
     par.add_argument("student")
     par.add_argument("--prompts", type=int, default=8)
+    sc = sub.add_parser("step-cost", help="distill seconds per step: teacher live vs --teacher-draws table")
+    sc.add_argument("model")
+    sc.add_argument("--teacher", default=None, help="another teacher, e.g. the unpruned model of a pruned MODEL")
+    sc.add_argument("--draws", type=int, default=16)
+    sc.add_argument("--steps", type=int, default=150)
+    sc.add_argument("--pairs", type=int, default=2)
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     if args.figure == "quality":
@@ -143,11 +186,13 @@ def main(argv=None) -> int:
         out = latency(args.student_bundle, args.teacher_bundle, args.repeat, args.threads)
     elif args.figure == "lcm-bundle":
         out = lcm_bundle(args.preset, args.out, args.size)
+    elif args.figure == "step-cost":
+        out = step_cost(args.model, args.teacher, args.draws, args.steps, args.pairs)
     else:
         out = parity(args.student_bundle, args.student, args.prompts)
     from .fingerprint import emit_result
 
-    emit_result(out, "distill_bench", argv, backend="torch" if args.figure == "quality" else "onnx",
+    emit_result(out, "distill_bench", argv, backend="torch" if args.figure in ("quality", "step-cost") else "onnx",
                 threads=getattr(args, "threads", None), json_path=args.json)
     return 0
 

@@ -296,11 +296,13 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     prediction_type = noise_sched.config.prediction_type
     alphas = noise_sched.alphas_cumprod.float()
     solver = SkippingSchedule(noise_sched.alphas_cumprod, config.ddim_steps, prediction_type)
-    table = None
+    table, table_seconds = None, 0.0
     if config.teacher_draws:
+        t_table = time.perf_counter()
         table = work.data(lambda: teacher_step_table(teacher, solver, noise_sched, latents, cond, uncond,
                                                      draws=config.teacher_draws, seed=config.seed),
                           name="teacher_steps")
+        table_seconds = time.perf_counter() - t_table
     start = work.resume(accelerator)
     # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
     rng = np.random.default_rng([config.seed, start, accelerator.process_index])
@@ -375,7 +377,8 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
                 work.checkpoint(accelerator, done)
     final = target if target is not None else accelerator.unwrap_model(student)
     summary = {"config": asdict(config), "teacher": teacher_name, "history": losses.history, "validation": validations,
-               "resumed_from": start, "seconds": round(time.perf_counter() - t0, 1), "data": len(latents)}
+               "resumed_from": start, "seconds": round(time.perf_counter() - t0, 1), "data": len(latents),
+               "teacher_steps_seconds": round(table_seconds, 1)}
     return final.eval(), summary
 
 

@@ -106,8 +106,9 @@ def test_guided_step_is_linear_in_w_and_the_table_reproduces_it(tiny_random_pipe
     sched = DDPMScheduler.from_config(tiny_random_pipe.scheduler.config)
     solver = SkippingSchedule(sched.alphas_cumprod, 50)
     g = torch.Generator().manual_seed(0)
-    latents, cond = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 8, unet.config.cross_attention_dim, generator=g)
-    uncond = torch.randn(1, 8, unet.config.cross_attention_dim, generator=g)
+    dim = unet.config.cross_attention_dim
+    latents, cond, uncond = (torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 8, dim, generator=g),
+                             torch.randn(1, 8, dim, generator=g))
     table = teacher_step_table(unet, solver, sched, latents, cond, uncond, draws=2, seed=0, batch_size=4)
     assert table["latent"].tolist() == [0, 1, 2, 0, 1, 2] and table["p"].shape == (6, 4, 8, 8)
     assert not torch.equal(table["noise"][0], table["noise"][3])  # a new draw, not a copy
