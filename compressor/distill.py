@@ -294,7 +294,6 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
         accelerator.register_for_checkpointing(target)
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
     prediction_type = noise_sched.config.prediction_type
-    alphas = noise_sched.alphas_cumprod.float()
     solver = SkippingSchedule(noise_sched.alphas_cumprod, config.ddim_steps, prediction_type)
     table, table_seconds = None, 0.0
     if config.teacher_draws:
@@ -335,7 +334,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
             skip_e, out_e = boundary_scalings(t_end, config.timestep_scaling)
 
             pred = student(xt, t_start.to(dev), emb, timestep_cond=w_emb).sample
-            x0_s, _ = x0_and_eps(pred, xt, per_sample(alphas[t_start]), prediction_type)
+            x0_s, _ = x0_and_eps(pred, xt, per_sample(solver.alphas[t_start]), prediction_type)
             model_out = per_sample(skip_s) * xt + per_sample(out_s) * x0_s
 
             with torch.no_grad():
@@ -346,7 +345,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
                 x_prev = p + per_sample(w) * q
                 net = target if target is not None else student
                 pred_t = net(x_prev, t_end.to(dev), emb, timestep_cond=w_emb).sample
-                x0_t, _ = x0_and_eps(pred_t, x_prev, per_sample(alphas[t_end]), prediction_type)
+                x0_t, _ = x0_and_eps(pred_t, x_prev, per_sample(solver.alphas[t_end]), prediction_type)
                 target_out = per_sample(skip_e) * x_prev + per_sample(out_e) * x0_t
 
             loss = consistency_loss(model_out, target_out, config.loss, config.loss_c)
