@@ -2,6 +2,8 @@
 
     python -m edgeldm.benchmarks.prune_bench latency [--target-macs 0.65] [--size 256] [--repeat 5] [--threads 2]
                                                      [--rank-by budget|latency --samples 2 --score-steps 2]
+    python -m edgeldm.benchmarks.prune_bench latency --backend torch --device cuda [--dtype float16] [--size 512]
+    python -m edgeldm.benchmarks.prune_bench score-cost MODEL [--device cuda] [--candidates 4] [--samples 32]
     python -m edgeldm.benchmarks.prune_bench ablation [--finetune-steps 800] [--out DIR]
 
 ``latency``: the ``sd15`` preset UNet and the same UNet pruned to ``--target-macs``, both exported to
@@ -10,6 +12,15 @@ The preset's weights are random, so its LD-Pruner scores would mean nothing: the
 by weight magnitude here — the latency of a pruned architecture depends on what is removed, not on why —
 unless ``--rank-by`` asks for LD-Pruner's selection: with ``latency`` its score is divided by the UNet-step
 time each candidate was measured to save, which is exactly what changes what is removed.
+
+With ``--backend torch`` the two UNets run in torch on ``--device`` (a GPU's figure) instead, in
+``--dtype``, each timed call waiting for the device's queue.
+
+``score-cost``: what LD-Pruner's scoring of MODEL costs at ``edgeldm prune``'s defaults on a device. The
+calibration latents of the unmodified model, then ``--candidates`` of its candidates spread over the
+operator inventory, are scored by the real ``score_candidates``; seconds per candidate times the number of
+candidates (plus the reference) is the estimate for the whole run (``--candidates 0`` scores them all and
+reports the measured total beside it).
 
 ``ablation``: on ``tiny``, at the MAC budget BK-SDM's fixed removal reaches, each selection strategy
 (LD-Pruner score, random, weight magnitude, BK-SDM) prunes, is evaluated, is finetuned with the same
@@ -30,8 +41,36 @@ from pathlib import Path
 import numpy as np
 
 
+def _torch_step_timer(original, pruned, device: str, dtype: str, latent: int):
+    """Two UNets on a torch device: a callable per model running one guided step (batch 2), synchronised."""
+    import torch
+
+    from .timing import synchronizer
+
+    dt = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(0)
+    cfg = original.config
+    feeds = {"sample": torch.randn(2, cfg.in_channels, latent, latent, generator=gen),
+             "timestep": torch.tensor([500, 500]),
+             "encoder_hidden_states": torch.randn(2, 77, cfg.cross_attention_dim, generator=gen)}
+    feeds = {k: v.to(device, dt if v.is_floating_point() else v.dtype) for k, v in feeds.items()}
+    sync = synchronizer(device)
+
+    def runner(unet):
+        unet.to(device, dt).eval()
+
+        def step():
+            with torch.inference_mode():
+                unet(**feeds)
+            sync()
+        return step
+
+    return runner(original), runner(pruned)
+
+
 def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by: str | None = None,
-            samples: int = 2, score_steps: int = 2, latency_repeat: int = 3, cache: str | None = None) -> dict:
+            samples: int = 2, score_steps: int = 2, latency_repeat: int = 3, cache: str | None = None,
+            backend: str = "onnx", device: str = "cpu", dtype: str = "float32") -> dict:
     import torch
 
     from ..compressor.ldpruner import ScoreConfig
@@ -42,16 +81,21 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
     from ..io_spec import unet_io
     from ..runtimes.backends import open_session
     from ..zoo import build_preset
+    from .fingerprint import device_fingerprint
     from .timing import alternate, summarize
 
     torch.set_num_threads(threads)
     pipe = build_preset("sd15")
     latent = size // pipe.vae_scale_factor
     io = unet_io(pipe.unet.config, latent_height=latent, latent_width=latent)
-    out: dict = {"size": size, "threads": threads, "target_macs": target_macs}
+    out: dict = {"size": size, "threads": threads, "target_macs": target_macs, "backend": backend,
+                 "device": device, "dtype": dtype if backend == "torch" else "float32"}
     with tempfile.TemporaryDirectory(prefix="edgeldm-prune-bench-") as tmp:
         tmp = Path(tmp)
-        export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "original")
+        if backend == "torch":
+            original = copy.deepcopy(pipe.unet)
+        else:
+            export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "original")
         t0 = time.perf_counter()
         if rank_by is None:  # weight magnitude: no scoring, no per-candidate timing
             config = PruneConfig(budget=Budget(target_macs=target_macs), strategy="magnitude",
@@ -66,17 +110,75 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
         out["selection_seconds"] = time.perf_counter() - t0
         out["macs"], out["params"] = plan.report["macs"], plan.report["params"]
         out["removed"] = [f"{o.modification} {o.op}" for o in plan.operations]
-        export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "pruned")
-        del pipe
-        rng = np.random.default_rng(0)
-        feeds = {"sample": rng.standard_normal((2, 4, latent, latent)).astype(np.float32),
-                 "timestep": np.asarray(500.0, dtype=np.float32),
-                 "encoder_hidden_states": rng.standard_normal((2, 77, 768)).astype(np.float32)}
-        sessions = {k: open_session("onnx", tmp / k / "model.onnx", io, threads=threads) for k in ("original", "pruned")}
-        a, b = alternate(lambda: sessions["original"](**feeds), lambda: sessions["pruned"](**feeds), repeat=repeat)
+        if backend == "torch":
+            run_original, run_pruned = _torch_step_timer(original, pipe.unet, device, dtype, latent)
+        else:
+            export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "pruned")
+            del pipe
+            rng = np.random.default_rng(0)
+            feeds = {"sample": rng.standard_normal((2, 4, latent, latent)).astype(np.float32),
+                     "timestep": np.asarray(500.0, dtype=np.float32),
+                     "encoder_hidden_states": rng.standard_normal((2, 77, 768)).astype(np.float32)}
+            sessions = {k: open_session("onnx", tmp / k / "model.onnx", io, threads=threads)
+                        for k in ("original", "pruned")}
+            run_original = lambda: sessions["original"](**feeds)  # noqa: E731
+            run_pruned = lambda: sessions["pruned"](**feeds)  # noqa: E731
+        a, b = alternate(run_original, run_pruned, repeat=repeat, warmup=3 if backend == "torch" else 1)
         ratios = [y / x for x, y in zip(a, b)]
         out.update(original=summarize(a).to_dict(), pruned=summarize(b).to_dict(), ratio_per_pair=ratios,
-                   ratio_median=float(np.median(ratios)))
+                   ratio_median=float(np.median(ratios)),
+                   fingerprint=device_fingerprint(backend=backend, device=device, threads=threads))
+    return out
+
+
+def score_cost(model: str, *, device: str, candidates: int, samples: int, steps: int, latency_repeat: int,
+               size: int | None = None) -> dict:
+    import torch
+
+    from ..calibration.prompts import calibration_prompts
+    from ..compressor.ldpruner import LatentStatistics, ScoreConfig, default_config_for, enumerate_candidates, \
+        score_candidates
+    from ..loading import load_pipeline
+    from .fingerprint import device_fingerprint
+    from .timing import synchronizer
+
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model).to(device)
+    load_s = time.perf_counter() - t0
+    config = default_config_for(pipe, ScoreConfig(samples=samples, steps=steps, latency_repeat=latency_repeat,
+                                                  height=size, width=size))
+    t0 = time.perf_counter()
+    cands = enumerate_candidates(pipe.unet, height=config.height, width=config.width,
+                                 vae_scale_factor=pipe.vae_scale_factor, narrow_keep=None)  # prune's default
+    enumerate_s = time.perf_counter() - t0  # counting every candidate's MACs: part of a real run
+    # spread over the inventory (ResNets, transformer parts, the mid-block cost differently to run)
+    picked = cands if candidates <= 0 else [cands[round(i * (len(cands) - 1) / max(candidates - 1, 1))]
+                                            for i in range(min(candidates, len(cands)))]
+    prompts = calibration_prompts(model, samples, seed=0)
+    sync = synchronizer(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    LatentStatistics(pipe, prompts[:1], config).statistics()  # warm-up: kernels, allocator, cuDNN's choices
+    sync()
+    t0 = time.perf_counter()
+    LatentStatistics(pipe, prompts, config).statistics()
+    sync()
+    reference_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score_candidates(pipe, picked, prompts, config)  # computes its own reference first
+    sync()
+    per_candidate = (time.perf_counter() - t0 - reference_s) / len(picked)
+    out = {"model": model, "device_name": device, "candidates": len(cands), "timed": len(picked),
+           "timed_ops": [f"{c.modification} {c.op}" for c in picked],
+           "samples": samples, "steps": steps, "latency_repeat": latency_repeat, "size": config.height,
+           "load_seconds": load_s, "enumerate_seconds": enumerate_s, "reference_seconds": reference_s,
+           "seconds_per_candidate": per_candidate,
+           "estimated_total_seconds": enumerate_s + reference_s + per_candidate * len(cands),
+           "device": device_fingerprint(backend="torch", device=str(device), threads=torch.get_num_threads())}
+    if candidates <= 0:
+        out["measured_total_seconds"] = enumerate_s + reference_s + per_candidate * len(picked)
+    if torch.device(device).type == "cuda":
+        out["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
     return out
 
 
@@ -152,6 +254,19 @@ def main(argv=None) -> int:
     lat.add_argument("--cache", default=None, metavar="DIR",
                      help="score cache (with --rank-by): an interrupted run resumes from it. sd15 at 256 px with "
                           "--samples 1 --score-steps 2 --latency-repeat 3 took over 23 minutes on 2 cores")
+    lat.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                     help="onnx: ONNX Runtime on the CPU (default); torch: the UNets in torch on --device")
+    lat.add_argument("--device", default="cpu", help="torch device with --backend torch, e.g. cuda")
+    lat.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                     help="weights and activations with --backend torch")
+    sc = sub.add_parser("score-cost", help="LD-Pruner scoring cost of MODEL on a device, from a few candidates")
+    sc.add_argument("model", help="zoo name (tiny, sd15, ...) or diffusers folder")
+    sc.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    sc.add_argument("--candidates", type=int, default=4, help="candidates timed; 0 scores them all")
+    sc.add_argument("--samples", type=int, default=32, help="calibration latents (edgeldm prune's default)")
+    sc.add_argument("--steps", type=int, default=10, help="sampler steps per latent (edgeldm prune's default)")
+    sc.add_argument("--latency-repeat", type=int, default=5, help="UNet-step timings per candidate (prune's default)")
+    sc.add_argument("--size", type=int, default=None, help="image size (default: the model's)")
     abl = sub.add_parser("ablation", help="tiny: selection strategies at BK-SDM's MAC budget, before/after finetune")
     abl.add_argument("--finetune-steps", type=int, default=800)
     abl.add_argument("--prompts", type=int, default=200)
@@ -165,10 +280,21 @@ def main(argv=None) -> int:
     if args.figure == "latency":
         res = latency(args.target_macs, args.size, args.repeat, args.threads, rank_by=args.rank_by,
                       samples=args.samples, score_steps=args.score_steps, latency_repeat=args.latency_repeat,
-                      cache=args.cache)
-        print(f"sd15 UNet at {args.size} px, ONNX Runtime fp32, {args.threads} threads: MACs kept "
+                      cache=args.cache, backend=args.backend, device=args.device, dtype=args.dtype)
+        where = (f"torch {args.dtype} on {args.device}" if args.backend == "torch"
+                 else f"ONNX Runtime fp32, {args.threads} threads")
+        print(f"sd15 UNet at {args.size} px, {where}: MACs kept "
               f"{res['macs']['kept']:.3f}, step pruned / original {res['ratio_median']:.3f} (median of "
               f"{len(res['ratio_per_pair'])} pairs; {res['pruned']['median']:.3f} s vs {res['original']['median']:.3f} s)")
+    elif args.figure == "score-cost":
+        res = score_cost(args.model, device=args.device, candidates=args.candidates, samples=args.samples,
+                         steps=args.steps, latency_repeat=args.latency_repeat, size=args.size)
+        measured = (f"; measured {res['measured_total_seconds']:.1f} s" if "measured_total_seconds" in res else "")
+        print(f"{args.model} on {args.device} at {res['size']} px, {args.samples} latents x {args.steps} steps: "
+              f"candidates counted in {res['enumerate_seconds']:.1f} s, reference {res['reference_seconds']:.1f} s, "
+              f"{res['seconds_per_candidate']:.1f} s per candidate "
+              f"({res['timed']} timed) x {res['candidates']} candidates -> {res['estimated_total_seconds'] / 60:.1f} "
+              f"min estimated{measured}")
     else:
         res = ablation(Path(args.out), args.finetune_steps, args.prompts)
     res["command"] = "python -m edgeldm.benchmarks.prune_bench " + " ".join(argv or sys.argv[1:])

@@ -49,6 +49,7 @@ class ComponentTimer:
 
     def __init__(self):
         self.calls: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+        self.sync = lambda: None  # a torch target on an asynchronous device waits for its queue around calls
 
     def reset(self) -> None:
         for v in self.calls.values():
@@ -58,10 +59,12 @@ class ComponentTimer:
         calls = self.calls[component]
 
         def timed(*args, **kwargs):
+            self.sync()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                self.sync()
                 calls.append(time.perf_counter() - t0)
 
         return timed
@@ -188,11 +191,13 @@ class DiffusersTarget(Target):
         import torch
 
         from ..loading import load_pipeline
+        from .timing import synchronizer
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.pipe = load_pipeline(self.location).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
+        self.timer.sync = synchronizer(self.device)
         self.timer.wrap_forward("text_encoder", self.pipe.text_encoder)
         self.timer.wrap_forward("unet", self.pipe.unet)
         self.pipe.vae.decode = self.timer.wrap("vae_decoder", self.pipe.vae.decode)

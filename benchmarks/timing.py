@@ -43,6 +43,22 @@ def measure(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -> Ti
     return summarize(samples, warmup)
 
 
+def synchronizer(device) -> Callable[[], None]:
+    """What a clock reading must wait for after torch work on ``device``.
+
+    CUDA (and MPS) queue kernels and return at once, so a timing taken without waiting for the queue
+    measures how fast Python launches work, not the work; on the CPU this is a no-op.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.synchronize
+    if kind == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
 def alternate(fn_a: Callable[[], object], fn_b: Callable[[], object], *, repeat: int = 5,
               warmup: int = 1) -> tuple[list[float], list[float]]:
     """Time A and B alternately (A B A B …) so machine noise hits both alike; returns both sample lists."""

@@ -136,7 +136,7 @@ class LatentStatistics:
                              height=c.height, width=c.width, output_type="latent",
                              callback_on_step_end=keep if c.variant == "trajectory" else None).images
             lat = torch.stack(steps, dim=1) if c.variant == "trajectory" else final.float()
-            chunks.append(lat.numpy())
+            chunks.append(lat.cpu().numpy())
         return np.concatenate(chunks)
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +157,15 @@ def paired_score(reference: np.ndarray, modified: np.ndarray) -> float:
 
 def _latency_saved(unet, inputs: dict, undo_and_redo, repeat: int) -> float:
     """Median UNet-step seconds of the original minus the modified, timed alternately (A B A B …)."""
-    from ..benchmarks.timing import alternate
+    from ..benchmarks.timing import alternate, synchronizer
 
     undo, redo = undo_and_redo
+    sync = synchronizer(next(unet.parameters()).device)
 
     def step():
         with torch.inference_mode():
             unet(**inputs)
+        sync()
 
     def original():
         undo()
@@ -222,8 +224,8 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
                       else (stats.statistics, ld_score))
     reference = measure()
     config = default_config_for(pipe, config)
-    step_inputs = unet_example_inputs(unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor,
-                                      batch=2)
+    step_inputs = {k: v.to(unet.device) for k, v in unet_example_inputs(
+        unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor, batch=2).items()}
     todo = [c for c in candidates if cache.get(c) is None]
     state = PartialState()
     with state.split_between_processes(todo) as mine:

@@ -158,6 +158,25 @@ def _refuse_existing(path, overwrite: bool) -> None:
         raise EdgeLDMError(f"{path} already exists", hint="pass --overwrite to replace it")
 
 
+def _torch_device(name: str | None, default):
+    """``--device`` as a torch device, checked before any work: a typo or an absent GPU is an error now."""
+    import torch
+
+    if name is None:
+        return torch.device(default)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EdgeLDMError(f"--device {name!r} is not a torch device", hint="e.g. cpu, cuda, cuda:1, mps") from None
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
+    if available is not None and not available():
+        raise EdgeLDMError(f"--device {name}: this torch build or machine has no {device.type.upper()} device",
+                           hint="leave --device out to use the CPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EdgeLDMError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
@@ -474,6 +493,9 @@ def _add_prune(sub) -> None:
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="score cache: an interrupted run resumes from it (default OUTPUT.work/scores; required "
                         "with accelerate launch)")
+    p.add_argument("--device", default=None,
+                   help="torch device that scores and prunes, e.g. cuda, cuda:1, cpu (default: the process's "
+                        "accelerate device - a GPU when there is one, each process its own under accelerate launch)")
     p.add_argument("--score-only", action="store_true", help="score every candidate and report; prune nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -509,9 +531,10 @@ def _run_prune(args) -> int:
                                            variant=args.variant, seed=args.seed, latency_repeat=args.latency_repeat))
     cache = Path(args.cache) if args.cache else (Path(f"{args.output}.work") / "scores" if args.output else None)
     source = lineage_base(args.model)
-    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
     from accelerate import PartialState
 
+    device = _torch_device(args.device, PartialState().device)
+    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle).to(device)
     if args.score_only:
         config = PruneConfig(**{**config.__dict__, "strategy": "ldpruner"})
         cands = score_model(pipe, source, config, cache_dir=cache)

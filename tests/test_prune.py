@@ -330,3 +330,25 @@ def test_ranking_by_latency_without_measuring_it_is_refused(tiny_random_dir, tmp
     assert main(["prune", str(tiny_random_dir), "-o", str(out), "--rank-by", "latency", "--latency-repeat", "0",
                  "--samples", "2", "--steps", "2"]) != 0
     assert "needs the per-candidate latency" in capsys.readouterr().err and not out.exists()
+
+
+def test_prune_device_is_checked_before_any_work(tiny_random_dir, tmp_path, capsys, monkeypatch):
+    import torch
+
+    out = tmp_path / "p"
+    assert main(["prune", str(tiny_random_dir), "-o", str(out), "--device", "gpu0"]) != 0
+    assert "is not a torch device" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["prune", str(tiny_random_dir), "-o", str(out), "--device", "cuda"]) != 0
+    assert "no CUDA device" in capsys.readouterr().err and not out.exists()
+
+
+def test_score_cost_benchmark_extrapolates_from_the_timed_candidates(tiny_random_dir):
+    from edgeldm.benchmarks.prune_bench import score_cost
+
+    res = score_cost(str(tiny_random_dir), device="cpu", candidates=2, samples=2, steps=1, latency_repeat=0)
+    assert res["timed"] == 2 and len(res["timed_ops"]) == 2 and res["candidates"] > 2
+    assert res["timed_ops"][0] != res["timed_ops"][1]  # spread over the inventory, first and last
+    assert res["estimated_total_seconds"] == pytest.approx(
+        res["enumerate_seconds"] + res["reference_seconds"] + res["seconds_per_candidate"] * res["candidates"])
+    assert res["seconds_per_candidate"] > 0 and "measured_total_seconds" not in res

@@ -22,3 +22,30 @@ def test_alternate_interleaves_a_and_b():
     order = []
     a, b = alternate(lambda: order.append("a"), lambda: order.append("b"), repeat=3, warmup=1)
     assert order == ["a", "b"] * 4 and len(a) == len(b) == 3
+
+
+def test_synchronizer_waits_only_on_asynchronous_devices():
+    import torch
+
+    from edgeldm.benchmarks.timing import synchronizer
+
+    assert synchronizer("cpu")() is None
+    assert synchronizer(torch.device("cuda:0")) is torch.cuda.synchronize  # returned, not called: no GPU needed
+
+
+def test_component_timer_counts_the_wait_for_queued_work():
+    import time
+
+    from edgeldm.benchmarks.targets import ComponentTimer
+
+    timer, waits = ComponentTimer(), []
+
+    def sync():  # a device whose queued work finishes 30 ms after the call returned
+        waits.append(1)
+        if len(waits) % 2 == 0:
+            time.sleep(0.03)
+
+    timer.sync = sync
+    timed = timer.wrap("unet", lambda x: x + 1)
+    assert timed(1) == 2 and len(waits) == 2
+    assert timer.calls["unet"][0] >= 0.03
