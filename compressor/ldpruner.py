@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..inventory import count_macs, operator_inventory, unet_example_inputs
+from ..inventory import count_macs, count_macs_with_calls, operator_inventory, unet_example_inputs
 from .patches import apply_modification, modifications_for
 
 logger = logging.getLogger("edgeldm")
@@ -84,17 +84,21 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
                          exclude: list[str] = (), narrow_keep: float | None = 0.5) -> list[Candidate]:
     """Every (operator, modification) pair that applies, with the MACs and parameters it saves (counted).
 
-    ``narrow_keep`` is the fraction of inner channels a ``narrow`` candidate keeps (None: no narrowing).
+    The UNet is counted once; a modification's saving is the operator's MACs in that pass minus its
+    stand-in's, counted on the arguments the operator was called with (the stand-in keeps the output's
+    shape, so nothing else changes). An operator whose call could not be recorded (called twice) is counted
+    with the modification applied to the whole UNet. ``narrow_keep`` is the fraction of inner channels a
+    ``narrow`` candidate keeps (None: no narrowing).
     """
     from .narrow import channels_to_prune
 
     inputs = unet_example_inputs(unet, height, width, vae_scale_factor=vae_scale_factor)
-    base_macs = count_macs(unet, inputs).total
+    ops = [op for op in operator_inventory(unet) if not any(overlaps(op.name, e) for e in exclude)]
+    base, calls = count_macs_with_calls(unet, inputs, [op.name for op in ops])
     base_params = _params(unet)
+    device = next(unet.parameters()).device
     out = []
-    for op in operator_inventory(unet):
-        if any(overlaps(op.name, e) for e in exclude):
-            continue
+    for op in ops:
         module = unet.get_submodule(op.name)
         for name in modifications_for(module, op.type, narrow=narrow_keep is not None):
             cand = Candidate(op.name, op.type, name)
@@ -102,13 +106,23 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
                 cand.params = {"keep": narrow_keep, "idxs": channels_to_prune(module, op.type, narrow_keep)}
             undo = cand.apply(unet)
             try:
-                macs = count_macs(unet, inputs).total
-                params = _params(unet)
+                if op.name in calls:
+                    stand_in = _submodule_or_none(unet, op.name)
+                    args, kwargs = calls[op.name].materialize(device)
+                    after = 0 if stand_in is None else count_macs(stand_in, kwargs, args=args).total
+                    cand.macs_saved = base.per_module.get(op.name, 0) - after
+                else:
+                    cand.macs_saved = base.total - count_macs(unet, inputs).total
+                cand.params_saved = base_params - _params(unet)
             finally:
                 undo()
-            cand.macs_saved, cand.params_saved = base_macs - macs, base_params - params
             out.append(cand)
     return out
+
+
+def _submodule_or_none(root, name: str):
+    parent, _, attr = name.rpartition(".")
+    return getattr(root.get_submodule(parent) if parent else root, attr)
 
 
 class LatentStatistics:

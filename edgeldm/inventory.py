@@ -111,29 +111,33 @@ def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int 
 REAL_COUNT_MAX_PARAMS = 50_000_000
 
 
-def count_macs(model, inputs: dict) -> MacCount:
-    """MACs of ``model(**inputs)``, per module; shapes only matter, so large models are traced, not run."""
+def count_macs(model, inputs: dict, *, args: tuple = ()) -> MacCount:
+    """MACs of ``model(*args, **inputs)``, per module; shapes only matter, so large models are traced, not run."""
     torch = require("torch")
     from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._pytree import tree_map
     from torch.utils.flop_counter import FlopCounterMode
 
     # inputs follow the weights: a meta model (``edgeldm info`` builds one) gets meta inputs
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in inputs.items()}
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else None  # a stand-in without weights takes inputs as they are
+    args, inputs = tree_map(lambda v: v.to(device) if device is not None and isinstance(v, torch.Tensor) else v,
+                            (tuple(args), dict(inputs)))
     counter = FlopCounterMode(display=False, depth=None)
     # The counter reads shapes only. Fake tensors skip the arithmetic but cost ~1 s of tracing per pass,
     # which a small real model computes ten times faster (tiny: 0.11 vs 1.1 s; pruning counts once per
     # candidate); a large or meta model is traced, and so is one in training mode, whose dropout would draw
     # from torch's global generator and make counting a side effect.
     small = sum(p.numel() for p in model.parameters()) <= REAL_COUNT_MAX_PARAMS
-    if device.type != "meta" and small and not model.training:
+    if (device is None or device.type != "meta") and small and not model.training:
         with torch.no_grad(), counter:
-            model(**inputs)
+            model(*args, **inputs)
     else:
         with FakeTensorMode(allow_non_fake_inputs=True) as fake_mode, torch.no_grad():
-            fake_inputs = {k: fake_mode.from_tensor(v) for k, v in inputs.items()}
+            fake_args, fake_inputs = tree_map(
+                lambda v: fake_mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, (args, inputs))
             with counter:
-                model(**fake_inputs)
+                model(*fake_args, **fake_inputs)
     per_module: dict[str, int] = {}
     for key, by_op in counter.get_flop_counts().items():
         if key == "Global":
@@ -142,6 +146,47 @@ def count_macs(model, inputs: dict) -> MacCount:
         name = key.split(".", 1)[1] if "." in key else ""
         per_module[name] = sum(by_op.values()) // 2
     return MacCount(total=counter.get_total_flops() // 2, per_module=per_module)
+
+
+@dataclass(frozen=True)
+class CallShapes:
+    """The arguments one module was called with, tensors kept as (shape, dtype): enough to count it again."""
+    args: tuple
+    kwargs: dict
+
+    def materialize(self, device) -> tuple[tuple, dict]:
+        torch = require("torch")
+        from torch.utils._pytree import tree_map
+
+        return tree_map(lambda v: torch.zeros(v[1], dtype=v[2], device=device)
+                        if isinstance(v, tuple) and len(v) == 3 and v[0] == "tensor" else v,
+                        (self.args, self.kwargs), is_leaf=lambda v: isinstance(v, tuple) and v[:1] == ("tensor",))
+
+
+def count_macs_with_calls(model, inputs: dict, names: list[str]) -> tuple[MacCount, dict[str, CallShapes]]:
+    """:func:`count_macs` of ``model`` plus the call of each named submodule during that pass.
+
+    A submodule called more than once in the pass is left out of the calls (one call's shapes would not
+    account for its count).
+    """
+    torch = require("torch")
+    from torch.utils._pytree import tree_map
+
+    def spec(v):
+        return ("tensor", tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v
+
+    calls: dict[str, list[CallShapes]] = {n: [] for n in names}
+    hooks = []
+    for name in names:
+        def hook(_module, args, kwargs, name=name):
+            calls[name].append(CallShapes(*tree_map(spec, (tuple(args), dict(kwargs)))))
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        macs = count_macs(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return macs, {n: c[0] for n, c in calls.items() if len(c) == 1}
 
 
 def unet_inventory_with_macs(unet, height: int, width: int, *, vae_scale_factor: int = 8,

@@ -19,7 +19,7 @@ from edgeldm.compressor.plan import PLAN_FILE
 from edgeldm.compressor.prune import PruneConfig, UNetCost, prune_pipeline, save_pruned
 from edgeldm.compressor.selection import Budget, select
 from edgeldm.errors import CheckpointError
-from edgeldm.inventory import operator_inventory, unet_example_inputs
+from edgeldm.inventory import count_macs, operator_inventory, unet_example_inputs
 from edgeldm.loading import load_pipeline
 
 FAST = ScoreConfig(samples=4, steps=2, batch_size=4, latency_repeat=0)
@@ -86,6 +86,20 @@ def test_candidates_count_their_savings(candidates):
     by = {c.op: c for c in cands}
     block = next(c for c in cands if c.type == "transformer_block")
     assert by[block.op + ".ff"].macs_saved < block.macs_saved  # a part saves less than its whole
+
+
+def test_candidate_savings_equal_a_count_of_the_whole_modified_unet(pipe, size, candidates):
+    # enumerate counts the UNet once and each stand-in on its operator's recorded call; the whole-UNet
+    # count with the modification applied is the definition it must reproduce, narrowing included
+    inputs = unet_example_inputs(pipe.unet, *size, vae_scale_factor=pipe.vae_scale_factor)
+    base = count_macs(pipe.unet, inputs).total
+    assert {c.modification for c in candidates} >= {"remove", "replace", "narrow"}
+    for cand in candidates:
+        undo = cand.apply(pipe.unet)
+        try:
+            assert cand.macs_saved == base - count_macs(pipe.unet, inputs).total, cand.key
+        finally:
+            undo()
 
 
 def test_ld_score_is_zero_for_the_same_latents_and_grows_with_the_change(pipe):
