@@ -30,24 +30,9 @@ import torch
 
 from ..inventory import count_macs, count_macs_with_calls, operator_inventory, unet_example_inputs
 from .patches import apply_modification, modifications_for
+from .score_config import VARIANTS, ScoreConfig
 
 logger = logging.getLogger("edgeldm")
-VARIANTS = ("final", "trajectory", "paired")
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    samples: int = 32  # calibration prompts, one seed each
-    steps: int = 10  # sampler steps per latent
-    guidance: float = 7.5
-    variant: str = "final"
-    seed: int = 0
-    batch_size: int = 32
-    height: int | None = None  # None: the model's default size
-    width: int | None = None
-    latency_repeat: int = 5  # UNet-step timings per candidate (0: skip the latency measurement)
-
-
 @dataclass
 class Candidate:
     op: str

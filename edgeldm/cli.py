@@ -436,6 +436,9 @@ def _run_run(args) -> int:
 
 @subcommand("prune")
 def _add_prune(sub) -> None:
+    from .compressor.score_config import VARIANTS, ScoreConfig
+
+    d = ScoreConfig()
     p = sub.add_parser(
         "prune", help="LD-Pruner: score UNet operators by how much they move the generated latents, drop the cheapest",
         description="Task-agnostic structured pruning of the UNet (LD-Pruner). Every ResNet block, transformer "
@@ -470,15 +473,18 @@ def _add_prune(sub) -> None:
     p.add_argument("--prompts", default=None, metavar="FILE",
                    help="calibration prompts, one per line (default: tiny's captions for tiny-derived models, else "
                         "the shipped general set)")
-    p.add_argument("--samples", type=int, default=32, help="calibration prompts x seeds per latent set (default 32)")
-    p.add_argument("--steps", type=int, default=10, help="sampler steps per calibration latent (default 10)")
-    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of the calibration runs (default 7.5)")
-    p.add_argument("--variant", choices=("final", "trajectory", "paired"), default="final",
+    p.add_argument("--samples", type=int, default=d.samples,
+                   help=f"calibration prompts x seeds per latent set (default {d.samples})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"sampler steps per calibration latent (default {d.steps})")
+    p.add_argument("--guidance", type=float, default=d.guidance,
+                   help=f"guidance scale of the calibration runs (default {d.guidance})")
+    p.add_argument("--variant", choices=VARIANTS, default=d.variant,
                    help="score: set statistics of the final latents (the paper), of every step's latents, or "
                         "'paired': the mean distance between the final latents of the same prompt and seed, "
                         "which sees prompt-conditional damage such as colour binding (default final)")
-    p.add_argument("--latency-repeat", type=int, default=5,
-                   help="UNet-step timings per candidate for the latency-saved column; 0 skips (default 5)")
+    p.add_argument("--latency-repeat", type=int, default=d.latency_repeat,
+                   help=f"UNet-step timings per candidate for the latency-saved column; 0 skips (default "
+                        f"{d.latency_repeat})")
     p.add_argument("--narrow-keep", type=float, default=None, metavar="F",
                    help="also consider narrowing ResNet blocks and feed-forwards to keep fraction F of their inner "
                         "channels (Torch-Pruning dependency groups), e.g. 0.5; off by default: on tiny it recovered "
@@ -505,8 +511,8 @@ def _add_prune(sub) -> None:
 def _run_prune(args) -> int:
     from pathlib import Path
 
-    from .compressor.ldpruner import ScoreConfig
     from .compressor.prune import PruneConfig, prune_pipeline, save_pruned, score_model
+    from .compressor.score_config import ScoreConfig
     from .compressor.selection import Budget
     from .lineage import lineage_base
     from .loading import load_pipeline
