@@ -272,13 +272,16 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     work = WorkDir(work, "distill", {"source": str(source), "config": asdict(config),
                                      "prompts_file": str(prompts_file), "teacher": teacher_name})
 
-    data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
-                                             steps=config.teacher_steps, guidance=config.teacher_guidance,
-                                             seed=config.seed, prompts_file=prompts_file))
+    accelerator = Accelerator()
+    # the teacher generates its data and the validation images where the student trains: a GPU if there is one
+    teacher_pipe.to(accelerator.device)
+    with accelerator.main_process_first():  # built and saved once; the other processes load the file
+        data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
+                                                 steps=config.teacher_steps, guidance=config.teacher_guidance,
+                                                 seed=config.seed, prompts_file=prompts_file))
     latents, cond, uncond, captions = data["latents"], data["cond"], data["uncond"], data["captions"]
     logger.info("distillation data: %d teacher latents %s", len(latents), tuple(latents.shape[1:]))
 
-    accelerator = Accelerator()
     teacher = teacher_pipe.unet.requires_grad_(False).eval()
     student = make_student(teacher if student_unet is None else student_unet, config).train()
     target = None
@@ -288,7 +291,6 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.warmup, config.steps)
     student, opt, sched = accelerator.prepare(student, opt, sched)
-    teacher.to(accelerator.device)
     if target is not None:
         target.to(accelerator.device)
         accelerator.register_for_checkpointing(target)
@@ -298,9 +300,10 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     table, table_seconds = None, 0.0
     if config.teacher_draws:
         t_table = time.perf_counter()
-        table = work.data(lambda: teacher_step_table(teacher, solver, noise_sched, latents, cond, uncond,
-                                                     draws=config.teacher_draws, seed=config.seed),
-                          name="teacher_steps")
+        with accelerator.main_process_first():
+            table = work.data(lambda: teacher_step_table(teacher, solver, noise_sched, latents, cond, uncond,
+                                                         draws=config.teacher_draws, seed=config.seed),
+                              name="teacher_steps")
         table_seconds = time.perf_counter() - t_table
     start = work.resume(accelerator)
     # one stream per process and resume point: under `accelerate launch` every rank draws its own batches

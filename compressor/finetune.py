@@ -74,21 +74,22 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     work = WorkDir(work, "finetune", {"source": str(source), "config": asdict(config),
                                       "prompts_file": str(prompts_file)})
 
-    data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
-                                             steps=config.teacher_steps, guidance=config.guidance,
-                                             scene_samples=config.scene_samples, seed=config.seed,
-                                             prompts_file=prompts_file))
+    accelerator = Accelerator()
+    teacher_pipe.to(accelerator.device)  # the teacher's data are generated where it trains: a GPU if there is one
+    with accelerator.main_process_first():  # built and saved once; the other processes load the file
+        data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
+                                                 steps=config.teacher_steps, guidance=config.guidance,
+                                                 scene_samples=config.scene_samples, seed=config.seed,
+                                                 prompts_file=prompts_file))
     latents, cond, uncond = data["latents"], data["cond"], data["uncond"]
     logger.info("finetune data: %d latents %s", len(latents), tuple(latents.shape[1:]))
 
-    accelerator = Accelerator()
     student, teacher = student_pipe.unet, teacher_pipe.unet
     teacher.requires_grad_(False).eval()
     student.requires_grad_(True).train()  # the student may come from a frozen copy (e.g. of the teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.warmup, config.steps)
     student, opt, sched = accelerator.prepare(student, opt, sched)
-    teacher.to(accelerator.device)
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
     start = work.resume(accelerator)
     fs, ft = StageFeatures(accelerator.unwrap_model(student)), StageFeatures(teacher)
@@ -108,7 +109,8 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(rng.integers(2**31))))
                 noise = noise.to(accelerator.device)
                 t = torch.from_numpy(rng.integers(0, noise_sched.config.num_train_timesteps, size=config.batch_size))
-                xt = noise_sched.add_noise(x0, noise, t.to(x0.device))
+                t = t.to(x0.device)  # the UNet embeds a 1-d timestep where it is, not where the sample is
+                xt = noise_sched.add_noise(x0, noise, t)
                 with torch.no_grad():
                     eps_t = teacher(xt, t, emb).sample
                     feats_t = ft.take()

@@ -41,8 +41,8 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
         scenes = make_scenes(scene_samples, seed=seed + 11, split="train")
         x = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         with torch.no_grad():
-            z = torch.cat([teacher.vae.encode(x[i:i + 256]).latent_dist.sample(
-                torch.Generator().manual_seed(seed + i)) for i in range(0, len(x), 256)])
+            z = torch.cat([teacher.vae.encode(x[i:i + 256].to(teacher.device)).latent_dist.sample(
+                torch.Generator().manual_seed(seed + i)).cpu() for i in range(0, len(x), 256)])
         lat.append(z * teacher.vae.config.scaling_factor)
         caps += list(scenes.captions)
         logger.info("plus %d of tiny's training scenes", len(scenes.captions))
@@ -64,7 +64,7 @@ def encode_captions(pipe, captions: list[str]) -> torch.Tensor:
         for i in range(0, len(captions), 256):
             ids = pipe.tokenizer(captions[i:i + 256], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt").input_ids
-            out.append(pipe.text_encoder(ids)[0])
+            out.append(pipe.text_encoder(ids.to(pipe.device))[0].cpu())
         return torch.cat(out)
 
 

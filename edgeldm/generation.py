@@ -34,7 +34,7 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
             if decode:
                 decoded = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
                 images.append(pipe.image_processor.postprocess(decoded, output_type="np"))
-            latents.append(lat.float().numpy())
+            latents.append(lat.float().cpu().numpy())
             bar.update(len(chunk))
     if not decode:
         return None, np.concatenate(latents)
