@@ -33,6 +33,8 @@ from .patches import apply_modification, modifications_for
 from .score_config import VARIANTS, ScoreConfig
 
 logger = logging.getLogger("edgeldm")
+
+
 @dataclass
 class Candidate:
     op: str

@@ -475,7 +475,8 @@ def _add_prune(sub) -> None:
                         "the shipped general set)")
     p.add_argument("--samples", type=int, default=d.samples,
                    help=f"calibration prompts x seeds per latent set (default {d.samples})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"sampler steps per calibration latent (default {d.steps})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"sampler steps per calibration latent (default {d.steps})")
     p.add_argument("--guidance", type=float, default=d.guidance,
                    help=f"guidance scale of the calibration runs (default {d.guidance})")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant,
