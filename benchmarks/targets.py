@@ -190,12 +190,13 @@ class DiffusersTarget(Target):
     def load(self) -> None:
         import torch
 
+        from ..devices import torch_device
         from ..loading import load_pipeline
         from .timing import synchronizer
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.pipe = load_pipeline(self.location).to(self.device)
+        self.pipe = load_pipeline(self.location).to(torch_device(self.device))
         self.pipe.set_progress_bar_config(disable=True)
         self.timer.sync = synchronizer(self.device)
         self.timer.wrap_forward("text_encoder", self.pipe.text_encoder)

@@ -158,25 +158,6 @@ def _refuse_existing(path, overwrite: bool) -> None:
         raise EdgeLDMError(f"{path} already exists", hint="pass --overwrite to replace it")
 
 
-def _torch_device(name: str | None, default):
-    """``--device`` as a torch device, checked before any work: a typo or an absent GPU is an error now."""
-    import torch
-
-    if name is None:
-        return torch.device(default)
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise EdgeLDMError(f"--device {name!r} is not a torch device", hint="e.g. cpu, cuda, cuda:1, mps") from None
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
-    if available is not None and not available():
-        raise EdgeLDMError(f"--device {name}: this torch build or machine has no {device.type.upper()} device",
-                           hint="leave --device out to use the CPU")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise EdgeLDMError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return device
-
-
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
@@ -540,7 +521,9 @@ def _run_prune(args) -> int:
     source = lineage_base(args.model)
     from accelerate import PartialState
 
-    device = _torch_device(args.device, PartialState().device)
+    from .devices import torch_device
+
+    device = torch_device(args.device, PartialState().device)
     pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle).to(device)
     if args.score_only:
         config = PruneConfig(**{**config.__dict__, "strategy": "ldpruner"})

@@ -163,3 +163,18 @@ def test_runtime_runs_where_torch_cannot_be_imported(tiny_random_bundle, tmp_pat
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0
+
+
+def test_an_execution_provider_that_is_missing_or_fell_back_is_an_error(tiny_random_bundle):
+    import onnxruntime as ort
+
+    from edgeldm.devices import check_ort_session
+
+    # ONNX Runtime itself would only warn and run on the CPU: a benchmark would file a CPU figure as a GPU's
+    with pytest.raises(EdgeLDMError, match="has no NoSuchExecutionProvider"):
+        Text2Image(tiny_random_bundle, backend="onnx", providers=["NoSuchExecutionProvider"])
+    cpu = ort.InferenceSession(str(next(tiny_random_bundle.glob("**/model.onnx"))),
+                               providers=["CPUExecutionProvider"])
+    check_ort_session(cpu, ["CPUExecutionProvider"], "unet")  # what was asked for: no error
+    with pytest.raises(EdgeLDMError, match="could not start CUDAExecutionProvider .* fell back to CPUExecutionProvider"):
+        check_ort_session(cpu, ["CUDAExecutionProvider", "CPUExecutionProvider"], "unet")

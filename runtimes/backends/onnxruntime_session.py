@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._lazy import require
+from ...devices import check_ort_providers, check_ort_session
 from .base import BackendSession
 
 
@@ -32,8 +33,10 @@ class OnnxRuntimeSession(BackendSession):
         for key, value in (session_config or {}).items():  # what the graph's quantization scheme asks for
             options.add_session_config_entry(key, str(value))
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model_path), options,
-                                            providers=providers or ["CPUExecutionProvider"])
+        wanted = list(providers or ["CPUExecutionProvider"])
+        check_ort_providers(ort, wanted)
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=wanted)
+        check_ort_session(self.session, wanted, self.model_path.name)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = self.io.output_names
