@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeLDMError
+from ..runtimes.backends import device_options
 
 #: the components every target reports, in pipeline order
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
@@ -133,10 +134,7 @@ class RuntimeTarget(Target):
         opts: dict = {}
         if self.config.threads and self.backend in ("onnx", "openvino", "torch"):
             opts["threads"] = self.config.threads
-        if self.config.device:
-            key = {"onnx": "providers", "openvino": "device", "coreml": "compute_units"}.get(self.backend)
-            if key:
-                opts[key] = [self.config.device] if key == "providers" else self.config.device
+        opts.update(device_options(self.backend, self.config.device))
         return opts
 
     def load(self) -> None:

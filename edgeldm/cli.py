@@ -385,6 +385,9 @@ def _add_run(sub) -> None:
     p.add_argument("--sampler", default=None,
                    help="ddim, euler, dpm++2m, pndm or lcm (default: the bundle's scheduler)")
     p.add_argument("--threads", type=int, default=None, help="backend CPU threads (default: the backend's choice)")
+    p.add_argument("--device", default=None,
+                   help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "
+                        "an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units (default: the CPU)")
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the bundle's files")
     p.add_argument("-o", "--output", required=True, help="output PNG file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -400,7 +403,10 @@ def _run_run(args) -> int:
     _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
+    from .runtimes.backends import device_options
+
     options = {"threads": args.threads} if args.threads else {}
+    options.update(device_options(args.backend, args.device))
     t2i = Text2Image(args.bundle, backend=args.backend, verify=not args.no_verify, sampler=args.sampler, **options)
     image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                 seed=args.seed, height=args.height, width=args.width)

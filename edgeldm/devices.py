@@ -45,3 +45,15 @@ def check_ort_session(session, wanted: list[str], what: str) -> None:
     if got and got[0] != wanted[0]:
         raise EdgeLDMError(f"ONNX Runtime could not start {wanted[0]} for {what} and fell back to {got[0]}",
                            hint="check the provider's libraries (CUDA / cuDNN versions) or leave --device out")
+
+
+def check_ov_device(core, device: str) -> None:
+    """An OpenVINO device (``GPU``, ``GPU.1``, ``NPU``…) that this machine's plugins can open; the virtual
+    devices (AUTO, HETERO, MULTI, BATCH) pick among those themselves."""
+    base = device.split(":")[0].split(".")[0]
+    if base in ("AUTO", "HETERO", "MULTI", "BATCH"):
+        return
+    available = core.available_devices  # a plugin whose libraries are missing (GPU without OpenCL) is absent
+    if not any(d == device or d.split(".")[0] == base for d in available):
+        raise EdgeLDMError(f"OpenVINO has no {device} device here (available: {', '.join(available) or 'none'})",
+                           hint="GPU needs Intel's OpenCL runtime, NPU its driver; leave --device out for the CPU")

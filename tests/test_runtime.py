@@ -178,3 +178,29 @@ def test_an_execution_provider_that_is_missing_or_fell_back_is_an_error(tiny_ran
     check_ort_session(cpu, ["CPUExecutionProvider"], "unet")  # what was asked for: no error
     with pytest.raises(EdgeLDMError, match="could not start CUDAExecutionProvider .* to CPUExecutionProvider"):
         check_ort_session(cpu, ["CUDAExecutionProvider", "CPUExecutionProvider"], "unet")
+
+
+def test_device_options_per_backend_and_unknown_devices(tiny_random_bundle, tmp_path, capsys):
+    from edgeldm.cli import main
+    from edgeldm.devices import check_ov_device
+    from edgeldm.runtimes.backends import device_options
+
+    assert device_options("onnx", None) == {}
+    assert device_options("onnx", "CUDAExecutionProvider") == {"providers": ["CUDAExecutionProvider",
+                                                                             "CPUExecutionProvider"]}
+    assert device_options("openvino", "GPU") == {"device": "GPU"}
+    assert device_options("coreml", "CPU_AND_NE") == {"compute_units": "CPU_AND_NE"}
+    with pytest.raises(EdgeLDMError, match="torch backend takes no --device"):
+        device_options("torch", "cuda")
+
+    class Core:  # a machine whose GPU plugin cannot load (no OpenCL): OpenVINO lists only the CPU
+        available_devices = ["CPU"]
+
+    check_ov_device(Core(), "CPU")
+    check_ov_device(Core(), "AUTO:GPU,CPU")  # the virtual device chooses among what exists
+    with pytest.raises(EdgeLDMError, match="OpenVINO has no GPU.1 device here"):
+        check_ov_device(Core(), "GPU.1")
+    out = tmp_path / "x.png"
+    assert main(["run", str(tiny_random_bundle), "--prompt", PROMPT, "--device", "NoSuchExecutionProvider",
+                 "-o", str(out)]) != 0
+    assert "has no NoSuchExecutionProvider" in capsys.readouterr().err and not out.exists()

@@ -29,6 +29,22 @@ register_backend("coreml", "edgeldm.runtimes.backends.coreml_session", "CoreMLSe
 register_backend("torch", "edgeldm.runtimes.backends.torch_session", "TorchSession")  # reference; imports torch
 
 
+#: the session option through which each backend takes a device (the torch reference backend runs on the CPU)
+DEVICE_OPTIONS = {"onnx": "providers", "openvino": "device", "coreml": "compute_units"}
+
+
+def device_options(backend: str, device: str | None) -> dict:
+    """Session options that put ``backend`` on ``device``: an ONNX Runtime execution provider (CPU stays
+    the fallback for operators it lacks), an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units."""
+    if not device:
+        return {}
+    if backend not in DEVICE_OPTIONS:
+        raise EdgeLDMError(f"the {backend} backend takes no --device", hint="it runs on the CPU; leave --device out")
+    key = DEVICE_OPTIONS[backend]
+    return {key: [device, "CPUExecutionProvider"] if key == "providers" and device != "CPUExecutionProvider"
+            else [device] if key == "providers" else device}
+
+
 def session_class(backend: str):
     if backend not in BACKENDS:
         raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._lazy import require
+from ...devices import check_ov_device
 from .base import BackendSession
 
 
@@ -19,6 +20,7 @@ class OpenVINOSession(BackendSession):
         super().__init__(model_path, io)
         ov = require("openvino")
         core = ov.Core()
+        check_ov_device(core, device)
         model = core.read_model(str(self.model_path))
         if static_shapes:
             model.reshape({name: ov.PartialShape(list(shape)) for name, shape in static_shapes.items()})
