@@ -41,7 +41,8 @@ def _quantized(bundle: Path, out: Path, spec: str, calib_dir: Path | None, *, co
     from ..compressor.quantize import QuantizeConfig, QuantOptions, quantize_bundle
 
     backend, scheme = _split(spec)
-    target = out / (spec.replace(":", "-") + (f"-sensitivity{min_psnr:g}" if sensitivity else ""))
+    target = out / (spec.replace(":", "-") + (f"-sensitivity{min_psnr:g}" if sensitivity else "")
+                    + ("-" + "-".join(components) if components else ""))
     if not (target / "edgeldm.json").is_file():
         kwargs = {"calibration": calibration} if calibration is not None else {}
         if calib_calls:
@@ -137,19 +138,21 @@ def _manifest(bundle):
 
 
 def quality(bundle: Path, out: Path, schemes: list[str], prompts: int, calib_samples: int,
-            sensitivity_floor: float | None = None) -> dict:
+            sensitivity_floor: float | None = None, components: tuple[str, ...] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     calib = _capture_once(bundle, out, calib_samples)
     saved = out / "quality.json"
     rows = json.loads(saved.read_text()).get("rows", {}) if saved.is_file() else {}
-    suffix = f" --sensitivity --min-psnr {sensitivity_floor:g}" if sensitivity_floor is not None else ""
+    suffix = (f" --sensitivity --min-psnr {sensitivity_floor:g}" if sensitivity_floor is not None else "") + \
+        (f" --components {','.join(components)}" if components else "")
     for spec in [f"{b}:fp32" for b in sorted({_split(s)[0] for s in schemes})] + schemes:
         key = spec if spec.endswith(":fp32") else spec + suffix
         if key in rows:
             continue
         backend, scheme = _split(spec)
         target = bundle if scheme == "fp32" else _quantized(
-            bundle, out, spec, calib, min_psnr=sensitivity_floor or 0.0, sensitivity=sensitivity_floor is not None)
+            bundle, out, spec, calib, min_psnr=sensitivity_floor or 0.0, sensitivity=sensitivity_floor is not None,
+            components=components)
         rows[key] = _quality_of(target, backend, prompts, None, None)
         if scheme != "fp32":
             unet = _manifest(target)["components"]["unet"]["backends"][backend]["quantization"]
@@ -200,6 +203,8 @@ def main(argv=None) -> int:
     q.add_argument("--calib-samples", type=int, default=32)
     q.add_argument("--sensitivity-floor", type=float, default=None,
                    help="quantize with --sensitivity --min-psnr DB (UNet blocks kept float until met)")
+    q.add_argument("--components", default=None,
+                   help="comma-separated components to quantize, e.g. unet (default: the scheme's own choice)")
     t = sub.add_parser("trajectory", help="LCM bundle: own few-step trajectory vs 25-step calibration")
     t.add_argument("bundle")
     t.add_argument("--scheme", default="onnx:qdq-static")
@@ -214,7 +219,7 @@ def main(argv=None) -> int:
                          args.calib_samples, args.calib_calls)
     elif args.figure == "quality":
         result = quality(Path(args.bundle), out, args.schemes.split(","), args.prompts, args.calib_samples,
-                         args.sensitivity_floor)
+                         args.sensitivity_floor, tuple(args.components.split(",")) if args.components else None)
     else:
         result = trajectory(Path(args.bundle), out, args.scheme, args.prompts, args.calib_samples)
     from .fingerprint import emit_result
