@@ -41,8 +41,10 @@ def device_options(backend: str, device: str | None) -> dict:
     if backend not in DEVICE_OPTIONS:
         raise EdgeLDMError(f"the {backend} backend takes no --device", hint="it runs on the CPU; leave --device out")
     key = DEVICE_OPTIONS[backend]
-    return {key: [device, "CPUExecutionProvider"] if key == "providers" and device != "CPUExecutionProvider"
-            else [device] if key == "providers" else device}
+    if key != "providers":
+        return {key: device}
+    # the CPU provider stays last: ONNX Runtime runs there what the requested provider has no kernel for
+    return {key: [device] if device == "CPUExecutionProvider" else [device, "CPUExecutionProvider"]}
 
 
 def session_class(backend: str):
