@@ -72,6 +72,13 @@ class UNetCost:
     def kept(self, ops, by: str) -> float:
         return self.params(ops) / self.params0 if by == "params" else self.macs(ops) / self.macs0
 
+    def summed(self, ops, by: str) -> float:
+        """:meth:`kept` from the candidates' own savings, without counting: exact for operators that do not
+        overlap (a stand-in keeps its output's shape, so their savings add up; tested) — and free, where a
+        count of an SD-size UNet is traced (~1.5 s on 2 cores) and selection asks after every pick."""
+        total = self.params0 if by == "params" else self.macs0
+        return 1.0 - sum(c.params_saved if by == "params" else c.macs_saved for c in ops) / total
+
 
 def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None,
                 already: list[Candidate] = ()) -> list[Candidate]:
@@ -110,7 +117,7 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     by = "params" if budget.target_params is not None else "macs"
     height, width = _size(pipe, config.score)
     cost = UNetCost(pipe, height, width)
-    measure = lambda sel: cost.kept(sel, by)  # noqa: E731
+    measure = lambda sel: cost.summed(sel, by)  # noqa: E731
     picked: list[Candidate] = []
     scored: list[Candidate] = []
     while True:

@@ -161,6 +161,15 @@ def test_selection_meets_the_budget_without_overlaps(pipe, size, candidates):
         Budget(target_macs=1.5)
 
 
+def test_summed_savings_equal_a_count_of_the_pruned_unet(pipe, size, candidates):
+    cost = UNetCost(pipe, *size)
+    for seed in range(3):  # random non-overlapping selections from every kind of candidate
+        picked = select(copy.deepcopy(candidates), pipe.unet, Budget(remove=6), strategy="random", seed=seed)
+        assert len(picked) == 6
+        for by in ("macs", "params"):
+            assert cost.summed(picked, by) == pytest.approx(cost.kept(picked, by), abs=1e-12), (seed, by)
+
+
 def test_ranking_by_measured_latency(pipe, size, candidates):
     cands = copy.deepcopy(candidates)
     for i, c in enumerate(cands):
