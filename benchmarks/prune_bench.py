@@ -138,10 +138,13 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
     from ..calibration.prompts import calibration_prompts
     from ..compressor.ldpruner import LatentStatistics, ScoreConfig, default_config_for, enumerate_candidates, \
         score_candidates
+    from ..devices import torch_device
     from ..loading import load_pipeline
     from .fingerprint import device_fingerprint
     from .timing import synchronizer
 
+    device = torch_device(device)
+    cuda = device.type == "cuda"
     t0 = time.perf_counter()
     pipe = load_pipeline(model).to(device)
     load_s = time.perf_counter() - t0
@@ -156,7 +159,7 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
                                             for i in range(min(candidates, len(cands)))]
     prompts = calibration_prompts(model, samples, seed=0)
     sync = synchronizer(device)
-    if torch.device(device).type == "cuda":
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     LatentStatistics(pipe, prompts[:1], config).statistics()  # warm-up: kernels, allocator, cuDNN's choices
     sync()
@@ -168,7 +171,7 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
     score_candidates(pipe, picked, prompts, config)  # computes its own reference first
     sync()
     per_candidate = (time.perf_counter() - t0 - reference_s) / len(picked)
-    out = {"model": model, "device_name": device, "candidates": len(cands), "timed": len(picked),
+    out = {"model": model, "device_name": str(device), "candidates": len(cands), "timed": len(picked),
            "timed_ops": [f"{c.modification} {c.op}" for c in picked],
            "samples": samples, "steps": steps, "latency_repeat": latency_repeat, "size": config.height,
            "load_seconds": load_s, "enumerate_seconds": enumerate_s, "reference_seconds": reference_s,
@@ -177,7 +180,7 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
            "device": device_fingerprint(backend="torch", device=str(device), threads=torch.get_num_threads())}
     if candidates <= 0:
         out["measured_total_seconds"] = enumerate_s + reference_s + per_candidate * len(picked)
-    if torch.device(device).type == "cuda":
+    if cuda:
         out["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
     return out
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..inventory import count_macs, count_macs_with_calls, operator_inventory, unet_example_inputs
-from .patches import apply_modification, modifications_for
+from .patches import _parent, apply_modification, modifications_for
 from .score_config import VARIANTS, ScoreConfig
 
 logger = logging.getLogger("edgeldm")
@@ -94,7 +94,8 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
             undo = cand.apply(unet)
             try:
                 if op.name in calls:
-                    stand_in = _submodule_or_none(unet, op.name)
+                    parent, attr = _parent(unet, op.name)
+                    stand_in = getattr(parent, attr)  # None where the stand-in is no module (the mid-block)
                     args, kwargs = calls[op.name].materialize(device)
                     after = 0 if stand_in is None else count_macs(stand_in, kwargs, args=args).total
                     cand.macs_saved = base.per_module.get(op.name, 0) - after
@@ -105,11 +106,6 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
                 undo()
             out.append(cand)
     return out
-
-
-def _submodule_or_none(root, name: str):
-    parent, _, attr = name.rpartition(".")
-    return getattr(root.get_submodule(parent) if parent else root, attr)
 
 
 class LatentStatistics:

@@ -53,7 +53,8 @@ def _size(pipe, config: ScoreConfig) -> tuple[int, int]:
 
 
 class UNetCost:
-    """Kept fraction of the UNet's MACs or parameters with some operators applied (counted, not summed)."""
+    """Kept fraction of the UNet's MACs or parameters with some operators applied: :meth:`kept` counts the
+    modified UNet (the definition), :meth:`summed` adds up the operators' counted savings (what selection uses)."""
 
     def __init__(self, pipe, height: int, width: int):
         self.unet = pipe.unet
@@ -131,13 +132,13 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
             break
     if not picked:
         raise EdgeLDMError("nothing to prune: no candidate operator saves anything under this budget")
-    target = budget.target_params if by == "params" else budget.target_macs
-    kept = cost.kept(picked, by)
-    if target is not None and kept > target + 1e-9:
-        logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
     for c in picked:
         c.apply(pipe.unet)
     macs1, params1 = count_macs(pipe.unet, cost.inputs).total, sum(p.numel() for p in pipe.unet.parameters())
+    target = budget.target_params if by == "params" else budget.target_macs
+    kept = params1 / cost.params0 if by == "params" else macs1 / cost.macs0  # the pruned UNet's own count
+    if target is not None and kept > target + 1e-9:
+        logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
     report = {
         "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
                  "width": width},
