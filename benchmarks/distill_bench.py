@@ -2,7 +2,7 @@
 
     python -m edgeldm.benchmarks.distill_bench quality STUDENT [--teacher tiny] [--prompts 200]
     python -m edgeldm.benchmarks.distill_bench latency STUDENT_BUNDLE TEACHER_BUNDLE [--repeat 5] [--threads 2]
-    python -m edgeldm.benchmarks.distill_bench lcm-bundle PRESET OUT [--size 256]
+    python -m edgeldm.benchmarks.distill_bench lcm-bundle PRESET OUT [--size 256] [--tiny-vae]
     python -m edgeldm.benchmarks.distill_bench parity STUDENT_BUNDLE STUDENT [--prompts 8]
     python -m edgeldm.benchmarks.distill_bench step-cost MODEL [--teacher T] [--draws 16] [--steps 150] [--pairs 2]
 
@@ -17,7 +17,8 @@ evaluations per step, batched), alternately A B A B … in one process; the rati
 ``lcm-bundle``: an architecture preset (``sd15``) with the student's guidance embedding added — untrained,
 random weights, for latency only: a real checkpoint's LCM has exactly this graph — exported to ONNX, so
 ``latency`` can time a 4-step SD-size student against the preset's 25-step guided bundle, where the UNet
-(not the VAE, as on ``tiny``) dominates an image.
+(not the VAE, as on ``tiny``) dominates an image. ``--tiny-vae`` swaps the VAE for the ``AutoencoderTiny``
+that ``edgeldm distill-vae`` trains (random weights too), the cost left once the UNet calls are few.
 
 ``parity``: the runtime's LCM sampler on the exported student against diffusers' ``LCMScheduler``
 pipeline on the same folder, replaying torch's generator for every noise draw (PSNR per image).
@@ -109,8 +110,10 @@ def step_cost(model: str, teacher: str | None, draws: int, steps: int, pairs: in
             "speedup_median": float(np.median(ratios))}
 
 
-def lcm_bundle(preset: str, out: str, size: int) -> dict:
+def lcm_bundle(preset: str, out: str, size: int, tiny_vae: bool = False) -> dict:
     import tempfile
+
+    import torch
 
     from ..compressor.distill import DistillConfig, add_guidance_embedding, student_pipeline
     from ..exporters.bundle import ExportConfig, export_bundle
@@ -119,11 +122,18 @@ def lcm_bundle(preset: str, out: str, size: int) -> dict:
     pipe = build_preset(preset)
     config = DistillConfig()
     add_guidance_embedding(pipe.unet, config.guidance_embedding_dim)
+    student = student_pipeline(pipe, pipe.unet, config)
+    if tiny_vae:  # what `edgeldm distill-vae` writes, untrained: the graph and its cost are the trained one's
+        from ..compressor.vae_distill import tiny_autoencoder
+        from ..compressor.vae_distill_config import VaeDistillConfig
+
+        torch.manual_seed(0)
+        student.register_modules(vae=tiny_autoencoder(pipe.vae.config, VaeDistillConfig()).eval())
     with tempfile.TemporaryDirectory(prefix="edgeldm-lcm-preset-") as tmp:
-        student_pipeline(pipe, pipe.unet, config).save_pretrained(tmp, safe_serialization=True)
-        del pipe
+        student.save_pretrained(tmp, safe_serialization=True)
+        del pipe, student
         manifest = export_bundle(tmp, out, ExportConfig(backends=("onnx",), height=size, width=size))
-    return {"preset": preset, "bundle": out, "size": size, "defaults": manifest["defaults"]}
+    return {"preset": preset, "bundle": out, "size": size, "tiny_vae": tiny_vae, "defaults": manifest["defaults"]}
 
 
 def parity(student_bundle: str, student: str, prompts: int, steps: int = 4) -> dict:
@@ -168,6 +178,8 @@ def main(argv=None) -> int:
     lb.add_argument("preset")
     lb.add_argument("out")
     lb.add_argument("--size", type=int, default=256)
+    lb.add_argument("--tiny-vae", action="store_true",
+                    help="with an AutoencoderTiny (TAESD's architecture, what `edgeldm distill-vae` writes) as VAE")
     par = sub.add_parser("parity", help="runtime LCM sampler vs diffusers' LCMScheduler pipeline")
     par.add_argument("student_bundle")
     par.add_argument("student")
@@ -185,7 +197,7 @@ def main(argv=None) -> int:
     elif args.figure == "latency":
         out = latency(args.student_bundle, args.teacher_bundle, args.repeat, args.threads)
     elif args.figure == "lcm-bundle":
-        out = lcm_bundle(args.preset, args.out, args.size)
+        out = lcm_bundle(args.preset, args.out, args.size, args.tiny_vae)
     elif args.figure == "step-cost":
         out = step_cost(args.model, args.teacher, args.draws, args.steps, args.pairs)
     else:

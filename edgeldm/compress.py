@@ -353,6 +353,13 @@ def _distill_metrics(model: Path) -> dict:
     return {"ode_psnr_1step": validation[-1].get("latent_psnr_1step_db", float("nan"))}
 
 
+def _vae_metrics(model: Path) -> dict:
+    from .lineage import read_lineage
+
+    parity = (read_lineage(model) or {}).get("distill_vae", {}).get("parity", {})
+    return {"decoder_psnr": parity.get("decoder_psnr_db_mean", float("nan"))}
+
+
 def _export_metrics(bundle: Path) -> dict:
     from .manifest import load_manifest
 
@@ -378,7 +385,7 @@ def _quantize_metrics(bundle: Path) -> dict:
 
 
 _ARTIFACT_METRICS = {"prune": _prune_metrics, "finetune": _finetune_metrics, "distill": _distill_metrics,
-                     "export": _export_metrics, "quantize": _quantize_metrics}
+                     "distill-vae": _vae_metrics, "export": _export_metrics, "quantize": _quantize_metrics}
 
 
 def bundle_backend(bundle: str | Path) -> str:

@@ -57,6 +57,8 @@ STAGE_KINDS: dict[str, StageKind] = {
                           _SIZE + ("final_loss",), _SIZE),
     "distill": StageKind("distill", "model", "model", ("model", "output", "overwrite", "allow_pickle"),
                          _SIZE + ("ode_psnr_1step",), _SIZE),
+    "distill-vae": StageKind("distill-vae", "model", "model", ("model", "output", "overwrite", "allow_pickle"),
+                             _SIZE + ("decoder_psnr",), _SIZE),
     "export": StageKind("export", "model", "bundle", ("model", "output", "overwrite", "allow_pickle"),
                         _SIZE + ("validation_psnr_min",), _SIZE),
     "quantize": StageKind("quantize", "bundle", "bundle", ("bundle", "output", "overwrite"),

@@ -174,6 +174,11 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
     if height % multiple or width % multiple or height <= 0 or width <= 0:
         raise EdgeLDMError(f"height and width must be positive multiples of {multiple} for this model "
                            f"(VAE factor {factor} x UNet downsamplings), got {height}x{width}")
+    if config.vae_encoder and not hasattr(pipe.vae, "quant_conv"):
+        # optimum's bundle layout gives the encoder graph a posterior (mean, log-variance); AutoencoderTiny's encoder
+        # returns the latents themselves, which no consumer of that layout would read right
+        raise EdgeLDMError(f"--vae-encoder: {type(pipe.vae).__name__}'s encoder has no posterior to export",
+                           hint="export without --vae-encoder (text-to-image needs only the decoder)")
     ios = component_ios(pipe, height, width)
     components = list(COMPONENTS) + (["vae_encoder"] if config.vae_encoder else [])
     if config.static:
