@@ -9,8 +9,9 @@ image (SnapFusion and TAESD replace SD's decoder the same way).
 The training data are the model's own: latents its pipeline generates for calibration prompts (the latents the
 decoder sees at run time; plus ``tiny``'s training scenes through the VAE for tiny-derived models) and the
 images its VAE decodes them to. The decoder learns latent -> that image (MSE + L1), the encoder learns image ->
-latent (MSE), so the new VAE encodes as well. The latents are the UNet's (already multiplied by the VAE's
-``scaling_factor``): ``AutoencoderTiny`` has scaling factor 1, so pipelines feed it the UNet's output as is.
+what the original encoder makes of it (MSE to its posterior mean), so the new VAE encodes as well. The latents
+are the UNet's (already multiplied by the VAE's ``scaling_factor``): ``AutoencoderTiny`` has scaling factor 1,
+so pipelines feed it the UNet's output as is.
 Runs under HF accelerate, resumable from ``OUT.work/``; a held-out set of latents measures the result against
 the original decoder (image PSNR in uint8) and encoder (latent PSNR).
 """
@@ -53,21 +54,25 @@ def tiny_autoencoder(vae_config, config: VaeDistillConfig):
 
 
 def vae_dataset(pipe, source: str, config: VaeDistillConfig, *, prompts_file=None) -> dict:
-    """{latents (as the UNet sees them), images (what the model's VAE decodes them to, fp16 in [-1, 1])}."""
+    """{latents (as the UNet sees them), images (what the model's VAE decodes them to, fp16 in [-1, 1]), codes
+    (what its encoder makes of those images: the posterior mean, scaled like the latents)}."""
     from .training import teacher_latents
 
     latents, _ = teacher_latents(pipe, source, samples=config.teacher_samples, steps=config.teacher_steps,
                                  guidance=config.guidance, scene_samples=config.scene_samples, seed=config.seed,
                                  prompts_file=prompts_file)
-    vae = pipe.vae
-    images = []
+    vae, sf = pipe.vae, pipe.vae.config.scaling_factor
+    images, codes = [], []
     with torch.no_grad():
         for i in range(0, len(latents), 64):
-            z = latents[i:i + 64].to(pipe.device, vae.dtype) / vae.config.scaling_factor
-            images.append(vae.decode(z).sample.clamp(-1, 1).half().cpu())
+            x = vae.decode(latents[i:i + 64].to(pipe.device, vae.dtype) / sf).sample.clamp(-1, 1)
+            images.append(x.half().cpu())
+            # the encoder's target is the original encoder's mean, not the latent the image came from: a
+            # posterior sample (tiny's scenes) carries noise no encoder can predict
+            codes.append((vae.encode(x).latent_dist.mean * sf).float().cpu())
     logger.info("tiny-VAE data: %d latents %s -> images %s", len(latents), tuple(latents.shape[1:]),
                 tuple(images[0].shape[1:]))
-    return {"latents": latents, "images": torch.cat(images)}
+    return {"latents": latents, "images": torch.cat(images), "codes": torch.cat(codes)}
 
 
 class _Autoencode(torch.nn.Module):
@@ -96,7 +101,7 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
     pipe.to(accelerator.device)
     with accelerator.main_process_first():
         data = work.data(lambda: vae_dataset(pipe, source, config, prompts_file=prompts_file))
-    latents, images = data["latents"].float(), data["images"]
+    latents, images, codes = data["latents"].float(), data["images"], data["codes"]
     order = torch.randperm(len(latents), generator=torch.Generator().manual_seed(config.seed))
     held = order[:min(config.holdout, max(1, len(latents) // 10)) if len(latents) > 1 else 0]
     train = order[len(held):]
@@ -113,13 +118,13 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
     with progress_bar(total=config.steps, initial=start, desc="distill-vae", unit="step") as bar:
         for step in range(start, config.steps):
             idx = train[torch.from_numpy(rng.integers(len(train), size=config.batch_size))]
-            z, x = latents[idx], images[idx].float()
+            z, x, c = latents[idx], images[idx].float(), codes[idx]
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)  # mirrored scenes are scenes too: twice the data
-            z[flip], x[flip] = z[flip].flip(-1), x[flip].flip(-1)
-            z, x = z.to(dev), x.to(dev)
+            z[flip], x[flip], c[flip] = z[flip].flip(-1), x[flip].flip(-1), c[flip].flip(-1)
+            z, x, c = z.to(dev), x.to(dev), c.to(dev)
             decoded, encoded = model(z, x)
             dec = F.mse_loss(decoded, x) + config.l1_weight * F.l1_loss(decoded, x)
-            enc = F.mse_loss(encoded, z)
+            enc = F.mse_loss(encoded, c)
             loss = dec + config.encoder_weight * enc
             accelerator.backward(loss)
             opt.step()
@@ -130,14 +135,14 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 work.checkpoint(accelerator, step + 1)
     tiny = accelerator.unwrap_model(model).vae.eval()
-    parity = vae_parity(tiny, latents[held], images[held].float())
+    parity = vae_parity(tiny, latents[held], images[held].float(), codes[held])
     logger.info("tiny VAE on %d held-out latents: %s", len(held), parity)
     return tiny, {"config": asdict(config), "history": losses.history, "resumed_from": start,
                   "seconds": round(time.perf_counter() - t0, 1), "data": len(latents), "parity": parity}
 
 
-def vae_parity(tiny, latents: torch.Tensor, images: torch.Tensor) -> dict:
-    """The tiny VAE against the model's: decoded images (uint8, as a user sees them) and encoded latents."""
+def vae_parity(tiny, latents: torch.Tensor, images: torch.Tensor, codes: torch.Tensor) -> dict:
+    """The tiny VAE against the model's: decoded images (uint8, as a user sees them) and the encoder's codes."""
     from ..benchmarks.quality import psnr
 
     if not len(latents):
@@ -151,8 +156,7 @@ def vae_parity(tiny, latents: torch.Tensor, images: torch.Tensor) -> dict:
         return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).numpy()
 
     image_psnr = psnr(to_uint8(decoded), to_uint8(images))
-    peak = float(latents.abs().max())
-    latent_psnr = psnr(encoded.numpy(), latents.numpy(), peak=peak)
+    latent_psnr = psnr(encoded.numpy(), codes.numpy(), peak=float(codes.abs().max()))
     return {"images": len(latents), "decoder_psnr_db_mean": round(float(np.mean(image_psnr)), 2),
             "decoder_psnr_db_min": round(float(np.min(image_psnr)), 2),
             "encoder_latent_psnr_db_mean": round(float(np.mean(latent_psnr)), 2)}

@@ -45,9 +45,9 @@ def test_distill_vae_learns_resumes_and_guards_its_settings(tiny_random_dir, tmp
     assert json.loads((work / "progress.json").read_text())["step"] == 39
     data = torch.load(work / "data.pt", weights_only=True)
     # the parity report is honest: the trained decoder beats an untrained one on the held-out latents
-    untrained = vae_parity(tiny_autoencoder(pipe.vae.config, config).eval(), data["latents"][:4],
-                           data["images"][:4].float())
-    trained = vae_parity(tiny, data["latents"][:4], data["images"][:4].float())
+    some = [data["latents"][:4], data["images"][:4].float(), data["codes"][:4]]
+    untrained = vae_parity(tiny_autoencoder(pipe.vae.config, config).eval(), *some)
+    trained = vae_parity(tiny, *some)
     assert trained["decoder_psnr_db_mean"] > untrained["decoder_psnr_db_mean"] + 3
     assert summary["parity"]["images"] == 1  # 8 latents: one held out
     _, again = distill_vae(load_pipeline(str(tiny_random_dir)), str(tiny_random_dir), config, work=work)
