@@ -69,6 +69,7 @@ def test_tiny_demo_has_every_stage_of_the_issue():
     ("  - export: {}\n    gate: validation_psnr_min is high\n", r"r\.yaml:5: gate .* is not 'METRIC OP VALUE'"),
     ("  - quantize: {backend: onnx, scheme: dynamic}\n", r"r\.yaml:4: a quantize stage needs a bundle"),
     ("  - export: {}\n  - distill: {}\n", r"r\.yaml:5: a distill stage needs a model"),
+    ("  - distill-vae: {chanels: 8}\n", r"r\.yaml:4: .*no option 'chanels'.*did you mean 'channels'"),
 ])
 def test_recipe_errors_name_the_line_and_the_key(tmp_path, body, message):
     path = _recipe(tmp_path, "name: bad\ndescription: x\nstages:\n" + body)
@@ -273,3 +274,19 @@ stages:
     record = json.loads((out / "02-distill" / "stage.json").read_text())
     argv = record.get("argv") or record.get("command") or ""
     assert str(tiny_random_dir) in json.dumps(argv) and '"original"' not in json.dumps(argv)
+
+
+def test_a_distill_vae_stage_swaps_the_vae_and_gates_on_its_psnr(tiny_random_dir, tmp_path):
+    recipe = _recipe(tmp_path, """\
+name: small-vae
+description: a tiny VAE in place of the model's, then a bundle
+stages:
+  - distill-vae: {steps: 2, batch-size: 2, teacher-samples: 8}
+    gate: decoder_psnr >= 0
+  - export: {backend: onnx}
+""")
+    out = tmp_path / "run"
+    assert main(["--quiet", "compress", str(tiny_random_dir), "--recipe", str(recipe), "-o", str(out)]) == 0
+    record = json.loads((out / "01-distill-vae" / "stage.json").read_text())
+    assert record["metrics"]["decoder_psnr"] > 0 and record["gates"][0]["ok"]
+    assert json.loads((out / "bundle" / "vae_decoder" / "config.json").read_text())["_class_name"] == "AutoencoderTiny"
