@@ -42,8 +42,8 @@ class VaeDistillConfig:
                 raise EdgeLDMError(f"--{name.replace('_', '-')} {','.join(map(str, blocks))}: every level needs at "
                                    "least one block", hint="e.g. 3,3,3,1")
         if self.lr <= 0 or self.l1_weight < 0 or self.encoder_weight < 0 or self.scene_samples < 0 or self.holdout < 0:
-            raise EdgeLDMError("--lr must be positive; --l1-weight, --encoder-weight, --scene-samples and --holdout "
-                               "must not be negative")
+            raise EdgeLDMError("lr must be positive; l1_weight, encoder_weight, scene_samples and holdout must not "
+                               "be negative")
 
     def blocks(self, levels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(decoder, encoder) blocks per level for a VAE with ``levels`` levels."""
