@@ -44,7 +44,7 @@ def tiny_autoencoder(vae_config, config: VaeDistillConfig):
         if len(blocks) != levels:
             raise EdgeLDMError(f"--{name} has {len(blocks)} levels but the model's VAE has {levels} (downsampling "
                                f"factor {2 ** (levels - 1)})", hint="give one block count per level, e.g. "
-                               + ",".join(map(str, config.blocks(levels)[name.startswith("encoder")])))
+                               + ",".join(map(str, VaeDistillConfig().blocks(levels)[name.startswith("encoder")])))
     width = config.channels or min(64, int(vae_config["block_out_channels"][0]))
     return AutoencoderTiny(
         in_channels=vae_config["in_channels"], out_channels=vae_config["out_channels"],
@@ -95,6 +95,7 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
 
     config.check()
     torch.manual_seed(config.seed)
+    tiny = tiny_autoencoder(pipe.vae.config, config)  # block counts that do not fit the VAE fail before any work
     work = WorkDir(work, "distill-vae", {"source": str(source), "config": asdict(config),
                                          "prompts_file": str(prompts_file)})
     accelerator = Accelerator()
@@ -106,7 +107,6 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
     held = order[:min(config.holdout, max(1, len(latents) // 10)) if len(latents) > 1 else 0]
     train = order[len(held):]
 
-    tiny = tiny_autoencoder(pipe.vae.config, config)
     model = _Autoencode(tiny).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.warmup, config.steps)

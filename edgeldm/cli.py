@@ -831,9 +831,6 @@ def _run_distill_vae(args) -> int:
     if type(pipe.vae).__name__ != "AutoencoderKL":
         raise EdgeLDMError(f"{args.model}'s VAE is a {type(pipe.vae).__name__}; distill-vae replaces an AutoencoderKL",
                            hint="distil the model it was made from")
-    from .compressor.vae_distill import tiny_autoencoder
-
-    tiny_autoencoder(pipe.vae.config, config)  # a block list that does not fit the VAE fails before any work
     tiny, summary = distill_vae(pipe, lineage_base(args.model), config, work=Path(f"{out}.work"),
                                 prompts_file=args.prompts)
     from accelerate import PartialState

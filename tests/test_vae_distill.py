@@ -30,8 +30,9 @@ def test_the_tiny_autoencoder_keeps_the_vae_layout(tiny_random_pipe):
         assert tiny.decode(z).sample.shape == vae.decode(z).sample.shape == (2, 3, 16, 16)
         assert tiny.encode(torch.zeros(2, 3, 16, 16)).latents.shape == z.shape
     assert tiny.config.scaling_factor == 1.0  # pipelines feed it the UNet's latents as they are
-    with pytest.raises(EdgeLDMError, match="3 levels but the model's VAE has 2"):
+    with pytest.raises(EdgeLDMError, match="3 levels but the model's VAE has 2") as refused:
         tiny_autoencoder(vae.config, VaeDistillConfig(decoder_blocks=(3, 3, 1)))
+    assert refused.value.hint.endswith("e.g. 3,1")  # the default for this VAE, not the rejected list again
     with pytest.raises(EdgeLDMError, match="at least one block"):
         VaeDistillConfig(encoder_blocks=(1, 0)).check()
 
