@@ -841,8 +841,9 @@ def _run_distill_vae(args) -> int:
     if args.min_psnr is not None and parity.get("decoder_psnr_db_mean", float("inf")) < args.min_psnr:
         raise EdgeLDMError(f"the tiny decoder reaches {parity['decoder_psnr_db_mean']:.2f} dB against the original "
                            f"decoder on {parity['images']} held-out latents, below --min-psnr {args.min_psnr:g}; "
-                           f"nothing written (the training state stays in {out}.work)",
-                           hint="train longer (--steps), wider (--channels) or lower the floor")
+                           f"nothing written (the training data stay in {out}.work)",
+                           hint=f"train longer (--steps) or wider (--channels) after deleting {out}.work (other "
+                                "settings start over), or lower the floor")
     protect = (args.model,) if Path(args.model).exists() else ()
     save_tiny_vae(pipe, tiny, out, source=args.model, base=lineage_base(args.model), summary=summary,
                   overwrite=args.overwrite, protect=protect)
