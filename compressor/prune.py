@@ -14,7 +14,7 @@ from ..errors import EdgeLDMError
 from ..inventory import count_macs, unet_example_inputs
 from .ldpruner import Candidate, ScoreCache, ScoreConfig, default_config_for, enumerate_candidates, \
     score_candidates
-from .plan import PLAN_FILE, Operation, PruningPlan
+from .plan import PLAN_FILE, Operation, PruningPlan, read_plan
 from .selection import Budget, budget_met, select
 
 logger = logging.getLogger("edgeldm")
@@ -139,6 +139,8 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     kept = params1 / cost.params0 if by == "params" else macs1 / cost.macs0  # the pruned UNet's own count
     if target is not None and kept > target + 1e-9:
         logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
+    # an already pruned input: its plan replays first, so the new plan still rebuilds from config.json
+    prior = read_plan(Path(source) / "unet") if Path(source).is_absolute() and Path(source).is_dir() else None
     report = {
         "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
                  "width": width},
@@ -151,7 +153,15 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "edgeldm_version": __version__,
     }
-    plan = PruningPlan(base=str(source), operations=[Operation(c.op, c.type, c.modification, c.params) for c in picked],
+    if prior is not None:
+        report["previous"] = prior.report  # the input's own pruning (and finetune) record
+        for key, now in (("macs", macs1), ("params", params1)):  # against the chain's first, unpruned input
+            before = prior.report.get(key) or {}
+            arch = before.get("architecture") or before.get("original")
+            if arch and (key == "params" or (before.get("height"), before.get("width")) == (height, width)):
+                report[key].update(architecture=arch, kept_of_architecture=now / arch)
+    new_ops = [Operation(c.op, c.type, c.modification, c.params) for c in picked]
+    plan = PruningPlan(base=str(source), operations=(list(prior.operations) if prior else []) + new_ops,
                        report=report)
     return plan, scored
 

@@ -447,8 +447,10 @@ def _add_prune(sub) -> None:
     p.add_argument("-o", "--output", default=None, help="pruned model folder to create (not needed with --score-only)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-macs", type=float, default=None,
-                        help="fraction of UNet MACs to keep, e.g. 0.65 (default when no budget is given)")
-    budget.add_argument("--target-params", type=float, default=None, help="fraction of UNet parameters to keep")
+                        help="fraction of UNet MACs to keep, e.g. 0.65 (default when no budget is given); of "
+                             "MODEL's UNet, so a pruned MODEL (prune -> finetune -> prune again) is pruned further")
+    budget.add_argument("--target-params", type=float, default=None,
+                        help="fraction of MODEL's UNet parameters to keep")
     budget.add_argument("--remove", type=int, default=None, help="number of operators to remove")
     p.add_argument("--strategy", default="ldpruner", choices=("ldpruner", "random", "magnitude", "bk-sdm"),
                    help="ldpruner (the score), or an ablation baseline: random order, lowest weight magnitude, "
@@ -558,11 +560,16 @@ def _run_prune(args) -> int:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for o in plan.operations:
+        for o in plan.operations[len(plan.operations) - len(r["removed"]):]:  # this run's, after the input's
             logger.info("  %-8s %s", o.modification, o.op)
-        print(f"pruned {len(plan.operations)} operators: UNet MACs {r['macs']['kept']:.1%} of the original "
-              f"({r['macs']['pruned'] / 1e6:,.1f} of {r['macs']['original'] / 1e6:,.1f} M at {r['macs']['height']} px), "
-              f"parameters {r['params']['kept']:.1%}; wrote {args.output}")
+        chain = ""
+        if "previous" in r:  # an already pruned input: its operations come first in the plan
+            chain = f" (after the input's {len(plan.operations) - len(r['removed'])})"
+            if "kept_of_architecture" in r["macs"]:
+                chain += f", {r['macs']['kept_of_architecture']:.1%} of the unpruned architecture's MACs"
+        print(f"pruned {len(r['removed'])} operators{chain}: UNet MACs {r['macs']['kept']:.1%} of the input's "
+              f"({r['macs']['pruned'] / 1e6:,.1f} of {r['macs']['original'] / 1e6:,.1f} M at "
+              f"{r['macs']['height']} px), parameters {r['params']['kept']:.1%}; wrote {args.output}")
     return 0
 
 # --- finetune ----------------------------------------------------------------------------------

@@ -335,7 +335,9 @@ def _prune_metrics(model: Path) -> dict:
     from .compressor.plan import read_plan
 
     plan = read_plan(model / "unet")
-    return {"macs_kept": plan.report["macs"]["kept"], "params_kept": plan.report["params"]["kept"],
+    macs, params = plan.report["macs"], plan.report["params"]  # against the unpruned architecture, if chained
+    return {"macs_kept": macs.get("kept_of_architecture", macs["kept"]),
+            "params_kept": params.get("kept_of_architecture", params["kept"]),
             "operators": len(plan.operations)}
 
 

@@ -35,6 +35,10 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
         tokenizer = component_class(library, class_name).from_pretrained(str(path / "tokenizer"))
         components = build_components(config_dir, device="meta", tokenizer=tokenizer)
         files = checked.components
+        from .compressor.plan import PLAN_FILE, pruned_unet_skeleton, read_plan
+
+        if (path / "unet" / PLAN_FILE).is_file():  # a pruned UNet: its config.json is the unpruned architecture
+            components["unet"] = pruned_unet_skeleton(path / "unet", read_plan(path / "unet"))
     index = read_json(config_dir / "model_index.json")
 
     unet, vae, tokenizer = components["unet"], components["vae"], components["tokenizer"]

@@ -300,6 +300,26 @@ def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, cap
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
     assert json.loads((ft / "unet" / PLAN_FILE).read_text())["report"]["finetune"]["config"]["steps"] == 2
 
+    # pruned again after the finetune (gradual pruning): the plan must still replay from config.json
+    again = tmp_path / "p2"
+    assert main(["--quiet", "prune", str(ft), "-o", str(again), "--remove", "1", *common]) == 0
+    assert "after the input's 2" in capsys.readouterr().out
+    plan = json.loads((again / "unet" / PLAN_FILE).read_text())
+    assert len(plan["operations"]) == 3 and plan["operations"][:2] == json.loads(
+        (ft / "unet" / PLAN_FILE).read_text())["operations"]
+    assert plan["report"]["previous"]["finetune"]["config"]["steps"] == 2
+    macs = plan["report"]["macs"]
+    assert macs["kept_of_architecture"] < macs["kept"] < 1 and macs["architecture"] > macs["original"]
+    reloaded = load_pipeline(str(again))
+    n = sum(p.numel() for p in reloaded.unet.parameters())
+    assert n == plan["report"]["params"]["pruned"]
+
+    from edgeldm.info import describe_model
+
+    info = describe_model(str(again))  # the pruned UNet, not the unpruned architecture of its config.json
+    assert info["components"]["unet"]["parameters"] == n
+    assert info["unet"]["macs_per_step"] < describe_model(str(tiny_random_dir))["unet"]["macs_per_step"]
+
 
 def test_prune_refuses_contradictory_budgets(tiny_random_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: the budgets are mutually exclusive
