@@ -123,7 +123,7 @@ def count_macs(model, inputs: dict, *, args: tuple = ()) -> MacCount:
     device = first.device if first is not None else None  # a stand-in without weights takes inputs as they are
     args, inputs = tree_map(lambda v: v.to(device) if device is not None and isinstance(v, torch.Tensor) else v,
                             (tuple(args), dict(inputs)))
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_cpu_attention_formulas())
     # The counter reads shapes only. Fake tensors skip the arithmetic but cost ~1 s of tracing per pass,
     # which a small real model computes ten times faster (tiny: 0.11 vs 1.1 s; pruning counts once per
     # candidate); a large or meta model is traced, and so is one in training mode, whose dropout would draw
@@ -146,6 +146,22 @@ def count_macs(model, inputs: dict, *, args: tuple = ()) -> MacCount:
         name = key.split(".", 1)[1] if "." in key else ""
         per_module[name] = sum(by_op.values()) // 2
     return MacCount(total=counter.get_total_flops() // 2, per_module=per_module)
+
+
+def _cpu_attention_formulas() -> dict:
+    """torch counts SDPA's CUDA kernels but not the CPU flash kernel a real pass runs here: without this, a
+    counted (small, real) model missed its attention products, which a traced (fake, meta) one counts."""
+    torch = require("torch")
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None or op in flop_counter.flop_registry:  # a torch that counts it already
+        return {}
+
+    def sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    return {op: sdpa}  # FlopCounterMode hands it shapes, as it does its own formulas
 
 
 @dataclass(frozen=True)
