@@ -118,6 +118,11 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     by = "params" if budget.target_params is not None else "macs"
     height, width = _size(pipe, config.score)
     cost = UNetCost(pipe, height, width)
+    # an already pruned input (gradual pruning): its plan replays first, so the new plan still rebuilds from
+    # config.json, and the budget counts against the unpruned architecture, the chain's first input
+    prior = read_plan(Path(source) / "unet") if Path(source).is_absolute() and Path(source).is_dir() else None
+    arch_macs, arch_params = _architecture_count(pipe.unet, cost.inputs) if prior else (cost.macs0, cost.params0)
+    budget = _of_input(budget, cost.macs0 / arch_macs, cost.params0 / arch_params)
     measure = lambda sel: cost.summed(sel, by)  # noqa: E731
     picked: list[Candidate] = []
     scored: list[Candidate] = []
@@ -135,17 +140,15 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     for c in picked:
         c.apply(pipe.unet)
     macs1, params1 = count_macs(pipe.unet, cost.inputs).total, sum(p.numel() for p in pipe.unet.parameters())
-    target = budget.target_params if by == "params" else budget.target_macs
-    kept = params1 / cost.params0 if by == "params" else macs1 / cost.macs0  # the pruned UNet's own count
+    target = config.budget.target_params if by == "params" else config.budget.target_macs
+    kept = params1 / arch_params if by == "params" else macs1 / arch_macs  # the pruned UNet's own count
     if target is not None and kept > target + 1e-9:
         logger.warning("could only reach %.3f of the UNet %s (target %.3f): every candidate is used", kept, by, target)
-    # an already pruned input: its plan replays first, so the new plan still rebuilds from config.json
-    prior = read_plan(Path(source) / "unet") if Path(source).is_absolute() and Path(source).is_dir() else None
     report = {
         "macs": {"original": cost.macs0, "pruned": macs1, "kept": macs1 / cost.macs0, "height": height,
                  "width": width},
         "params": {"original": cost.params0, "pruned": params1, "kept": params1 / cost.params0},
-        "budget": asdict(budget), "strategy": config.strategy, "rank_by": config.rank_by,
+        "budget": asdict(config.budget), "strategy": config.strategy, "rank_by": config.rank_by,
         "iterative": config.iterative,
         "protect": list(config.protect),
         "score": asdict(config.score), "prompts_file": config.prompts_file,
@@ -153,17 +156,41 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "edgeldm_version": __version__,
     }
-    if prior is not None:
+    if prior is not None:  # "original" / "kept" above count against the input
         report["previous"] = prior.report  # the input's own pruning (and finetune) record
-        for key, now in (("macs", macs1), ("params", params1)):  # against the chain's first, unpruned input
-            before = prior.report.get(key) or {}
-            arch = before.get("architecture") or before.get("original")
-            if arch and (key == "params" or (before.get("height"), before.get("width")) == (height, width)):
-                report[key].update(architecture=arch, kept_of_architecture=now / arch)
+        report["budget_of_input"] = asdict(budget)
+        report["macs"].update(architecture=arch_macs, kept_of_architecture=macs1 / arch_macs)
+        report["params"].update(architecture=arch_params, kept_of_architecture=params1 / arch_params)
     new_ops = [Operation(c.op, c.type, c.modification, c.params) for c in picked]
     plan = PruningPlan(base=str(source), operations=(list(prior.operations) if prior else []) + new_ops,
                        report=report)
     return plan, scored
+
+
+def _architecture_count(unet, inputs: dict) -> tuple[int, int]:
+    """MACs and parameters of the unpruned architecture (``unet.config``), counted on the meta device."""
+    from diffusers import UNet2DConditionModel
+
+    from ..zoo.random_init import empty_weights
+
+    with empty_weights():
+        base = UNet2DConditionModel.from_config(unet.config)
+    return count_macs(base.eval(), inputs).total, sum(p.numel() for p in base.parameters())
+
+
+def _of_input(budget: Budget, macs_share: float, params_share: float) -> Budget:
+    """A budget in fractions of the unpruned architecture, as fractions of an input that keeps ``*_share`` of it."""
+    for name, target, share in (("macs", budget.target_macs, macs_share), ("params", budget.target_params,
+                                                                          params_share)):
+        if target is None or share >= 1.0 - 1e-9:
+            continue
+        if target >= share:
+            raise EdgeLDMError(f"the model keeps {share:.1%} of its unpruned architecture's UNet {name} already: "
+                               f"--target-{name} {target} asks for no more pruning",
+                               hint=f"--target-{name} is a fraction of the unpruned architecture; give one under "
+                                    f"{share:.3f}")
+        return Budget(**{f"target_{name}": target / share})
+    return budget
 
 
 def save_pruned(pipe, plan: PruningPlan, out: str | Path, *, overwrite: bool = False,

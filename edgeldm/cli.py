@@ -447,10 +447,11 @@ def _add_prune(sub) -> None:
     p.add_argument("-o", "--output", default=None, help="pruned model folder to create (not needed with --score-only)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-macs", type=float, default=None,
-                        help="fraction of UNet MACs to keep, e.g. 0.65 (default when no budget is given); of "
-                             "MODEL's UNet, so a pruned MODEL (prune -> finetune -> prune again) is pruned further")
+                        help="fraction of the UNet's MACs to keep, e.g. 0.65 (default when no budget is given); "
+                             "of the unpruned architecture, also when MODEL is pruned already (gradual pruning: "
+                             "prune 0.7 -> finetune -> prune 0.65)")
     budget.add_argument("--target-params", type=float, default=None,
-                        help="fraction of MODEL's UNet parameters to keep")
+                        help="fraction of the UNet's parameters to keep (of the unpruned architecture too)")
     budget.add_argument("--remove", type=int, default=None, help="number of operators to remove")
     p.add_argument("--strategy", default="ldpruner", choices=("ldpruner", "random", "magnitude", "bk-sdm"),
                    help="ldpruner (the score), or an ablation baseline: random order, lowest weight magnitude, "
@@ -562,14 +563,16 @@ def _run_prune(args) -> int:
     else:
         for o in plan.operations[len(plan.operations) - len(r["removed"]):]:  # this run's, after the input's
             logger.info("  %-8s %s", o.modification, o.op)
-        chain = ""
-        if "previous" in r:  # an already pruned input: its operations come first in the plan
-            chain = f" (after the input's {len(plan.operations) - len(r['removed'])})"
-            if "kept_of_architecture" in r["macs"]:
-                chain += f", {r['macs']['kept_of_architecture']:.1%} of the unpruned architecture's MACs"
-        print(f"pruned {len(r['removed'])} operators{chain}: UNet MACs {r['macs']['kept']:.1%} of the input's "
-              f"({r['macs']['pruned'] / 1e6:,.1f} of {r['macs']['original'] / 1e6:,.1f} M at "
-              f"{r['macs']['height']} px), parameters {r['params']['kept']:.1%}; wrote {args.output}")
+        macs, params = r["macs"], r["params"]
+        if "previous" in r:  # an already pruned input: its operations come first, budgets count the architecture
+            print(f"pruned {len(r['removed'])} operators after the input's {len(plan.operations) - len(r['removed'])}: "
+                  f"UNet MACs {macs['kept_of_architecture']:.1%} of the unpruned architecture's ({macs['kept']:.1%} "
+                  f"of the input's, {macs['pruned'] / 1e6:,.1f} M at {macs['height']} px), parameters "
+                  f"{params['kept_of_architecture']:.1%}; wrote {args.output}")
+        else:
+            print(f"pruned {len(r['removed'])} operators: UNet MACs {macs['kept']:.1%} of the original "
+                  f"({macs['pruned'] / 1e6:,.1f} of {macs['original'] / 1e6:,.1f} M at {macs['height']} px), "
+                  f"parameters {params['kept']:.1%}; wrote {args.output}")
     return 0
 
 # --- finetune ----------------------------------------------------------------------------------

@@ -300,16 +300,22 @@ def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, cap
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
     assert json.loads((ft / "unet" / PLAN_FILE).read_text())["report"]["finetune"]["config"]["steps"] == 2
 
-    # pruned again after the finetune (gradual pruning): the plan must still replay from config.json
+    # pruned again after the finetune (gradual pruning): the plan must still replay from config.json, and
+    # --target-macs counts against the unpruned architecture, not against the pruned input
+    first = json.loads((ft / "unet" / PLAN_FILE).read_text())
+    share = first["report"]["macs"]["kept"]
+    assert main(["--quiet", "prune", str(ft), "-o", str(tmp_path / "no"), "--target-macs", f"{share + 0.01:.3f}",
+                 *common]) != 0
+    assert "asks for no more pruning" in capsys.readouterr().err and not (tmp_path / "no").exists()
     again = tmp_path / "p2"
-    assert main(["--quiet", "prune", str(ft), "-o", str(again), "--remove", "1", *common]) == 0
+    assert main(["--quiet", "prune", str(ft), "-o", str(again), "--target-macs", f"{share - 0.05:.3f}", *common]) == 0
     assert "after the input's 2" in capsys.readouterr().out
     plan = json.loads((again / "unet" / PLAN_FILE).read_text())
-    assert len(plan["operations"]) == 3 and plan["operations"][:2] == json.loads(
-        (ft / "unet" / PLAN_FILE).read_text())["operations"]
+    assert len(plan["operations"]) > 2 and plan["operations"][:2] == first["operations"]
     assert plan["report"]["previous"]["finetune"]["config"]["steps"] == 2
     macs = plan["report"]["macs"]
-    assert macs["kept_of_architecture"] < macs["kept"] < 1 and macs["architecture"] > macs["original"]
+    assert macs["kept_of_architecture"] <= share - 0.05 + 1e-9 < macs["kept"] < 1
+    assert macs["architecture"] == first["report"]["macs"]["original"] > macs["original"]
     reloaded = load_pipeline(str(again))
     n = sum(p.numel() for p in reloaded.unet.parameters())
     assert n == plan["report"]["params"]["pruned"]
