@@ -149,8 +149,9 @@ def count_macs(model, inputs: dict, *, args: tuple = ()) -> MacCount:
 
 
 def _cpu_attention_formulas() -> dict:
-    """torch counts SDPA's CUDA kernels but not the CPU flash kernel a real pass runs here: without this, a
-    counted (small, real) model missed its attention products, which a traced (fake, meta) one counts."""
+    """torch counts SDPA's CUDA kernels but not the CPU flash kernel that a CPU model runs (really or traced
+    with fake tensors): without this its attention products went uncounted, while a meta model (``edgeldm
+    info``), which dispatches SDPA differently, had them."""
     torch = require("torch")
     from torch.utils import flop_counter
 
