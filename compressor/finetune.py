@@ -33,6 +33,11 @@ class FinetuneConfig:
     task_weight: float = 1.0
     out_kd_weight: float = 1.0
     feat_kd_weight: float = 1.0
+    # > 0: every latent also goes through both UNets without its caption, and the student's classifier-free-
+    # guided prediction at `guided_kd_scale` is matched to the teacher's - the quantity sampling uses, where the
+    # guidance scale amplifies any error in the conditional-unconditional difference (2x the UNet work per step)
+    guided_kd_weight: float = 0.0
+    guided_kd_scale: float = 7.5
     teacher_samples: int = 1024  # calibration prompts the teacher draws latents for
     teacher_steps: int = 25
     guidance: float = 7.5
@@ -95,7 +100,8 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     fs, ft = StageFeatures(accelerator.unwrap_model(student)), StageFeatures(teacher)
     # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
     rng = np.random.default_rng([config.seed, start, accelerator.process_index])
-    losses = RunningLosses(("loss", "task", "out_kd", "feat_kd"), "finetune", config.steps)
+    names = ("loss", "task", "out_kd", "feat_kd") + (("guided_kd",) if config.guided_kd_weight > 0 else ())
+    losses = RunningLosses(names, "finetune", config.steps)
     t0 = time.perf_counter()
     try:
         with progress_bar(total=config.steps, initial=start, desc="finetune", unit="step") as bar:
@@ -111,6 +117,10 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 t = torch.from_numpy(rng.integers(0, noise_sched.config.num_train_timesteps, size=config.batch_size))
                 t = t.to(x0.device)  # the UNet embeds a 1-d timestep where it is, not where the sample is
                 xt = noise_sched.add_noise(x0, noise, t)
+                guided = config.guided_kd_weight > 0
+                if guided:  # the same noisy latents once more, without their captions, in the same call
+                    xt, t, noise = torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([noise, noise])
+                    emb = torch.cat([emb, uncond[:1].to(emb.device).expand_as(emb)])
                 with torch.no_grad():
                     eps_t = teacher(xt, t, emb).sample
                     feats_t = ft.take()
@@ -121,12 +131,18 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 feat_kd = sum((F.mse_loss(a, b) for a, b in zip(feats_s, feats_t) if a.shape == b.shape),
                               torch.zeros((), device=eps_s.device))
                 loss = config.task_weight * task + config.out_kd_weight * out_kd + config.feat_kd_weight * feat_kd
+                guided_kd = torch.zeros((), device=eps_s.device)
+                if guided:
+                    g = config.guided_kd_scale
+                    (s_c, s_u), (t_c, t_u) = eps_s.chunk(2), eps_t.chunk(2)
+                    guided_kd = F.mse_loss(s_u + g * (s_c - s_u), t_u + g * (t_c - t_u))
+                    loss = loss + config.guided_kd_weight * guided_kd
                 accelerator.backward(loss)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 losses.update(step + 1, time.perf_counter() - t0, loss=loss, task=task, out_kd=out_kd,
-                              feat_kd=feat_kd)
+                              feat_kd=feat_kd, guided_kd=guided_kd)
                 bar.update(1)
                 if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                     work.checkpoint(accelerator, step + 1)

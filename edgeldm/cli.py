@@ -599,6 +599,12 @@ def _add_finetune(sub) -> None:
     p.add_argument("--task-weight", type=float, default=1.0, help="weight of the denoising loss (default 1)")
     p.add_argument("--out-kd-weight", type=float, default=1.0, help="weight of output KD (default 1)")
     p.add_argument("--feat-kd-weight", type=float, default=1.0, help="weight of stage-feature KD (default 1)")
+    p.add_argument("--guided-kd-weight", type=float, default=0.0,
+                   help="weight of guided-output KD: each latent also runs without its caption and the student's "
+                        "classifier-free-guided prediction is matched to the teacher's (2x the UNet work per step; "
+                        "default 0: off)")
+    p.add_argument("--guided-kd-scale", type=float, default=7.5,
+                   help="guidance scale of that guided prediction (default 7.5, the sampling default)")
     p.add_argument("--teacher-samples", type=int, default=1024, help="teacher-generated latents (default 1024)")
     p.add_argument("--scene-samples", type=int, default=8000,
                    help="tiny's training scenes added for tiny-derived models; 0: none (default 8000)")
@@ -619,10 +625,13 @@ def _run_finetune(args) -> int:
     from .loading import load_pipeline
 
     _check_positive(steps=args.steps, batch_size=args.batch_size, teacher_samples=args.teacher_samples)
+    if args.guided_kd_weight < 0:
+        raise EdgeLDMError(f"--guided-kd-weight must be >= 0, got {args.guided_kd_weight}", hint="0 turns it off")
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
     config = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, task_weight=args.task_weight,
                             out_kd_weight=args.out_kd_weight, feat_kd_weight=args.feat_kd_weight,
+                            guided_kd_weight=args.guided_kd_weight, guided_kd_scale=args.guided_kd_scale,
                             teacher_samples=args.teacher_samples, scene_samples=args.scene_samples, seed=args.seed)
     student = load_pipeline(args.pruned, allow_pickle=args.allow_pickle)
     teacher = load_pipeline(args.teacher, allow_pickle=args.allow_pickle)

@@ -327,6 +327,23 @@ def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, cap
     assert info["unet"]["macs_per_step"] < describe_model(str(tiny_random_dir))["unet"]["macs_per_step"]
 
 
+def test_guided_kd_is_zero_for_the_teacher_itself_and_trains_a_pruned_student(tiny_random_dir, pruned_dir, tmp_path):
+    from edgeldm.compressor.finetune import FinetuneConfig, finetune
+
+    teacher = load_pipeline(str(tiny_random_dir))
+    config = FinetuneConfig(steps=1, batch_size=2, teacher_samples=4, teacher_steps=2, scene_samples=0,
+                            guided_kd_weight=1.0)
+    # the logged losses are those of the first step's forward pass, before the update
+    same = finetune(load_pipeline(str(tiny_random_dir)), teacher, str(tiny_random_dir), config, work=tmp_path / "a")
+    assert same["history"][-1]["guided_kd"] == same["history"][-1]["out_kd"] == 0.0
+    out, *_ = pruned_dir
+    student = load_pipeline(str(out))
+    before = {k: v.clone() for k, v in student.unet.state_dict().items()}
+    pruned = finetune(student, teacher, str(out), config, work=tmp_path / "b")
+    assert pruned["history"][-1]["guided_kd"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in student.unet.state_dict().items())
+
+
 def test_prune_refuses_contradictory_budgets(tiny_random_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: the budgets are mutually exclusive
         main(["prune", str(tiny_random_dir), "-o", str(tmp_path / "x"), "--remove", "2", "--target-macs", "0.5"])
