@@ -587,7 +587,9 @@ def _add_finetune(sub) -> None:
                     "calibration prompts (plus tiny's training scenes when the model derives from tiny) - no image "
                     "data set needed. Runs under HF accelerate (`accelerate launch -m edgeldm finetune ...` for "
                     "several GPUs), checkpoints into OUTPUT.work/ and resumes from there.",
-        epilog="example:\n  edgeldm finetune pruned --teacher tiny -o finetuned --steps 1500",
+        epilog="examples:\n  edgeldm finetune pruned --teacher tiny -o finetuned --steps 1500\n"
+               "  edgeldm finetune pruned --teacher tiny -o finetuned --steps 1000 --guided-kd-weight 1   "
+               "# + guided-output KD",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("pruned", metavar="PRUNED", help="a model written by `edgeldm prune` (or any diffusers folder)")
