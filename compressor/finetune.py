@@ -100,8 +100,9 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     fs, ft = StageFeatures(accelerator.unwrap_model(student)), StageFeatures(teacher)
     # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
     rng = np.random.default_rng([config.seed, start, accelerator.process_index])
-    names = ("loss", "task", "out_kd", "feat_kd") + (("guided_kd",) if config.guided_kd_weight > 0 else ())
-    losses = RunningLosses(names, "finetune", config.steps)
+    guided = config.guided_kd_weight > 0
+    losses = RunningLosses(("loss", "task", "out_kd", "feat_kd") + (("guided_kd",) if guided else ()), "finetune",
+                           config.steps)
     t0 = time.perf_counter()
     try:
         with progress_bar(total=config.steps, initial=start, desc="finetune", unit="step") as bar:
@@ -117,7 +118,6 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 t = torch.from_numpy(rng.integers(0, noise_sched.config.num_train_timesteps, size=config.batch_size))
                 t = t.to(x0.device)  # the UNet embeds a 1-d timestep where it is, not where the sample is
                 xt = noise_sched.add_noise(x0, noise, t)
-                guided = config.guided_kd_weight > 0
                 if guided:  # the same noisy latents once more, without their captions, in the same call
                     xt, t, noise = torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([noise, noise])
                     emb = torch.cat([emb, uncond[:1].to(emb.device).expand_as(emb)])

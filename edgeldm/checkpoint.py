@@ -120,7 +120,7 @@ def check_checkpoint(path: str | Path, *, allow_pickle: bool = False, check_shap
         library, class_name = component_spec(index, name)
         files = _find_weights(path / name, name, library, class_name, allow_pickle=allow_pickle)
         if check_shapes and files.weight_format == "safetensors":
-            _check_shapes(files, _pruned_skeleton(files) if name == "unet" else None)
+            _check_shapes(files, pruned_skeleton(files.folder) if name == "unet" else None)
         components[name] = files
     return CheckpointFolder(path=path, pipeline_class=pipeline_class, model_index=index, components=components)
 
@@ -192,13 +192,13 @@ def _read_safetensors_headers(files: ComponentFiles) -> None:
         files.dtype = DTYPE_NAMES.get(code, code.lower())
 
 
-def _pruned_skeleton(files: ComponentFiles):
-    """For a pruned UNet (``edgeldm_pruning.json`` beside its weights): the meta model the plan rebuilds."""
-    from .compressor.plan import PLAN_FILE, pruned_unet_skeleton, read_plan
+def pruned_skeleton(unet_folder: Path):
+    """For a pruned UNet folder (``edgeldm_pruning.json`` beside its weights): the meta model the plan
+    rebuilds — its ``config.json`` alone is the unpruned architecture. None for an unpruned UNet."""
+    from .compressor.plan import pruned_unet_skeleton, read_plan
 
-    if not (files.folder / PLAN_FILE).is_file():
-        return None
-    return pruned_unet_skeleton(files.folder, read_plan(files.folder))
+    plan = read_plan(unet_folder)
+    return None if plan is None else pruned_unet_skeleton(unet_folder, plan)
 
 
 def _check_shapes(files: ComponentFiles, model=None) -> None:

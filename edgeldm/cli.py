@@ -561,11 +561,12 @@ def _run_prune(args) -> int:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for o in plan.operations[len(plan.operations) - len(r["removed"]):]:  # this run's, after the input's
+        inherited = len(plan.operations) - len(r["removed"])  # an already pruned input's operations come first
+        for o in plan.operations[inherited:]:
             logger.info("  %-8s %s", o.modification, o.op)
         macs, params = r["macs"], r["params"]
-        if "previous" in r:  # an already pruned input: its operations come first, budgets count the architecture
-            print(f"pruned {len(r['removed'])} operators after the input's {len(plan.operations) - len(r['removed'])}: "
+        if "previous" in r:  # budgets count the unpruned architecture
+            print(f"pruned {len(r['removed'])} operators after the input's {inherited}: "
                   f"UNet MACs {macs['kept_of_architecture']:.1%} of the unpruned architecture's ({macs['kept']:.1%} "
                   f"of the input's, {macs['pruned'] / 1e6:,.1f} M at {macs['height']} px), parameters "
                   f"{params['kept_of_architecture']:.1%}; wrote {args.output}")

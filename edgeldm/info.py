@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from . import __version__
-from .checkpoint import check_checkpoint
+from .checkpoint import check_checkpoint, pruned_skeleton
 from .components import WEIGHTED_COMPONENTS, component_class, component_spec, read_json, vae_scale_factor
 from .inventory import unet_inventory_with_macs
 from .loading import ensure_offline, resolve_source
@@ -35,10 +35,9 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
         tokenizer = component_class(library, class_name).from_pretrained(str(path / "tokenizer"))
         components = build_components(config_dir, device="meta", tokenizer=tokenizer)
         files = checked.components
-        from .compressor.plan import PLAN_FILE, pruned_unet_skeleton, read_plan
-
-        if (path / "unet" / PLAN_FILE).is_file():  # a pruned UNet: its config.json is the unpruned architecture
-            components["unet"] = pruned_unet_skeleton(path / "unet", read_plan(path / "unet"))
+        pruned = pruned_skeleton(path / "unet")
+        if pruned is not None:  # its config.json alone describes the unpruned architecture
+            components["unet"] = pruned
     index = read_json(config_dir / "model_index.json")
 
     unet, vae, tokenizer = components["unet"], components["vae"], components["tokenizer"]
