@@ -239,6 +239,45 @@ def ablation(out_dir: Path, finetune_steps: int, prompts: int) -> dict:
     return results
 
 
+def recovery(target_macs: float, samples: int, score_steps: int, finetune_steps: int, teacher_samples: int,
+             guided_kd_weight: float, seeds: list[int], prompts: int, cache: str | None) -> dict:
+    """tiny: LD-Pruner to ``target_macs``, then finetune (one run per seed); joint accuracy and FD of the
+    original and of each recovered student on the same held-out prompts, and their ratio."""
+    import torch
+
+    from ..benchmarks.evaluate import EvalConfig, evaluate_pipeline
+    from ..compressor.finetune import FinetuneConfig, finetune
+    from ..compressor.prune import PruneConfig, prune_pipeline
+    from ..compressor.score_config import ScoreConfig
+    from ..compressor.selection import Budget
+    from ..loading import load_pipeline
+
+    torch.set_num_threads(2)
+    teacher = load_pipeline("tiny")
+    evaluate = lambda pipe: evaluate_pipeline(pipe, EvalConfig(prompts=prompts)).metrics  # noqa: E731
+    original = evaluate(teacher)
+    out = {"original": {"joint": original["accuracy"]["joint"], "fd": original["fd"]}, "runs": {}}
+    for seed in seeds:
+        pipe = copy.deepcopy(teacher)
+        config = PruneConfig(budget=Budget(target_macs=target_macs),
+                             score=ScoreConfig(samples=samples, steps=score_steps))
+        plan, _ = prune_pipeline(pipe, "tiny", config, cache_dir=Path(cache) if cache else None)
+        with tempfile.TemporaryDirectory() as work:
+            summary = finetune(pipe, teacher, "tiny", FinetuneConfig(
+                steps=finetune_steps, teacher_samples=teacher_samples, guided_kd_weight=guided_kd_weight, seed=seed),
+                work=Path(work))
+        m = evaluate(pipe)
+        out["macs_kept"] = plan.report["macs"]["kept"]
+        out["runs"][seed] = {"joint": m["accuracy"]["joint"], "fd": m["fd"], "finetune_seconds": summary["seconds"],
+                             "joint_of_original": m["accuracy"]["joint"] / max(original["accuracy"]["joint"], 1e-9),
+                             "fd_of_original": m["fd"] / original["fd"]}
+        r = out["runs"][seed]
+        print(f"seed {seed}: MACs kept {out['macs_kept']:.3f}, joint {r['joint']:.3f} = {r['joint_of_original']:.3f}x "
+              f"the original's {original['accuracy']['joint']:.3f}, FD {r['fd']:.1f} = {r['fd_of_original']:.3f}x",
+              flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.prune_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -274,6 +313,16 @@ def main(argv=None) -> int:
     abl.add_argument("--finetune-steps", type=int, default=800)
     abl.add_argument("--prompts", type=int, default=200)
     abl.add_argument("--out", default="prune-ablation")
+    rec = sub.add_parser("recovery", help="tiny: pruned + finetuned joint accuracy and FD against the original's")
+    rec.add_argument("--target-macs", type=float, default=0.65)
+    rec.add_argument("--samples", type=int, default=16, help="LD-Pruner calibration latents (the demo's 16)")
+    rec.add_argument("--score-steps", type=int, default=8, help="sampler steps per calibration latent (the demo's 8)")
+    rec.add_argument("--finetune-steps", type=int, default=1000)
+    rec.add_argument("--teacher-samples", type=int, default=512)
+    rec.add_argument("--guided-kd-weight", type=float, default=1.0, help="0: plain BK-SDM KD")
+    rec.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one finetune per seed")
+    rec.add_argument("--prompts", type=int, default=1000, help="held-out prompts evaluated")
+    rec.add_argument("--cache", default=None, metavar="DIR", help="LD-Pruner score cache")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
 
@@ -298,6 +347,9 @@ def main(argv=None) -> int:
               f"{res['seconds_per_candidate']:.1f} s per candidate "
               f"({res['timed']} timed) x {res['candidates']} candidates -> {res['estimated_total_seconds'] / 60:.1f} "
               f"min estimated{measured}")
+    elif args.figure == "recovery":
+        res = recovery(args.target_macs, args.samples, args.score_steps, args.finetune_steps, args.teacher_samples,
+                       args.guided_kd_weight, args.seeds, args.prompts, args.cache)
     else:
         res = ablation(Path(args.out), args.finetune_steps, args.prompts)
     res["command"] = "python -m edgeldm.benchmarks.prune_bench " + " ".join(argv or sys.argv[1:])
