@@ -724,6 +724,16 @@ def _add_distill(sub) -> None:
     p.set_defaults(func=_run_distill)
 
 
+def _same_model(a: str, b: str) -> bool:
+    """Whether two MODEL arguments name the same model: one zoo name, or one folder by two spellings."""
+    from pathlib import Path
+
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return a == b
+
+
 def _run_distill(args) -> int:
     import shutil
     from pathlib import Path
@@ -744,6 +754,8 @@ def _run_distill(args) -> int:
                            validate_every=args.validate_every or args.steps, seed=args.seed)
     config.check()
     model = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    if args.teacher is not None and _same_model(args.teacher, args.model):
+        args.teacher = None  # --teacher MODEL is the default: one load, and no second copy in memory
     teacher = model if args.teacher is None else load_pipeline(args.teacher, allow_pickle=args.allow_pickle)
     for name, pipe in ((args.model, model), (args.teacher, teacher)):
         if getattr(pipe.unet.config, "time_cond_proj_dim", None):

@@ -264,3 +264,12 @@ def test_a_teacher_from_another_latent_space_is_refused(tiny_random_dir, tmp_pat
     err = capsys.readouterr().err
     assert "does not share" in err and "text encoder" in err and "hidden_size 32 vs 64" in err
     assert not out.exists()
+
+
+def test_a_teacher_that_names_the_model_itself_is_the_default(tiny_random_dir, tmp_path, monkeypatch):
+    from edgeldm.cli import _same_model
+
+    monkeypatch.chdir(tiny_random_dir.parent)
+    assert _same_model(tiny_random_dir.name, str(tiny_random_dir))  # one folder by two spellings
+    assert _same_model("tiny", "tiny") and not _same_model("tiny", "tiny-random")
+    assert not _same_model(str(tiny_random_dir), str(tmp_path))
