@@ -257,17 +257,18 @@ def recovery(target_macs: float, samples: int, score_steps: int, finetune_steps:
     evaluate = lambda pipe: evaluate_pipeline(pipe, EvalConfig(prompts=prompts)).metrics  # noqa: E731
     original = evaluate(teacher)
     out = {"original": {"joint": original["accuracy"]["joint"], "fd": original["fd"]}, "runs": {}}
+    # the selection does not depend on the finetune's seed (scoring has its own fixed seeds): prune once
+    pruned = copy.deepcopy(teacher)
+    config = PruneConfig(budget=Budget(target_macs=target_macs), score=ScoreConfig(samples=samples, steps=score_steps))
+    plan, _ = prune_pipeline(pruned, "tiny", config, cache_dir=Path(cache) if cache else None)
+    out["macs_kept"] = plan.report["macs"]["kept"]
     for seed in seeds:
-        pipe = copy.deepcopy(teacher)
-        config = PruneConfig(budget=Budget(target_macs=target_macs),
-                             score=ScoreConfig(samples=samples, steps=score_steps))
-        plan, _ = prune_pipeline(pipe, "tiny", config, cache_dir=Path(cache) if cache else None)
+        pipe = copy.deepcopy(pruned)
         with tempfile.TemporaryDirectory() as work:
             summary = finetune(pipe, teacher, "tiny", FinetuneConfig(
                 steps=finetune_steps, teacher_samples=teacher_samples, guided_kd_weight=guided_kd_weight, seed=seed),
                 work=Path(work))
         m = evaluate(pipe)
-        out["macs_kept"] = plan.report["macs"]["kept"]
         out["runs"][seed] = {"joint": m["accuracy"]["joint"], "fd": m["fd"], "finetune_seconds": summary["seconds"],
                              "joint_of_original": m["accuracy"]["joint"] / max(original["accuracy"]["joint"], 1e-9),
                              "fd_of_original": m["fd"] / original["fd"]}
