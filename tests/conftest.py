@@ -24,6 +24,14 @@ def tiny_random_dir(tmp_path_factory, tiny_random_pipe) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_random_scores(tmp_path_factory) -> Path:
+    """One LD-Pruner score cache (`prune --cache`) for the tests that prune tiny-random at the cheap settings
+    `--samples 4 --steps 2 --latency-repeat 0`: its ~44 candidates are scored once per session, not per test
+    (the cache is keyed by model, settings and prompts, so a test with other settings scores afresh)."""
+    return tmp_path_factory.mktemp("scores")
+
+
 @pytest.fixture
 def checkpoint_copy(tiny_random_dir, tmp_path) -> Path:
     """A private copy of the tiny-random folder that a test may damage."""

@@ -226,14 +226,15 @@ def test_a_corrupt_adapter_is_a_clear_error(tiny_random_dir, tmp_path):
         load_pipeline(str(folder))
 
 
-def test_a_pruned_teacher_distils_into_a_pruned_lcm_that_reloads_and_exports(tiny_random_dir, tmp_path):
+def test_a_pruned_teacher_distils_into_a_pruned_lcm_that_reloads_and_exports(tiny_random_dir, tmp_path,
+                                                                           tiny_random_scores):
     from edgeldm.compressor.plan import PLAN_FILE
     from edgeldm.exporters.bundle import ExportConfig, export_bundle
     from edgeldm.runtimes.text2image import Text2Image
 
     pruned, lcm = tmp_path / "p", tmp_path / "lcm"
     assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(pruned), "--remove", "2", "--samples", "4",
-                 "--steps", "2", "--latency-repeat", "0"]) == 0
+                 "--steps", "2", "--latency-repeat", "0", "--cache", str(tiny_random_scores)]) == 0
     assert main(["--quiet", "distill", str(pruned), "-o", str(lcm), "--steps", "2", "--batch-size", "4",
                  "--teacher-samples", "4", "--validate-every", "0"]) == 0
     plan = json.loads((lcm / "unet" / PLAN_FILE).read_text())

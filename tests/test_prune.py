@@ -22,7 +22,8 @@ from edgeldm.errors import CheckpointError
 from edgeldm.inventory import count_macs, operator_inventory, unet_example_inputs
 from edgeldm.loading import load_pipeline
 
-FAST = ScoreConfig(samples=4, steps=2, batch_size=4, latency_repeat=0)
+# the settings of `prune --samples 4 --steps 2 --latency-repeat 0`, so API and CLI tests share tiny_random_scores
+FAST = ScoreConfig(samples=4, steps=2, latency_repeat=0)
 
 
 @pytest.fixture(scope="module")
@@ -216,10 +217,10 @@ def test_a_protect_pattern_matching_nothing_is_an_error(tiny_random_dir, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def pruned_dir(tiny_random_dir, tmp_path_factory):
+def pruned_dir(tiny_random_dir, tmp_path_factory, tiny_random_scores):
     pipe = load_pipeline(str(tiny_random_dir))
     config = PruneConfig(budget=Budget(target_macs=0.6), score=FAST)
-    plan, scored = prune_pipeline(pipe, str(tiny_random_dir), config)
+    plan, scored = prune_pipeline(pipe, str(tiny_random_dir), config, cache_dir=tiny_random_scores)
     out = tmp_path_factory.mktemp("pruned") / "p"
     save_pruned(pipe, plan, out)
     return out, pipe, plan, scored
@@ -270,14 +271,15 @@ def test_pruned_model_exports_and_runs_without_torch_like_in_torch(pruned_dir, t
     assert psnr(ours[None], ref[None])[0] >= 35.0
 
 
-def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, capsys):
+def test_cli_prune_score_only_and_finetune_resume(tiny_random_dir, tmp_path, capsys, tiny_random_scores):
     out = tmp_path / "p"
     common = ["--samples", "4", "--steps", "2", "--latency-repeat", "0"]
-    assert main(["--quiet", "prune", str(tiny_random_dir), "--score-only", "--json", *common]) == 0
+    cached = [*common, "--cache", str(tiny_random_scores)]
+    assert main(["--quiet", "prune", str(tiny_random_dir), "--score-only", "--json", *cached]) == 0
     report = json.loads(capsys.readouterr().out)
     scores = [c["score"] for c in report["candidates"]]
     assert scores == sorted(scores) and len(scores) > 10
-    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(out), "--remove", "2", *common]) == 0
+    assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(out), "--remove", "2", *cached]) == 0
     assert len(json.loads((out / "unet" / PLAN_FILE).read_text())["operations"]) == 2
     assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(out), "--remove", "2", *common]) != 0  # exists
     assert "already exists" in capsys.readouterr().err
@@ -373,7 +375,7 @@ def test_narrowed_channels_replay_from_the_plan(tiny_random_dir, candidates, inp
     assert norm.num_channels % norm.num_groups == 0 and norm.num_channels < 64
 
 
-def test_iterative_pruning_rescores_between_batches(tiny_random_dir, monkeypatch):
+def test_iterative_pruning_rescores_between_batches(tiny_random_dir, monkeypatch, tiny_random_scores):
     import edgeldm.compressor.prune as prune_mod
 
     pipe = load_pipeline(str(tiny_random_dir))
@@ -385,9 +387,11 @@ def test_iterative_pruning_rescores_between_batches(tiny_random_dir, monkeypatch
         return original(*args, already=already, **kwargs)
 
     monkeypatch.setattr(prune_mod, "score_model", counting)
-    config = PruneConfig(budget=Budget(remove=3), score=FAST, iterative=True, rescore_every=2)
-    plan, _ = prune_pipeline(pipe, str(tiny_random_dir), config)
-    assert len(plan.operations) == 3
+    # the down blocks protected: half the candidates to re-score, and the first round comes from the cache
+    config = PruneConfig(budget=Budget(remove=3), score=FAST, iterative=True, rescore_every=2,
+                         protect=("down_blocks.*",))
+    plan, _ = prune_pipeline(pipe, str(tiny_random_dir), config, cache_dir=tiny_random_scores)
+    assert len(plan.operations) == 3 and not any(op.op.startswith("down_blocks") for op in plan.operations)
     assert rounds == [0, 2]  # scored on the original, then again with the first two removals applied
 
 

@@ -57,14 +57,15 @@ def test_distill_vae_learns_resumes_and_guards_its_settings(tiny_random_dir, tmp
         distill_vae(pipe, str(tiny_random_dir), VaeDistillConfig(steps=41, **FAST), work=work)
 
 
-def test_pruned_lcm_with_a_tiny_vae_reloads_exports_and_runs_like_diffusers(tiny_random_dir, tmp_path, capsys):
+def test_pruned_lcm_with_a_tiny_vae_reloads_exports_and_runs_like_diffusers(tiny_random_dir, tmp_path, capsys,
+                                                                           tiny_random_scores):
     from edgeldm.compressor.plan import PLAN_FILE
     from edgeldm.exporters.bundle import ExportConfig, export_bundle
     from edgeldm.runtimes.text2image import Text2Image
 
     pruned, lcm, out, bundle = tmp_path / "p", tmp_path / "lcm", tmp_path / "taesd", tmp_path / "b"
     assert main(["--quiet", "prune", str(tiny_random_dir), "-o", str(pruned), "--remove", "1", "--samples", "4",
-                 "--steps", "2", "--latency-repeat", "0"]) == 0
+                 "--steps", "2", "--latency-repeat", "0", "--cache", str(tiny_random_scores)]) == 0
     assert main(["--quiet", "distill", str(pruned), "-o", str(lcm), "--steps", "2", "--batch-size", "4",
                  "--teacher-samples", "4", "--validate-every", "0"]) == 0
     before = sorted(p.name for p in lcm.rglob("*"))
