@@ -57,3 +57,13 @@ def tiny_random_bundle(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bundle") / "tiny-random"
     export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "openvino")))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_random_coreml_bundle(tmp_path_factory) -> Path:
+    """tiny-random exported static to ONNX + Core ML (read-only by convention: copy before editing)."""
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    path = tmp_path_factory.mktemp("coreml") / "tiny-random"
+    export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "coreml"), static=True))
+    return path

@@ -143,9 +143,9 @@ def test_session_adapts_declared_inputs_to_the_package(packages, static_ios, mon
         assert {k: (v.dtype, v.shape) for k, v in out.items()} == {t.name: (np.float32, t.shape) for t in io.outputs}
 
 
-def test_bundle_lists_coreml_files_and_the_validation_state(tmp_path):
-    bundle = tmp_path / "b"
-    manifest = export_bundle("tiny-random", bundle, ExportConfig(backends=("onnx", "coreml"), static=True))
+def test_bundle_lists_coreml_files_and_the_validation_state(tiny_random_coreml_bundle):
+    bundle = tiny_random_coreml_bundle
+    manifest = json.loads((bundle / "edgeldm.json").read_text())
     for comp in COMPONENTS:
         backends = manifest["components"][comp]["backends"]
         assert backends["onnx"]["validation"]["passed"] is True
@@ -159,7 +159,6 @@ def test_bundle_lists_coreml_files_and_the_validation_state(tmp_path):
         else:  # recorded, not faked, and not a failure
             assert validation["passed"] is None and validation["skipped"] == "Core ML prediction needs macOS"
             assert all(o["psnr_db"] is None for o in validation["outputs"].values())
-    assert json.loads((bundle / "edgeldm.json").read_text())["components"]["unet"]["backends"]["coreml"]
 
 
 @on_mac

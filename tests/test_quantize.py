@@ -222,21 +222,12 @@ def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
         assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
 
 
-@pytest.fixture(scope="module")
-def coreml_bundle(tmp_path_factory):
-    from edgeldm.exporters.bundle import ExportConfig, export_bundle
-
-    path = tmp_path_factory.mktemp("coreml") / "b"
-    export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "coreml"), static=True))
-    return path
-
-
 @pytest.mark.parametrize("scheme", ["palettize6", "linear8"])
-def test_coreml_weight_schemes_convert_here_and_record_why_unvalidated(coreml_bundle, tmp_path, scheme):
+def test_coreml_weight_schemes_convert_here_and_record_why_unvalidated(tiny_random_coreml_bundle, tmp_path, scheme):
     import coremltools as ct
 
     out = tmp_path / scheme
-    manifest = quantize_bundle(coreml_bundle, out, QuantizeConfig(backend="coreml", scheme=scheme,
+    manifest = quantize_bundle(tiny_random_coreml_bundle, out, QuantizeConfig(backend="coreml", scheme=scheme,
                                                                   calibration=CAPTURE))
     verify_files(out, load_manifest(out))
     unet = manifest["components"]["unet"]["backends"]["coreml"]
@@ -275,10 +266,10 @@ def test_an_ios18_export_palettizes_per_grouped_channel(tmp_path):
     assert all(lut[-2:] == [16, 1] for lut in luts) and any(lut[0] > 1 for lut in luts)
 
 
-def test_coreml_w8a8_says_it_needs_macos(coreml_bundle, tmp_path):
+def test_coreml_w8a8_says_it_needs_macos(tiny_random_coreml_bundle, tmp_path):
     if sys.platform == "darwin":
         pytest.skip("on macOS the activation calibration runs; this checks the refusal elsewhere")
     with pytest.raises(EdgeLDMError, match="macOS only"):
-        quantize_bundle(coreml_bundle, tmp_path / "q", QuantizeConfig(backend="coreml", scheme="w8a8",
+        quantize_bundle(tiny_random_coreml_bundle, tmp_path / "q", QuantizeConfig(backend="coreml", scheme="w8a8",
                                                                       calibration=CAPTURE))
     assert not (tmp_path / "q").exists()
