@@ -104,14 +104,15 @@ def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, cali
     result = search(groups, psnr, floor_db=50.0)
     assert result.met and result.kept_float == ["down_blocks.1", "down_blocks.0"]
     assert result.steps[-1]["psnr_db"] >= 50.0 and result.per_group_db["down_blocks.1"] == 52.0
-    # for real: a floor just above what full quantization reaches
+    # for real: a floor just above what full quantization reaches (4 calibration calls: a dozen trials)
+    few = QuantOptions(calib_samples=4)
     full = quantize_bundle(tiny_random_bundle, tmp_path / "full", QuantizeConfig(
         backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
-        min_psnr=0.0, image_prompts=0))
+        min_psnr=0.0, image_prompts=0, options=few))
     reached = full["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"]
     mixed = quantize_bundle(tiny_random_bundle, tmp_path / "mixed", QuantizeConfig(
         backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
-        min_psnr=reached + 0.5, sensitivity=True, image_prompts=0))
+        min_psnr=reached + 0.5, sensitivity=True, image_prompts=0, options=few))
     entry = mixed["components"]["unet"]["backends"]["onnx"]["quantization"]
     assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5
     assert "unet" not in entry["exclude"] and len(entry["sensitivity"]["per_group_db"]) >= 5  # blocks, not the whole
