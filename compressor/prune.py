@@ -81,6 +81,20 @@ class UNetCost:
         return 1.0 - sum(c.params_saved if by == "params" else c.macs_saved for c in ops) / total
 
 
+def _weights_digest(*modules) -> str:
+    """SHA-256 over the modules' parameters and buffers as they are in memory (names, dtypes, shapes, bytes)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for module in modules:
+        for name, t in (*module.named_parameters(), *module.named_buffers()):
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None,
                 already: list[Candidate] = ()) -> list[Candidate]:
     """Every candidate with its MACs / parameters saved, LD-Pruner score and measured latency saved."""
@@ -96,6 +110,8 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
                                       seed=config.seed)
         context = {"source": str(source), "score": asdict(config.score), "prompts": prompts,
                    "already": [c.key for c in already]}
+        if cache_dir is not None:  # the weights, not just the path: a folder changed in place scores afresh
+            context["weights"] = _weights_digest(pipe.unet, pipe.text_encoder)
         logger.info("scoring %d candidate modifications on %d calibration prompts (%s latents, %d steps)",
                     len(cands), len(prompts), config.score.variant, config.score.steps)
         return score_candidates(pipe, cands, prompts, config.score,

@@ -144,6 +144,21 @@ def test_scores_are_cached_and_resume(pipe, tmp_path, monkeypatch):
     assert len(calls) == 1  # only the reference statistics: every candidate came from the cache
 
 
+def test_the_score_cache_is_keyed_by_the_weights_not_only_the_path(pipe, tmp_path, monkeypatch):
+    import edgeldm.compressor.prune as prune_mod
+
+    keys = []
+    monkeypatch.setattr(prune_mod, "score_candidates", lambda p, cands, prompts, cfg, cache: keys.append(cache.context))
+    model = copy.deepcopy(pipe)
+    config = PruneConfig(score=FAST)
+    prune_mod.score_model(model, "same/path", config, cache_dir=tmp_path)
+    prune_mod.score_model(model, "same/path", config, cache_dir=tmp_path)
+    with torch.no_grad():  # weights changed in place, as an edited checkpoint folder would be
+        next(model.unet.parameters()).add_(1e-3)
+    prune_mod.score_model(model, "same/path", config, cache_dir=tmp_path)
+    assert keys[0] == keys[1] != keys[2]
+
+
 def test_selection_meets_the_budget_without_overlaps(pipe, size, candidates):
     cands = copy.deepcopy(candidates)
     for i, c in enumerate(cands):
