@@ -91,7 +91,8 @@ def _weights_digest(*modules) -> str:
     for module in modules:
         for name, t in (*module.named_parameters(), *module.named_buffers()):
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            # reshape(-1): a 0-dim tensor cannot be viewed as bytes; hashlib reads the array's buffer, no copy
+            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy())
     return h.hexdigest()
 
 

@@ -28,7 +28,7 @@ def tiny_random_dir(tmp_path_factory, tiny_random_pipe) -> Path:
 def tiny_random_scores(tmp_path_factory) -> Path:
     """One LD-Pruner score cache (`prune --cache`) for the tests that prune tiny-random at the cheap settings
     `--samples 4 --steps 2 --latency-repeat 0`: its ~44 candidates are scored once per session, not per test
-    (the cache is keyed by model, settings and prompts, so a test with other settings scores afresh)."""
+    (the cache is keyed by the weights, settings and prompts, so a test with other settings scores afresh)."""
     return tmp_path_factory.mktemp("scores")
 
 

@@ -150,6 +150,7 @@ def test_the_score_cache_is_keyed_by_the_weights_not_only_the_path(pipe, tmp_pat
     keys = []
     monkeypatch.setattr(prune_mod, "score_candidates", lambda p, cands, prompts, cfg, cache: keys.append(cache.context))
     model = copy.deepcopy(pipe)
+    model.unet.register_buffer("scalar", torch.tensor(1.0))  # 0-dim tensors hash too
     config = PruneConfig(score=FAST)
     prune_mod.score_model(model, "same/path", config, cache_dir=tmp_path)
     prune_mod.score_model(model, "same/path", config, cache_dir=tmp_path)

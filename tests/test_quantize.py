@@ -228,8 +228,8 @@ def test_coreml_weight_schemes_convert_here_and_record_why_unvalidated(tiny_rand
     import coremltools as ct
 
     out = tmp_path / scheme
-    manifest = quantize_bundle(tiny_random_coreml_bundle, out, QuantizeConfig(backend="coreml", scheme=scheme,
-                                                                  calibration=CAPTURE))
+    manifest = quantize_bundle(tiny_random_coreml_bundle, out,
+                               QuantizeConfig(backend="coreml", scheme=scheme, calibration=CAPTURE))
     verify_files(out, load_manifest(out))
     unet = manifest["components"]["unet"]["backends"]["coreml"]
     package = ct.models.MLModel(str(out / "unet" / "model.mlpackage"), skip_model_load=sys.platform != "darwin")
@@ -271,6 +271,6 @@ def test_coreml_w8a8_says_it_needs_macos(tiny_random_coreml_bundle, tmp_path):
     if sys.platform == "darwin":
         pytest.skip("on macOS the activation calibration runs; this checks the refusal elsewhere")
     with pytest.raises(EdgeLDMError, match="macOS only"):
-        quantize_bundle(tiny_random_coreml_bundle, tmp_path / "q", QuantizeConfig(backend="coreml", scheme="w8a8",
-                                                                      calibration=CAPTURE))
+        quantize_bundle(tiny_random_coreml_bundle, tmp_path / "q",
+                        QuantizeConfig(backend="coreml", scheme="w8a8", calibration=CAPTURE))
     assert not (tmp_path / "q").exists()
