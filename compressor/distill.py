@@ -265,7 +265,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
-    from .training import RunningLosses, WorkDir, teacher_dataset, warmup_cosine
+    from .training import RunningLosses, WorkDir, adamw, teacher_dataset, warmup_cosine
 
     config.check()
     torch.manual_seed(config.seed)
@@ -288,7 +288,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     if config.mode == "lcm":  # the EMA target network; LCM-LoRA uses the student itself
         target = copy.deepcopy(student).requires_grad_(False).eval()
     params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    opt = adamw(params, config.lr)
     sched = warmup_cosine(opt, config.warmup, config.steps)
     student, opt, sched = accelerator.prepare(student, opt, sched)
     if target is not None:
@@ -397,13 +397,14 @@ def save_distilled(model_pipe, student, config: DistillConfig, out: str | Path, 
 
     from ..atomic import atomic_output_dir
     from ..lineage import write_lineage
+    from ..saving import save_pipeline
     from .plan import PLAN_FILE
 
     unet = student if config.mode == "lcm" else model_pipe.unet
     pipe = student_pipeline(model_pipe, unet, config)
     sampling = {"steps": 4, "guidance": config.default_guidance, "guidance_embedding": config.mode == "lcm"}
     with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        save_pipeline(pipe, tmp)
         if plan is not None and plan.operations:
             (tmp / "unet" / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
         if config.mode == "lcm-lora":

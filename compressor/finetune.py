@@ -73,7 +73,7 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
-    from .training import RunningLosses, WorkDir, teacher_dataset, warmup_cosine
+    from .training import RunningLosses, WorkDir, adamw, teacher_dataset, warmup_cosine
 
     torch.manual_seed(config.seed)
     work = WorkDir(work, "finetune", {"source": str(source), "config": asdict(config),
@@ -92,7 +92,7 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     student, teacher = student_pipe.unet, teacher_pipe.unet
     teacher.requires_grad_(False).eval()
     student.requires_grad_(True).train()  # the student may come from a frozen copy (e.g. of the teacher)
-    opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
+    opt = adamw(student.parameters(), config.lr)
     sched = warmup_cosine(opt, config.warmup, config.steps)
     student, opt, sched = accelerator.prepare(student, opt, sched)
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)

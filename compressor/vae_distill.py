@@ -91,7 +91,7 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
     from accelerate import Accelerator
 
     from ..progress import progress_bar
-    from .training import RunningLosses, WorkDir, warmup_cosine
+    from .training import RunningLosses, WorkDir, adamw, warmup_cosine
 
     config.check()
     torch.manual_seed(config.seed)
@@ -108,7 +108,7 @@ def distill_vae(pipe, source: str, config: VaeDistillConfig, *, work: Path, prom
     train = order[len(held):]
 
     model = _Autoencode(tiny).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    opt = adamw(model.parameters(), config.lr)
     sched = warmup_cosine(opt, config.warmup, config.steps)
     model, opt, sched = accelerator.prepare(model, opt, sched)
     start = work.resume(accelerator)
@@ -173,13 +173,14 @@ def save_tiny_vae(pipe, tiny, out: str | Path, *, source: str | Path, base: str,
 
     from ..atomic import atomic_output_dir
     from ..lineage import read_lineage, write_lineage
+    from ..saving import save_pipeline
     from .plan import PLAN_FILE
 
     pipe.register_modules(vae=tiny)
     recorded = read_lineage(source) or {}
     extra = {k: recorded[k] for k in ("sampling", "mode") if k in recorded}
     with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        save_pipeline(pipe, tmp)
         plan = Path(source) / "unet" / PLAN_FILE
         if plan.is_file():
             shutil.copy2(plan, tmp / "unet" / PLAN_FILE)
