@@ -93,6 +93,7 @@ def pruned_unet_skeleton(unet_folder: Path, plan: PruningPlan):
 
 def load_pruned_unet(unet_folder: Path, plan: PruningPlan, *, dtype=None):
     """Rebuild a pruned UNet: skeleton + plan + the surviving weights (strict: every key, every shape)."""
+    import torch
     from safetensors.torch import load_file
 
     unet = pruned_unet_skeleton(unet_folder, plan)
@@ -101,8 +102,10 @@ def load_pruned_unet(unet_folder: Path, plan: PruningPlan, *, dtype=None):
         raise CheckpointError(f"{unet_folder} must hold exactly one .safetensors file for a pruned UNet, "
                               f"found {len(files)}")
     state = load_file(str(files[0]))
-    if dtype is not None:
-        state = {k: v.to(dtype) for k, v in state.items()}
+    # as diffusers' from_pretrained does: half-precision files load as fp32 unless a dtype is asked for
+    # (``assign=True`` would otherwise keep the file's dtype, and e.g. an fp16 pruned UNet meet an fp32 pipeline)
+    target = dtype if dtype is not None else torch.get_default_dtype()
+    state = {k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}
     try:
         unet.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:

@@ -217,9 +217,10 @@ def save_pruned(pipe, plan: PruningPlan, out: str | Path, *, overwrite: bool = F
 
     from ..atomic import atomic_output_dir
     from ..lineage import write_lineage
+    from ..saving import save_pipeline
 
     with atomic_output_dir(out, overwrite=overwrite, protect=protect) as tmp:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        save_pipeline(pipe, tmp)
         (tmp / "unet" / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
         write_lineage(tmp, plan.base, stage)
     return Path(out)

@@ -120,13 +120,14 @@ def _run_zoo_list(args) -> int:
 def _run_zoo_save(args) -> int:
     from .atomic import atomic_output_dir
     from .loading import load_pipeline
+    from .saving import save_pipeline
     from .zoo import get_zoo_entry
 
     get_zoo_entry(args.name)  # clear error before any heavy import
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         pipe = load_pipeline(args.name, seed=args.seed)
         logger.info("writing %s", args.output)
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        save_pipeline(pipe, tmp)
     logger.info("saved %s to %s", args.name, args.output)
     return 0
 

@@ -16,6 +16,7 @@ from .checkpoint import check_checkpoint
 from .components import component_class
 from .errors import CheckpointError, CheckpointNotFoundError
 from .progress import progress_enabled
+from .saving import remember_stored_dtypes
 from .zoo import ZOO, build_preset, get_zoo_entry
 
 logger = logging.getLogger("edgeldm")
@@ -94,6 +95,8 @@ def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
         raise CheckpointError(f"diffusers could not load {path}: {exc}") from exc
     if (path / LORA_FILE).is_file():
         _fuse_lora(pipe, path)
+    # so that a stage writing this model back keeps e.g. an fp16 text encoder fp16 (edgeldm.saving)
+    remember_stored_dtypes(pipe, {name: files.dtype for name, files in checked.components.items()})
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.eval()
     return pipe

@@ -254,6 +254,25 @@ def test_pruned_model_reloads_from_plan_and_safetensors(pruned_dir, inputs):
     assert json.loads((out / "edgeldm_source.json").read_text())["stage"] == "prune"
 
 
+def test_a_pruned_unet_from_half_precision_weights_is_written_fp16_and_reloads_fp32(pruned_dir, inputs, tmp_path):
+    from safetensors import safe_open
+
+    from edgeldm.saving import remember_stored_dtypes
+
+    out, _, plan, _ = pruned_dir
+    pipe = load_pipeline(str(out))
+    with torch.no_grad():  # as pruned from an fp16 checkpoint: the surviving weights are fp16 values
+        for p in pipe.unet.parameters():
+            p.copy_(p.half().float())
+    remember_stored_dtypes(pipe, {"unet": "float16"})
+    save_pruned(pipe, plan, tmp_path / "p16")
+    with safe_open(str(next((tmp_path / "p16" / "unet").glob("*.safetensors"))), "pt") as h:
+        assert {h.get_slice(k).get_dtype() for k in h.keys()} == {"F16"}
+    reloaded = load_pipeline(str(tmp_path / "p16"))  # the rest of the pipeline is fp32: so must the UNet be
+    assert reloaded.unet.dtype == torch.float32
+    assert torch.equal(_unet_out(reloaded.unet, inputs), _unet_out(pipe.unet, inputs))
+
+
 def test_a_plan_that_does_not_match_the_weights_is_refused(pruned_dir, tmp_path):
     import shutil
 
