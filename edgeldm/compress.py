@@ -7,6 +7,7 @@ Layout of OUT::
     01-prune/   model/  stage.json  log.txt        one folder per stage: artifact, record, log
     02-finetune/ ...
     05-evaluate/ stage.json  samples.npz  log.txt  measurement stages keep their metrics and sample images
+    cache/scores/                the run's LD-Pruner scores, shared by its prune stages and kept across --resume
     bundle/                      the final bundle, its manifest stamped with the recipe
     report/                      report.md, report.html, latency_quality.png, contact_sheet.png, summary.json
 
@@ -42,6 +43,7 @@ logger = logging.getLogger("edgeldm")
 RECORD = "stage.json"
 SAMPLES = "samples.npz"
 SAMPLE_IMAGES = 8
+SCORE_CACHE = "cache/scores"
 COMPRESS_SCHEMA = "edgeldm.compress/1"
 
 
@@ -318,6 +320,11 @@ def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, pa
     spec = stage.spec
     output = sdir / spec.produces
     argv = [inp.path, "-o", str(output), "--overwrite"] + stage.argv()
+    if stage.kind == "prune":
+        # outside the stage folder, which a changed budget deletes: scores are keyed by the weights, the
+        # scoring settings and the operations already applied, never by the budget, so a rerun with another
+        # --target-macs (or a second prune stage) re-selects from them instead of scoring again
+        argv += ["--cache", str(state.out / SCORE_CACHE)]
     if stage.kind == "finetune" and "teacher" not in stage.options:
         argv += ["--teacher", state.original.path]
     if stage.options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from

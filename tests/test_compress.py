@@ -290,3 +290,26 @@ stages:
     record = json.loads((out / "01-distill-vae" / "stage.json").read_text())
     assert record["metrics"]["decoder_psnr"] > 0 and record["gates"][0]["ok"]
     assert json.loads((out / "bundle" / "vae_decoder" / "config.json").read_text())["_class_name"] == "AutoencoderTiny"
+
+
+def test_a_changed_prune_budget_reselects_from_the_runs_scores(tiny_random_dir, tmp_path, monkeypatch):
+    from edgeldm.compressor.ldpruner import ScoreCache
+
+    scored: list[str] = []
+    real_put = ScoreCache.put
+    monkeypatch.setattr(ScoreCache, "put", lambda self, cand: (scored.append(cand.op), real_put(self, cand))[1])
+    out = tmp_path / "run"
+    prune = "stages:\n  - prune: {{remove: {}, samples: 2, steps: 2, latency-repeat: 0}}\n"
+    first = _recipe(tmp_path, "name: p\n" + prune.format(2))
+    assert main(["--quiet", "compress", str(tiny_random_dir), "--recipe", str(first), "-o", str(out)]) == 0
+    assert scored and (out / "cache" / "scores").is_dir()
+    kept = json.loads((out / "01-prune" / "stage.json").read_text())["metrics"]["macs_kept"]
+    n_scored = len(scored)
+    scored.clear()
+    # another budget: the stage's key changes and its folder is redone, but every score is reused
+    second = _recipe(tmp_path, "name: p\n" + prune.format(4), "r2.yaml")
+    assert main(["--quiet", "compress", str(tiny_random_dir), "--recipe", str(second), "-o", str(out),
+                 "--resume"]) == 0
+    assert scored == [], f"{len(scored)} of {n_scored} candidates scored again"
+    record = json.loads((out / "01-prune" / "stage.json").read_text())
+    assert record["metrics"]["operators"] == 4 and record["metrics"]["macs_kept"] < kept
