@@ -1080,7 +1080,7 @@ def _add_demo(sub) -> None:
         "demo", help="compress the embedded tiny model end to end (recipe tiny-demo) and print the summary",
         description="Runs `edgeldm compress tiny --recipe tiny-demo` into a fresh folder: prune -> finetune -> "
                     "distill -> export -> quantize -> evaluate -> bench, about 14 minutes on 2 AVX-512 CPU cores "
-                    "(~25 with AVX2 only on a quiet host, 36 measured on a busy one), and prints the table of the "
+                    "(28 measured with AVX2 only), and prints the table of the "
                     "report (size, MACs, latency, prompt accuracy per stage).",
         epilog="example:\n  edgeldm demo -o demo && open demo/report/report.html",
         formatter_class=argparse.RawDescriptionHelpFormatter,
