@@ -254,7 +254,7 @@ def make_student(teacher_unet, config: DistillConfig):
 
 
 def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, prompts_file=None,
-            student_unet=None, teacher_name: str | None = None) -> tuple:
+            student_unet=None, teacher_name: str | None = None, data_cache: Path | None = None) -> tuple:
     """Distil ``teacher_pipe``'s UNet into a consistency student; returns (student UNet, summary).
 
     The student starts as a copy of ``student_unet`` (default: the teacher's UNet) — e.g. a pruned UNet
@@ -278,7 +278,8 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     with accelerator.main_process_first():  # built and saved once; the other processes load the file
         data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
                                                  steps=config.teacher_steps, guidance=config.teacher_guidance,
-                                                 seed=config.seed, prompts_file=prompts_file))
+                                                 seed=config.seed, prompts_file=prompts_file,
+                                                 cache=data_cache))
     latents, cond, uncond, captions = data["latents"], data["cond"], data["uncond"], data["captions"]
     logger.info("distillation data: %d teacher latents %s", len(latents), tuple(latents.shape[1:]))
 

@@ -67,8 +67,10 @@ class StageFeatures:
 
 
 def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *, work: Path,
-             prompts_file=None) -> dict:
-    """Train ``student_pipe.unet`` in place; returns the training summary. Resumes from ``work``."""
+             prompts_file=None, data_cache: Path | None = None) -> dict:
+    """Train ``student_pipe.unet`` in place; returns the training summary. Resumes from ``work``.
+
+    ``data_cache``: a folder of teacher generations shared with other training runs (``--data-cache``)."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
@@ -85,7 +87,7 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
         data = work.data(lambda: teacher_dataset(teacher_pipe, source, samples=config.teacher_samples,
                                                  steps=config.teacher_steps, guidance=config.guidance,
                                                  scene_samples=config.scene_samples, seed=config.seed,
-                                                 prompts_file=prompts_file))
+                                                 prompts_file=prompts_file, cache=data_cache))
     latents, cond, uncond = data["latents"], data["cond"], data["uncond"]
     logger.info("finetune data: %d latents %s", len(latents), tuple(latents.shape[1:]))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import EdgeLDMError
 from ..inventory import count_macs, unet_example_inputs
+from .digest import weights_digest
 from .ldpruner import Candidate, ScoreCache, ScoreConfig, default_config_for, enumerate_candidates, \
     score_candidates
 from .plan import PLAN_FILE, Operation, PruningPlan, read_plan
@@ -81,21 +82,6 @@ class UNetCost:
         return 1.0 - sum(c.params_saved if by == "params" else c.macs_saved for c in ops) / total
 
 
-def _weights_digest(*modules) -> str:
-    """SHA-256 over the modules' parameters and buffers as they are in memory (names, dtypes, shapes, bytes)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for module in modules:
-        for name, t in (*module.named_parameters(), *module.named_buffers()):
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            # reshape(-1): a 0-dim tensor cannot be viewed as bytes; hashlib reads the array's buffer, no copy
-            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
 def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | None = None,
                 already: list[Candidate] = ()) -> list[Candidate]:
     """Every candidate with its MACs / parameters saved, LD-Pruner score and measured latency saved."""
@@ -112,7 +98,7 @@ def score_model(pipe, source: str, config: PruneConfig, *, cache_dir: Path | Non
         context = {"source": str(source), "score": asdict(config.score), "prompts": prompts,
                    "already": [c.key for c in already]}
         if cache_dir is not None:  # the weights, not just the path: a folder changed in place scores afresh
-            context["weights"] = _weights_digest(pipe.unet, pipe.text_encoder)
+            context["weights"] = weights_digest(pipe.unet, pipe.text_encoder)
         logger.info("scoring %d candidate modifications on %d calibration prompts (%s latents, %d steps)",
                     len(cands), len(prompts), config.score.variant, config.score.steps)
         return score_candidates(pipe, cands, prompts, config.score,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,53 @@ from ..errors import EdgeLDMError
 logger = logging.getLogger("edgeldm")
 
 
+def generated_latents(teacher, prompts: list[str], seeds: list[int], *, steps: int, guidance: float,
+                      cache: Path | None = None) -> torch.Tensor:
+    """The teacher's final latents for ``prompts`` / ``seeds`` (no decoding), through an optional cache.
+
+    The cache holds one file per generation, keyed by everything that determines it — the teacher's UNet and
+    text-encoder weights, its scheduler, resolution, prompts, seeds, steps and guidance — so ``finetune`` and
+    ``distill`` taught by the same teacher with the same data settings (their defaults) generate it once.
+    """
+    from ..generation import generate
+
+    path = None
+    if cache is not None:
+        import hashlib
+
+        from .digest import weights_digest
+
+        key = {"weights": weights_digest(teacher.unet, teacher.text_encoder),
+               "scheduler": {k: v for k, v in teacher.scheduler.config.items() if not k.startswith("_")},
+               "sample_size": teacher.unet.config.sample_size, "prompts": prompts, "seeds": seeds,
+               "steps": steps, "guidance": guidance}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        path = Path(cache) / f"teacher-latents-{digest}.pt"
+        if path.is_file():
+            logger.info("teacher latents: %d from the cache %s", len(prompts), path)
+            return torch.load(path, weights_only=True)
+    logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
+    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64,
+                          decode=False)
+    latents = torch.from_numpy(latents)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")  # atomic: a reader never sees half a file
+        torch.save(latents, tmp)
+        tmp.replace(path)
+    return latents
+
+
 def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
-                    seed: int = 0, prompts_file=None) -> tuple[torch.Tensor, list[str]]:
+                    seed: int = 0, prompts_file=None, cache: Path | None = None) -> tuple[torch.Tensor, list[str]]:
     """(latents scaled as the UNet sees them, captions): teacher generations (+ tiny's scenes when asked)."""
     from ..calibration.prompts import calibration_prompts
-    from ..generation import generate
     from ..lineage import derives_from_tiny
 
     prompts = calibration_prompts(source, samples, prompts_file=prompts_file, seed=seed + 1)
     seeds = [seed * 7919 + i for i in range(len(prompts))]
-    logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
-    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64,
-                          decode=False)
-    lat, caps = [torch.from_numpy(latents)], list(prompts)
+    lat = [generated_latents(teacher, prompts, seeds, steps=steps, guidance=guidance, cache=cache)]
+    caps = list(prompts)
     if scene_samples and prompts_file is None and derives_from_tiny(str(source)):
         from ..calibration.scenes import make_scenes
 
@@ -50,10 +85,11 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
 
 
 def teacher_dataset(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
-                    seed: int = 0, prompts_file=None) -> dict:
+                    seed: int = 0, prompts_file=None, cache: Path | None = None) -> dict:
     """:func:`teacher_latents` plus the text embeddings: {latents, cond, uncond (the empty prompt), captions}."""
     latents, captions = teacher_latents(teacher, source, samples=samples, steps=steps, guidance=guidance,
-                                        scene_samples=scene_samples, seed=seed, prompts_file=prompts_file)
+                                        scene_samples=scene_samples, seed=seed, prompts_file=prompts_file,
+                                        cache=cache)
     return {"latents": latents, "cond": encode_captions(teacher, captions), "uncond": encode_captions(teacher, [""]),
             "captions": captions}
 

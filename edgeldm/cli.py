@@ -580,6 +580,13 @@ def _run_prune(args) -> int:
 # --- finetune ----------------------------------------------------------------------------------
 
 
+def _add_data_cache_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-cache", default=None, metavar="DIR",
+                   help="folder of teacher generations shared between training runs: finetune and distill taught "
+                        "by the same teacher with the same prompts, seed, samples, steps and guidance (their "
+                        "defaults) generate the teacher's latents once (default: none)")
+
+
 @subcommand("finetune")
 def _add_finetune(sub) -> None:
     p = sub.add_parser(
@@ -613,6 +620,7 @@ def _add_finetune(sub) -> None:
     p.add_argument("--scene-samples", type=int, default=8000,
                    help="tiny's training scenes added for tiny-derived models; 0: none (default 8000)")
     p.add_argument("--prompts", default=None, metavar="FILE", help="calibration prompts, one per line")
+    _add_data_cache_argument(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--allow-pickle", action="store_true", help="accept pickled weights in PRUNED / --teacher")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -640,7 +648,7 @@ def _run_finetune(args) -> int:
     student = load_pipeline(args.pruned, allow_pickle=args.allow_pickle)
     teacher = load_pipeline(args.teacher, allow_pickle=args.allow_pickle)
     summary = finetune(student, teacher, lineage_base(args.pruned), config, work=Path(f"{out}.work"),
-                       prompts_file=args.prompts)
+                       prompts_file=args.prompts, data_cache=args.data_cache and Path(args.data_cache))
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -717,6 +725,7 @@ def _add_distill(sub) -> None:
                         "(a fresh guidance weight each time), so training runs no teacher; 0: run it live on "
                         f"fresh noise every step, as LCM does (default {d.teacher_draws})")
     p.add_argument("--prompts", default=None, metavar="FILE", help="training prompts, one per line")
+    _add_data_cache_argument(p)
     p.add_argument("--validate-every", type=int, default=d.validate_every,
                    help=f"validation images + ODE agreement every N steps; 0: only at the end (default "
                         f"{d.validate_every})")
@@ -769,7 +778,8 @@ def _run_distill(args) -> int:
     student, summary = distill(teacher, lineage_base(args.teacher or args.model), config,
                                work=Path(f"{out}.work"), prompts_file=args.prompts,
                                student_unet=None if teacher is model else model.unet,
-                               teacher_name=None if teacher is model else lineage_base(args.teacher))
+                               teacher_name=None if teacher is model else lineage_base(args.teacher),
+                               data_cache=args.data_cache and Path(args.data_cache))
     from accelerate import PartialState
 
     if not PartialState().is_main_process:

@@ -8,6 +8,7 @@ Layout of OUT::
     02-finetune/ ...
     05-evaluate/ stage.json  samples.npz  log.txt  measurement stages keep their metrics and sample images
     cache/scores/                the run's LD-Pruner scores, shared by its prune stages and kept across --resume
+    cache/teacher/               teacher generations shared by its finetune and distill stages (one per key)
     bundle/                      the final bundle, its manifest stamped with the recipe
     report/                      report.md, report.html, latency_quality.png, contact_sheet.png, summary.json
 
@@ -44,6 +45,7 @@ RECORD = "stage.json"
 SAMPLES = "samples.npz"
 SAMPLE_IMAGES = 8
 SCORE_CACHE = "cache/scores"
+TEACHER_CACHE = "cache/teacher"
 COMPRESS_SCHEMA = "edgeldm.compress/1"
 
 
@@ -325,6 +327,8 @@ def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, pa
         # scoring settings and the operations already applied, never by the budget, so a rerun with another
         # --target-macs (or a second prune stage) re-selects from them instead of scoring again
         argv += ["--cache", str(state.out / SCORE_CACHE)]
+    if stage.kind in ("finetune", "distill"):  # keyed by teacher weights and data settings, like the scores
+        argv += ["--data-cache", str(state.out / TEACHER_CACHE)]
     if stage.kind == "finetune" and "teacher" not in stage.options:
         argv += ["--teacher", state.original.path]
     if stage.options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from

@@ -210,6 +210,7 @@ def test_stage_records_metrics_and_gates(interrupted_then_resumed):
     assert bench["config"]["steps"] == 25 and bench["vs"]["config"]["steps"] == 25
     assert bench["vs"]["target"]["kind"] == "diffusers" and bench["ratios"]["image_s"]["median"] > 0
     assert (out / "01-prune" / "log.txt").read_text().strip()
+    assert list((out / "cache" / "teacher").glob("teacher-latents-*.pt"))  # the finetune's, for later stages
 
 
 def test_final_bundle_carries_the_recipe_and_runs(interrupted_then_resumed, tmp_path):

@@ -274,3 +274,25 @@ def test_a_teacher_that_names_the_model_itself_is_the_default(tiny_random_dir, t
     assert _same_model(tiny_random_dir.name, str(tiny_random_dir))  # one folder by two spellings
     assert _same_model("tiny", "tiny") and not _same_model("tiny", "tiny-random")
     assert not _same_model(str(tiny_random_dir), str(tmp_path))
+
+
+def test_training_runs_share_one_teacher_generation_through_the_data_cache(tiny_random_dir, tmp_path, monkeypatch):
+    from edgeldm import generation
+    from edgeldm.compressor.training import teacher_dataset
+
+    calls: list[int] = []
+    real = generation.generate
+    monkeypatch.setattr(generation, "generate", lambda pipe, prompts, **kw: (calls.append(len(prompts)),
+                                                                             real(pipe, prompts, **kw))[1])
+    teacher = load_pipeline(str(tiny_random_dir))
+    cache = tmp_path / "cache"
+    kw = dict(samples=4, steps=2, guidance=7.5, seed=0, cache=cache)
+    first = teacher_dataset(teacher, str(tiny_random_dir), **kw)
+    again = teacher_dataset(teacher, str(tiny_random_dir), **kw)  # what distill after finetune asks for
+    assert calls == [4] and torch.equal(first["latents"], again["latents"])
+    teacher_dataset(teacher, str(tiny_random_dir), **{**kw, "steps": 3})  # other settings: generated afresh
+    with torch.no_grad():  # the weights are part of the key, not only the settings
+        teacher.unet.conv_out.bias += 1
+    edited = teacher_dataset(teacher, str(tiny_random_dir), **kw)
+    assert calls == [4, 4, 4] and not torch.equal(edited["latents"], first["latents"])
+    assert len(list(cache.glob("teacher-latents-*.pt"))) == 3 and not list(cache.glob("*.tmp*"))
