@@ -9,10 +9,10 @@ stopped; a settings file refuses to resume a run started with other settings.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,31 +33,41 @@ def generated_latents(teacher, prompts: list[str], seeds: list[int], *, steps: i
     """
     from ..generation import generate
 
-    path = None
-    if cache is not None:
-        import hashlib
+    def build() -> torch.Tensor:
+        logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
+        _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64,
+                              decode=False)
+        return torch.from_numpy(latents)
 
-        from .digest import weights_digest
+    if cache is None:
+        return build()
+    import hashlib
 
-        key = {"weights": weights_digest(teacher.unet, teacher.text_encoder),
-               "scheduler": {k: v for k, v in teacher.scheduler.config.items() if not k.startswith("_")},
-               "sample_size": teacher.unet.config.sample_size, "prompts": prompts, "seeds": seeds,
-               "steps": steps, "guidance": guidance}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        path = Path(cache) / f"teacher-latents-{digest}.pt"
-        if path.is_file():
-            logger.info("teacher latents: %d from the cache %s", len(prompts), path)
-            return torch.load(path, weights_only=True)
-    logger.info("teacher latents: %d prompts, %d steps, guidance %g", len(prompts), steps, guidance)
-    _, latents = generate(teacher, prompts, steps=steps, guidance=guidance, seeds=seeds, batch_size=64,
-                          decode=False)
-    latents = torch.from_numpy(latents)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")  # atomic: a reader never sees half a file
-        torch.save(latents, tmp)
-        tmp.replace(path)
-    return latents
+    from .digest import weights_digest
+
+    key = {"weights": weights_digest(teacher.unet, teacher.text_encoder),
+           "scheduler": {k: v for k, v in teacher.scheduler.config.items() if not k.startswith("_")},
+           "sample_size": teacher.unet.config.sample_size, "prompts": prompts, "seeds": seeds,
+           "steps": steps, "guidance": guidance}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    path = Path(cache) / f"teacher-latents-{digest}.pt"
+    if path.is_file():
+        logger.info("teacher latents: %d from the cache %s", len(prompts), path)
+    return load_or_build(path, build)
+
+
+def load_or_build(path: Path, build):
+    """``torch.load(path)`` if that file exists, else ``build()``, written there atomically and returned (a
+    kill or a full disk leaves no half-written file for the next run to trust)."""
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    from ..atomic import atomic_write_bytes
+
+    value = build()
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return value
 
 
 def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
@@ -120,14 +130,7 @@ class WorkDir:
     def data(self, build, name: str = "data") -> dict:
         """Training tensors: loaded from ``name.pt`` in the work folder, or built once by ``build()`` and
         saved there."""
-        f = self.path / f"{name}.pt"
-        if f.is_file():  # the teacher's latents are part of the resumable state
-            return torch.load(f, weights_only=True)
-        data = build()
-        tmp = f.with_suffix(".tmp")
-        torch.save(data, tmp)
-        tmp.replace(f)
-        return data
+        return load_or_build(self.path / f"{name}.pt", build)  # the teacher's data are part of the resumable state
 
     def resume(self, accelerator) -> int:
         f = self.path / "progress.json"

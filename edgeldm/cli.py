@@ -581,7 +581,9 @@ def _run_prune(args) -> int:
 
 
 def _add_data_cache_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-cache", default=None, metavar="DIR",
+    from pathlib import Path
+
+    p.add_argument("--data-cache", type=Path, default=None, metavar="DIR",
                    help="folder of teacher generations shared between training runs: finetune and distill taught "
                         "by the same teacher with the same prompts, seed, samples, steps and guidance (their "
                         "defaults) generate the teacher's latents once (default: none)")
@@ -648,7 +650,7 @@ def _run_finetune(args) -> int:
     student = load_pipeline(args.pruned, allow_pickle=args.allow_pickle)
     teacher = load_pipeline(args.teacher, allow_pickle=args.allow_pickle)
     summary = finetune(student, teacher, lineage_base(args.pruned), config, work=Path(f"{out}.work"),
-                       prompts_file=args.prompts, data_cache=args.data_cache and Path(args.data_cache))
+                       prompts_file=args.prompts, data_cache=args.data_cache)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -779,7 +781,7 @@ def _run_distill(args) -> int:
                                work=Path(f"{out}.work"), prompts_file=args.prompts,
                                student_unet=None if teacher is model else model.unet,
                                teacher_name=None if teacher is model else lineage_base(args.teacher),
-                               data_cache=args.data_cache and Path(args.data_cache))
+                               data_cache=args.data_cache)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
