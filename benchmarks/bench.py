@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,6 +43,7 @@ TIMED_FIGURES = ("image_s", "text_encoder_s", "unet_step_s", "vae_decode_s")
 GATED_FIGURES = ("image_s", "unet_step_s", "text_encoder_s", "vae_decode_s", "cold_load_s", "peak_rss_bytes")
 DEFAULT_QUALITY_PROMPTS = 50
 SHEET_IMAGES = 8
+QUALITY_CHUNK = 10  # quality prompts per request to a target's process
 #: pause before each image when two targets alternate: ONNX Runtime's and OpenVINO's thread pools keep
 #: spinning for a while after a call, and would otherwise steal the cores from the other target's first
 #: calls (measured: diffusers' text encoder 1.7 ms alone, 55 ms right after an ORT image on 2 cores)
@@ -74,12 +76,14 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
         for p in procs:  # one after the other: a cold load must not compete with another for the CPU
             logger.info("loading %s", p.spec)
             loads.append(p.load())
-        for _ in range(config.warmup):
-            for p in procs:
-                p.image(0)
         samples = [{f: [] for f in TIMED_FIGURES} for _ in procs]
         unet_calls, last = [0] * len(procs), [None] * len(procs)
-        with progress_bar(total=config.repeat * len(procs), desc="timing", unit="img") as bar:
+        logger.info("timing %d image(s) per target after %d warm-up", config.repeat, config.warmup)
+        with progress_bar(total=(config.warmup + config.repeat) * len(procs), desc="timing", unit="img") as bar:
+            for _ in range(config.warmup):
+                for p in procs:
+                    p.image(0)
+                    bar.update(1)
             for r in range(config.repeat):
                 for k, p in enumerate(procs):  # A B A B …: machine noise hits both alike
                     if len(procs) > 1:
@@ -106,7 +110,7 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
         for p in procs:
             p.close()
     result = {"schema": BENCH_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": command, "config": asdict(config), **runs[0], "vs": None, "ratios": None}
+              "run_id": uuid.uuid4().hex, "command": command, "config": asdict(config), **runs[0], "vs": None, "ratios": None}
     if vs:
         result["vs"] = {**runs[1], "config": asdict(configs[1])}
         result["ratios"] = pair_ratios(runs[0], runs[1])
@@ -138,11 +142,20 @@ def _quality(proc, source: str, config: BenchConfig):
 
     eval_config = EvalConfig(prompts=n, steps=config.steps, guidance=config.guidance)
     captions, scenes, seeds = eval_set(eval_config)
+    from ..progress import progress_bar
+
     logger.info("quality: %d held-out prompts through %s", n, proc.spec)
-    out = proc.generate(captions, seeds)
-    metrics, _ = score_images(out["images"], scenes, eval_config)
-    metrics["generation_seconds"] = round(out["seconds"], 2)
-    return metrics, out["images"], captions
+    images, seconds = [], 0.0
+    with progress_bar(total=n, desc="quality", unit="img") as bar:
+        for i in range(0, n, QUALITY_CHUNK):  # in chunks, so that the bar moves
+            out = proc.generate(captions[i:i + QUALITY_CHUNK], seeds[i:i + QUALITY_CHUNK])
+            images.append(out["images"])
+            seconds += out["seconds"]
+            bar.update(len(out["images"]))
+    images = np.concatenate(images)
+    metrics, _ = score_images(images, scenes, eval_config)
+    metrics["generation_seconds"] = round(seconds, 2)
+    return metrics, images, captions
 
 
 def pair_ratios(a: dict, b: dict) -> dict:
@@ -227,17 +240,52 @@ def parse_regression(text: str) -> float:
     return value
 
 
-def pick_baseline(new: dict, baseline_path: Path) -> dict:
-    """A file is the baseline; in a history folder, the latest result of the same device and target."""
-    candidates = [d for _, d in load_results(baseline_path)]
+def same_run(a: dict, b: dict) -> bool:
+    """One measurement, whatever copies of it were made (a history entry gains a ``sheet`` and a ``gate``)."""
+    if a.get("run_id") or b.get("run_id"):
+        return a.get("run_id") == b.get("run_id")
+    drop = ("sheet", "gate")
+    return {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+_SELF_HINT = ("compare a new result with the history before appending it: `edgeldm bench TARGET --history DIR "
+              "--gate 10%` does both in that order (or run `bench compare NEW DIR` before `bench --history DIR`)")
+
+
+def pick_baseline(new: dict, baseline_path: Path, *, missing_ok: bool = False) -> dict | None:
+    """A file is the baseline; in a history folder, the latest result of the same device and target that passed
+    its gate. Comparing a result with itself is refused: it always passes."""
+    candidates = [d for _, d in load_results(baseline_path)] if Path(baseline_path).exists() or not missing_ok \
+        else []
     if len(candidates) == 1 and Path(baseline_path).is_file():
+        if same_run(candidates[0], new):
+            raise EdgeLDMError(f"{baseline_path} is the new result itself (run {new.get('run_id', '?')}): the "
+                               "comparison would always pass", hint=_SELF_HINT)
         return candidates[0]
     same = [d for d in candidates if d["fingerprint"]["id"] == new["fingerprint"]["id"]
-            and _target_key(d) == _target_key(new) and d["created"] <= new["created"] and d != new]
+            and _target_key(d) == _target_key(new) and d["created"] <= new["created"]
+            and (d.get("gate") or {}).get("passed") is not False]  # a regressed run never becomes the baseline
+    if same and same_run(same[-1], new):
+        raise EdgeLDMError(f"the latest result in {baseline_path} for this device and target is the new result "
+                           f"itself (run {new.get('run_id', '?')}): it was appended before the comparison, which "
+                           "would always pass", hint=_SELF_HINT)
     if not same:
+        if missing_ok:
+            return None
         raise EdgeLDMError(f"no baseline in {baseline_path} for device {new['fingerprint']['id']} and target "
                            f"{new['target']['spec']}", hint="bench the baseline with --history on this device first")
     return same[-1]
+
+
+def gate(new: dict, history: Path, max_regression: float, figures=GATED_FIGURES) -> dict | None:
+    """``new`` against the latest passing result in ``history`` (before ``new`` is appended); None when the
+    history has no result of this device and target yet (``new`` becomes the first baseline)."""
+    baseline = pick_baseline(new, history, missing_ok=True)
+    if baseline is None:
+        return None
+    rows = compare(new, baseline, max_regression, figures)
+    return {"baseline_run_id": baseline.get("run_id"), "baseline_created": baseline["created"],
+            "max_regression": max_regression, "rows": rows, "passed": not any(r["regressed"] for r in rows)}
 
 
 def _target_key(doc: dict) -> tuple:

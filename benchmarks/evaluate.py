@@ -69,7 +69,7 @@ def evaluate_pipeline(pipe, config: EvalConfig = EvalConfig(), *, scorer=None, m
 
 
 def evaluate_bundle(bundle, config: EvalConfig, *, backend: str = "onnx", scorer=None,
-                    session_options: dict | None = None) -> EvalResult:
+                    session_options: dict | None = None, verify: bool = True) -> EvalResult:
     """``evaluate_pipeline`` for an exported bundle: the same prompts and seeds through the torch-free runtime.
 
     The runtime draws its noise with numpy, diffusers with torch: same metric, different images, so compare a
@@ -78,7 +78,7 @@ def evaluate_bundle(bundle, config: EvalConfig, *, backend: str = "onnx", scorer
     from ..runtimes.text2image import Text2Image
     from .attribute_classifier import AttributeScorer
 
-    t2i = Text2Image(bundle, backend=backend, sampler=config.scheduler, **(session_options or {}))
+    t2i = Text2Image(bundle, backend=backend, sampler=config.scheduler, verify=verify, **(session_options or {}))
     captions, scenes, seeds = eval_set(config)
     t0 = time.perf_counter()
     latents = np.stack([t2i.latents(c, steps=config.steps, guidance=config.guidance, seed=s)[0]

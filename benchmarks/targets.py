@@ -43,6 +43,7 @@ class BenchConfig:
     backend: str = "onnx"  # for bundle targets
     device: str | None = None  # None: the backend's CPU default
     quality_prompts: int | None = None  # None: 50 when the target derives from tiny, else off; 0: off
+    verify: bool = True  # bundle targets: check the files against the manifest's digests before loading
 
 
 class ComponentTimer:
@@ -140,7 +141,8 @@ class RuntimeTarget(Target):
     def load(self) -> None:
         from ..runtimes.text2image import Text2Image
 
-        self.t2i = Text2Image(self.location, backend=self.backend, **self._session_options())
+        self.t2i = Text2Image(self.location, backend=self.backend, verify=self.config.verify,
+                              **self._session_options())
         self.t2i.sessions = {c: self.timer.wrap(c, s) for c, s in self.t2i.sessions.items()}
 
     def image(self, prompt, seed):
@@ -149,7 +151,7 @@ class RuntimeTarget(Target):
                                                 height=c.height, width=c.width))
 
     def size_bytes(self):
-        from ..runtimes.text2image import GRAPH_FILE
+        from ..manifest import GRAPH_FILE
 
         # what a device ships: this backend's graphs plus the tokenizer and manifest, not the other backends
         graph = GRAPH_FILE.get(self.backend)
@@ -229,8 +231,12 @@ class _OptimumTarget(Target):
     def load(self) -> None:
         import torch
 
+        from ..manifest import check_bundle, load_manifest
+
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        # optimum opens the bundle's files itself: the same trust rule first
+        check_bundle(self.location, load_manifest(self.location), backends=[self.backend], verify=self.config.verify)
         self.pipe = self._open()
         self.pipe.set_progress_bar_config(disable=True)
         for c in COMPONENTS:

@@ -76,7 +76,7 @@ class _ShardWriter:
 
 
 def capture(bundle: str | Path, out: str | Path, config: CaptureConfig = CaptureConfig(), *,
-            backend: str = "onnx", overwrite: bool = False) -> dict:
+            backend: str = "onnx", overwrite: bool = False, verify: bool = True) -> dict:
     """Run ``bundle`` over calibration prompts and write the captured component inputs to ``out``."""
     from ..atomic import atomic_output_dir
     from ..progress import progress_bar
@@ -86,7 +86,7 @@ def capture(bundle: str | Path, out: str | Path, config: CaptureConfig = Capture
     if config.samples < 1 or config.shard_size < 1:
         raise EdgeLDMError(f"--calib-samples and the shard size must be >= 1, got {config.samples}, "
                            f"{config.shard_size}")
-    t2i = Text2Image(bundle, backend=backend)
+    t2i = Text2Image(bundle, backend=backend, verify=verify)
     source = t2i.manifest["source"]["model"]
     steps = config.steps or t2i.defaults["steps"]
     guidance = t2i.defaults["guidance"] if config.guidance is None else config.guidance

@@ -14,9 +14,16 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
+from .arguments import argparse_type, check_guidance, check_seed, check_text
 from .errors import EdgeLDMError
 
 logger = logging.getLogger("edgeldm")
+
+# argparse types: a bad value fails while the arguments are parsed, with one line, before any work
+GUIDANCE = argparse_type(check_guidance, "guidance")
+SEED = argparse_type(check_seed, "seed")
+TEXT = argparse_type(check_text, "prompt")
+GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"
 
 #: subcommand name -> function that adds its parser (one registry, filled by @subcommand)
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
@@ -92,7 +99,7 @@ def _add_zoo(sub) -> None:
                                           "diffusers-based tool (and edgeldm) loads with from_pretrained.")
     save.add_argument("name", help="zoo model name")
     save.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --overwrite)")
-    save.add_argument("--seed", type=int, default=0, help="seed of the random weights of a preset (default 0)")
+    save.add_argument("--seed", type=SEED, default=0, help="seed of the random weights of a preset (default 0)")
     save.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     save.set_defaults(func=_run_zoo_save)
 
@@ -118,12 +125,13 @@ def _run_zoo_list(args) -> int:
 
 
 def _run_zoo_save(args) -> int:
-    from .atomic import atomic_output_dir
+    from .atomic import atomic_output_dir, check_output
     from .loading import load_pipeline
     from .saving import save_pipeline
     from .zoo import get_zoo_entry
 
     get_zoo_entry(args.name)  # clear error before any heavy import
+    check_output(args.output, folder=True, overwrite=args.overwrite)
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         pipe = load_pipeline(args.name, seed=args.seed)
         logger.info("writing %s", args.output)
@@ -143,20 +151,35 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int | None = 2
     p.add_argument("--steps", type=int, default=steps,
                    help=f"denoising steps (default {steps if steps is not None else own})")
     own_guidance = "the model's own"
-    p.add_argument("--guidance", type=float, default=guidance,
-                   help="classifier-free guidance scale; 1 disables guidance (default "
-                        f"{guidance if guidance is not None else own_guidance})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--guidance", type=GUIDANCE, default=guidance,
+                   help=f"{GUIDANCE_HELP} (default {guidance if guidance is not None else own_guidance})")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
 
 
-def _refuse_existing(path, overwrite: bool) -> None:
-    """Outputs are never replaced silently (atomic writers check again when they rename into place)."""
+def _refuse_existing(path, overwrite: bool, *, folder: bool = True) -> None:
+    """Before any work: outputs are never replaced silently, a folder never by a file (nor the reverse), and an
+    output that cannot be written fails now, not after the work (atomic writers check again at the rename)."""
+    from .atomic import check_output
+
+    check_output(path, folder=folder, overwrite=overwrite)
+
+
+def _image_output(path: str, overwrite: bool):
+    """The image file ``-o`` names, checked before the work: writable, and a format PIL writes for its suffix."""
     from pathlib import Path
 
-    if Path(path).exists() and not overwrite:
-        raise EdgeLDMError(f"{path} already exists", hint="pass --overwrite to replace it")
+    from PIL import Image
+
+    out = Path(path)
+    _refuse_existing(out, overwrite, folder=False)
+    suffix = out.suffix.lower()
+    formats = Image.registered_extensions()
+    if suffix not in formats or formats[suffix] not in Image.SAVE:
+        raise EdgeLDMError(f"cannot tell the image format of {out} from its suffix {suffix or '(none)'}",
+                           hint="end the name with .png, .jpg, .webp or .bmp")
+    return out
 
 
 def _check_positive(**values) -> None:
@@ -176,12 +199,12 @@ def _add_generate(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_argument(p)
-    p.add_argument("--prompt", required=True, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, help="negative prompt (used with guidance > 1)")
+    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
+    p.add_argument("--negative-prompt", default=None, type=TEXT, help="negative prompt (used with guidance > 1)")
     _add_sampling_arguments(p)
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's native size)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
-    p.add_argument("-o", "--output", required=True, help="output PNG file")
+    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_generate)
 
@@ -189,21 +212,20 @@ def _add_generate(sub) -> None:
 def _run_generate(args) -> int:
     from pathlib import Path
 
-    from .atomic import atomic_write_bytes, png_bytes
+    from .atomic import atomic_write_bytes, image_bytes
     from .generation import generate
     from .loading import load_pipeline
     from .schedulers import swap_scheduler
 
     _check_positive(steps=args.steps, height=args.height, width=args.width)
-    out = Path(args.output)
-    _refuse_existing(out, args.overwrite)
+    out = _image_output(args.output, args.overwrite)
     pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
     if args.scheduler:
         swap_scheduler(pipe, args.scheduler)
     images, _ = generate(pipe, [args.prompt], steps=args.steps, guidance=args.guidance, seeds=[args.seed],
                          height=args.height, width=args.width,
                          negative_prompts=[args.negative_prompt] if args.negative_prompt else None)
-    atomic_write_bytes(out, png_bytes(images[0]))
+    atomic_write_bytes(out, image_bytes(images[0], out.suffix))
     logger.info("wrote %s (%dx%d, %d steps, guidance %g, seed %d, %s)", out, images.shape[2], images.shape[1],
                 args.steps, args.guidance, args.seed, type(pipe.scheduler).__name__)
     return 0
@@ -234,6 +256,7 @@ def _add_eval(sub) -> None:
                         "the backend it has)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
+    p.add_argument("--no-verify", action="store_true", help="a bundle: skip the SHA-256 check of its files")
     p.add_argument("--vae-ceiling", action="store_true",
                    help="also score real held-out scenes passed through the model's VAE (encode, decode): a "
                         "reference for what the VAE can reproduce (models only)")
@@ -241,6 +264,8 @@ def _add_eval(sub) -> None:
 
 
 def _run_eval(args) -> int:
+    if args.sheet:
+        _refuse_existing(args.sheet, True, folder=False)
     result, pipe, config = evaluate_args(args)
     if args.sheet:
         from .benchmarks.contact_sheet import contact_sheet
@@ -295,7 +320,8 @@ def evaluate_args(args):
                         guidance=defaults["guidance"] if args.guidance is None else args.guidance, seed=args.seed,
                         split=args.split, scheduler=args.scheduler, batch_size=args.batch_size)
     if bundle:
-        result = evaluate_bundle(args.model, config, backend=args.backend)
+        result = evaluate_bundle(args.model, config, backend=args.backend,
+                                 verify=not getattr(args, "no_verify", False))
     else:
         result = evaluate_pipeline(pipe, config, model_name=str(args.model))
     return result, pipe, config
@@ -339,6 +365,7 @@ def _run_export(args) -> int:
     from .exporters.bundle import ExportConfig, export_bundle
 
     _check_positive(height=args.height, width=args.width)
+    _refuse_existing(args.output, args.overwrite)
     config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
                           precision=args.precision, height=args.height, width=args.width, static=args.static,
                           vae_encoder=args.vae_encoder, fp16_vae_decoder=args.fp16_vae,
@@ -372,25 +399,30 @@ def _add_run(sub) -> None:
                'background" --backend openvino -o x.png',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from .runtimes.backends import BACKENDS
+    from .runtimes.samplers import SAMPLERS
+    from .runtimes.samplers.registry import _load_builtin_samplers
+
+    _load_builtin_samplers()
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
-    p.add_argument("--prompt", required=True, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, help="negative prompt (with guidance > 1)")
-    p.add_argument("--backend", default="onnx",
-                   help="onnx, openvino, or torch (the source model through diffusers' modules, for reference; "
-                        "needs the compress extra) (default onnx)")
+    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
+    p.add_argument("--negative-prompt", default=None, type=TEXT, help="negative prompt (with guidance > 1)")
+    p.add_argument("--backend", default="onnx", choices=sorted(BACKENDS),
+                   help="onnx, openvino, coreml (predicts on macOS only), or torch (the source model through "
+                        "diffusers' modules, for reference; needs the compress extra) (default onnx)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the bundle's)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the bundle's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--guidance", type=GUIDANCE, default=None, help=f"{GUIDANCE_HELP} (default: the bundle's)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the bundle's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the bundle's)")
-    p.add_argument("--sampler", default=None,
-                   help="ddim, euler, dpm++2m, pndm or lcm (default: the bundle's scheduler)")
+    p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
+                   help="the numpy sampler to use (default: the bundle's scheduler)")
     p.add_argument("--threads", type=int, default=None, help="backend CPU threads (default: the backend's choice)")
     p.add_argument("--device", default=None,
                    help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "
                         "an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units (default: the CPU)")
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the bundle's files")
-    p.add_argument("-o", "--output", required=True, help="output PNG file")
+    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_run)
 
@@ -398,12 +430,11 @@ def _add_run(sub) -> None:
 def _run_run(args) -> int:
     from pathlib import Path
 
-    from .atomic import atomic_write_bytes, png_bytes
+    from .atomic import atomic_write_bytes, image_bytes
     from .runtimes.text2image import Text2Image
 
     _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
-    out = Path(args.output)
-    _refuse_existing(out, args.overwrite)
+    out = _image_output(args.output, args.overwrite)
     from .runtimes.backends import device_options
 
     options = {"threads": args.threads} if args.threads else {}
@@ -411,7 +442,7 @@ def _run_run(args) -> int:
     t2i = Text2Image(args.bundle, backend=args.backend, verify=not args.no_verify, sampler=args.sampler, **options)
     image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                 seed=args.seed, height=args.height, width=args.width)
-    atomic_write_bytes(out, png_bytes(image))
+    atomic_write_bytes(out, image_bytes(image, out.suffix))
     logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
     return 0
 
@@ -468,8 +499,8 @@ def _add_prune(sub) -> None:
                    help=f"calibration prompts x seeds per latent set (default {d.samples})")
     p.add_argument("--steps", type=int, default=d.steps,
                    help=f"sampler steps per calibration latent (default {d.steps})")
-    p.add_argument("--guidance", type=float, default=d.guidance,
-                   help=f"guidance scale of the calibration runs (default {d.guidance})")
+    p.add_argument("--guidance", type=GUIDANCE, default=d.guidance,
+                   help=f"guidance scale of the calibration runs, >= 0 (default {d.guidance})")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant,
                    help="score: set statistics of the final latents (the paper), of every step's latents, or "
                         "'paired': the mean distance between the final latents of the same prompt and seed, "
@@ -487,7 +518,7 @@ def _add_prune(sub) -> None:
     p.add_argument("--iterative", action="store_true", help="re-score the remaining operators after every "
                                                             "--rescore-every removals")
     p.add_argument("--rescore-every", type=int, default=4, help="removals between re-scorings (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration latents / random strategy (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the calibration latents / random strategy (default 0)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="score cache: an interrupted run resumes from it (default OUTPUT.work/scores; required "
                         "with accelerate launch)")
@@ -616,14 +647,14 @@ def _add_finetune(sub) -> None:
                    help="weight of guided-output KD: each latent also runs without its caption and the student's "
                         "classifier-free-guided prediction is matched to the teacher's (2x the UNet work per step; "
                         "default 0: off)")
-    p.add_argument("--guided-kd-scale", type=float, default=7.5,
+    p.add_argument("--guided-kd-scale", type=GUIDANCE, default=7.5,
                    help="guidance scale of that guided prediction (default 7.5, the sampling default)")
     p.add_argument("--teacher-samples", type=int, default=1024, help="teacher-generated latents (default 1024)")
     p.add_argument("--scene-samples", type=int, default=8000,
                    help="tiny's training scenes added for tiny-derived models; 0: none (default 8000)")
     p.add_argument("--prompts", default=None, metavar="FILE", help="calibration prompts, one per line")
     _add_data_cache_argument(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     p.add_argument("--allow-pickle", action="store_true", help="accept pickled weights in PRUNED / --teacher")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_run_finetune)
@@ -731,7 +762,7 @@ def _add_distill(sub) -> None:
     p.add_argument("--validate-every", type=int, default=d.validate_every,
                    help=f"validation images + ODE agreement every N steps; 0: only at the end (default "
                         f"{d.validate_every})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--seed", type=SEED, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_run_distill)
 
@@ -844,7 +875,7 @@ def _add_distill_vae(sub) -> None:
     p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
                    help="refuse a tiny decoder whose mean held-out image PSNR against the original decoder is lower "
                         "(default: report only)")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--seed", type=SEED, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_run_distill_vae)
 
@@ -1125,8 +1156,8 @@ examples:
   edgeldm bench bundles/tiny --vs diffusers:tiny --repeat 10 --markdown
   edgeldm bench sd15 --steps 1 --height 256 --width 256 --repeat 3
   edgeldm bench onnx:bundles/sd15 --vs openvino:bundles/sd15 --steps 1 --height 256 --width 256
-  edgeldm bench bundles/tiny --history bench-history --json result.json
-  edgeldm bench compare result.json bench-history --max-regression 10%
+  edgeldm bench bundles/tiny --history bench-history --gate 10%    # CI: compare with the history, then append
+  edgeldm bench bundles/tiny --json result.json && edgeldm bench compare result.json bench-history
   edgeldm bench report bench-history -o report/"""
 
 
@@ -1154,12 +1185,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="denoising steps per image (default: the target's own - a bundle's manifest, 4 for an LCM, "
                         "else 25; 1 gives a UNet-step figure without a full image's cost)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="guidance scale (default: the target's own - a bundle's manifest, 8 for an LCM, else 7.5)")
+    p.add_argument("--guidance", type=GUIDANCE, default=None,
+                   help="guidance scale, >= 0 (default: the target's own - a bundle's manifest, 8 for an LCM, "
+                        "else 7.5)")
     p.add_argument("--vs-steps", type=int, default=None,
                    help="steps per image for the --vs target (default: --steps if given, else the --vs target's "
                         "own), e.g. 25 for a teacher vs a 4-step student")
-    p.add_argument("--vs-guidance", type=float, default=None, help="guidance scale of the --vs target "
+    p.add_argument("--vs-guidance", type=GUIDANCE, default=None, help="guidance scale of the --vs target "
                                                                     "(default: --guidance if given, else its own)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
@@ -1172,16 +1204,44 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the result document to OUT ('-': stdout)")
     p.add_argument("--history", default=None, metavar="DIR",
                    help="append the result (and a contact sheet) to DIR/<device fingerprint>/")
+    p.add_argument("--gate", default=None, metavar="PCT",
+                   help="with --history: before appending, compare the result with DIR's latest passing result of "
+                        "this device and target (as `bench compare`) and exit 1 when a figure regressed more than "
+                        "PCT, e.g. 10%%; the first run on a device becomes the baseline")
+    p.add_argument("--no-verify", action="store_true",
+                   help="bundle targets: skip the SHA-256 check of the bundle's files")
     p.add_argument("--sheet", default=None, metavar="PNG", help="write a contact sheet of the sample images")
     p.add_argument("--markdown", action="store_true", help="print a Markdown summary (for CI logs)")
     p.set_defaults(func=_run_bench)
 
 
 def _run_bench(args) -> int:
-    from .atomic import atomic_write_text
-    from .benchmarks.bench import append_history, markdown_summary, write_sheet
+    from .atomic import atomic_write_text, check_appendable_folder, check_output
+    from .benchmarks.bench import append_history, gate, markdown_summary, parse_regression, write_sheet
 
+    max_regression = None
+    if args.gate is not None:
+        if not args.history:
+            raise EdgeLDMError("--gate compares with a history: give --history DIR too")
+        max_regression = parse_regression(args.gate)
+    # every output is checked before the measurement: a bad path must not cost the run its results
+    if args.json and args.json != "-":
+        check_output(args.json, folder=False, overwrite=True)
+    if args.sheet:
+        check_output(args.sheet, folder=False, overwrite=True)
+    if args.history:
+        check_appendable_folder(args.history)
     result, samples = bench_args(args)
+    regressed = []
+    if max_regression is not None:
+        verdict = gate(result, args.history, max_regression)
+        if verdict is None:
+            logger.info("gate: no earlier result of this device and target in %s; this run is the baseline",
+                        args.history)
+        else:
+            result["gate"] = verdict
+            _print_compare_rows(verdict["rows"], sys.stderr if args.json == "-" else sys.stdout)
+            regressed = [r for r in verdict["rows"] if r["regressed"]]
     if args.history:
         logger.info("appended %s", append_history(result, args.history, samples))
     if args.sheet:
@@ -1193,7 +1253,21 @@ def _run_bench(args) -> int:
         atomic_write_text(args.json, document)
     if args.markdown or args.json != "-":  # with the document on stdout, the summary goes to stderr
         print(markdown_summary(result), file=sys.stderr if args.json == "-" else sys.stdout)
+    if regressed:
+        _print_regression(regressed, max_regression)
+        return 1
     return 0
+
+
+def _print_compare_rows(rows: list[dict], file=None) -> None:
+    for r in rows:
+        print(f"{r['figure']:16s} new {r['new']:.6g}  baseline {r['baseline']:.6g}  ratio {r['ratio']:.3f}  "
+              f"{'REGRESSED' if r['regressed'] else 'ok'}", file=file or sys.stdout)
+
+
+def _print_regression(regressed: list[dict], max_regression: float) -> None:
+    print("error: regression beyond " + f"{max_regression:.0%}: " + ", ".join(
+        f"{r['figure']} x{r['ratio']:.2f}" for r in regressed), file=sys.stderr)
 
 
 def _first(*values):
@@ -1219,7 +1293,7 @@ def bench_args(args):
     config = BenchConfig(steps=args.steps or own["steps"], guidance=_first(args.guidance, own["guidance"]),
                          height=args.height, width=args.width, repeat=args.repeat, warmup=args.warmup,
                          threads=args.threads, backend=args.backend, device=args.device,
-                         quality_prompts=args.quality_prompts)
+                         quality_prompts=args.quality_prompts, verify=not getattr(args, "no_verify", False))
     from dataclasses import replace
 
     # an option given applies to both sides; otherwise each target samples as it was made to (an LCM
@@ -1239,8 +1313,11 @@ def _add_bench_compare(sub) -> None:
         description="Compare a new bench result with a baseline: every latency figure (medians) and the peak "
                     "memory. Exits 1, naming the figures, when any is worse than --max-regression allows. BASELINE "
                     "is a result file or a --history folder (then the latest result of the same device and target "
-                    "is the baseline).",
-        epilog="example:\n  edgeldm bench compare result.json bench-history --max-regression 10% --markdown",
+                    "that passed its gate is the baseline). Compare before appending NEW to that history: a result "
+                    "compared with itself always passes, so that is refused. `edgeldm bench --history DIR --gate "
+                    "10%` does both, in that order, in one command.",
+        epilog="example:\n  edgeldm bench bundles/tiny --json result.json\n"
+               "  edgeldm bench compare result.json bench-history --max-regression 10% --markdown",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("new", metavar="NEW", help="the new result (JSON written by `edgeldm bench --json`)")
@@ -1270,13 +1347,10 @@ def _run_bench_compare(args) -> int:
     if args.markdown:
         print(markdown_compare(rows, max_regression, new, baseline))
     else:
-        for r in rows:
-            print(f"{r['figure']:16s} new {r['new']:.6g}  baseline {r['baseline']:.6g}  ratio {r['ratio']:.3f}  "
-                  f"{'REGRESSED' if r['regressed'] else 'ok'}")
+        _print_compare_rows(rows)
     regressed = [r for r in rows if r["regressed"]]
     if regressed:
-        print("error: regression beyond " + f"{max_regression:.0%}: " + ", ".join(
-            f"{r['figure']} x{r['ratio']:.2f}" for r in regressed), file=sys.stderr)
+        _print_regression(regressed, max_regression)
         return 1
     return 0
 
@@ -1359,10 +1433,46 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI runners, ``timeout`` and service managers send), raised like Ctrl-C so that the same
+    cleanup runs: temporary outputs removed, worker processes stopped."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _install_sigterm() -> object:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # main() called from a thread (tests)
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``edgeldm info --json | head``): nothing more can reach the reader, and Python's
+    final flush must not raise again at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_merge_bench_subcommands(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args.verbose, args.quiet)
+    previous = _install_sigterm()
     try:
         return int(args.func(args) or 0)
     except EdgeLDMError as exc:
@@ -1370,9 +1480,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("edgeldm failed")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("terminated; nothing half-written was left behind", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        from .atomic import describe_os_error, is_disk_full
+
+        if args.verbose:
+            logger.exception("edgeldm failed")
+        if is_disk_full(exc):
+            print("error: the disk filled up; nothing was written\n  hint: free some space or choose another "
+                  "output location", file=sys.stderr)
+        elif isinstance(exc, OSError):
+            print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        if not args.verbose:
+            print("  run with --verbose for the traceback", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

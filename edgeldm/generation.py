@@ -5,7 +5,39 @@ from __future__ import annotations
 import numpy as np
 
 from ._lazy import require
+from .arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
+from .errors import EdgeLDMError
 from .progress import progress_bar
+
+
+def size_multiple(pipe) -> int:
+    """Image sides must be multiples of this: the VAE factor times the UNet's downsamplings."""
+    from .components import vae_scale_factor
+
+    return vae_scale_factor(pipe.vae.config) * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+
+
+def check_request(pipe, texts: list[str], *, steps: int, guidance: float, seeds: list[int],
+                  height: int | None, width: int | None) -> None:
+    """What diffusers would otherwise reject deep inside the call (or, for guidance, not at all)."""
+    from .components import vae_scale_factor
+
+    for text in texts:
+        check_text(text)
+    check_positive_int(steps, "steps")
+    check_guidance(guidance)
+    for seed in seeds:
+        check_seed(seed)
+    config = pipe.scheduler.config
+    # an LCM's timesteps are a subset of the schedule it was distilled on
+    limit = getattr(config, "original_inference_steps", None) or config.num_train_timesteps
+    if steps > limit:
+        raise EdgeLDMError(f"{steps} steps: {type(pipe.scheduler).__name__} takes at most {limit}",
+                           hint="choose fewer steps")
+    factor = vae_scale_factor(pipe.vae.config)
+    native = pipe.unet.config.sample_size * factor
+    check_image_size(height or native, width or native, size_multiple(pipe),
+                     why=f"VAE factor {factor} x the UNet's downsamplings")
 
 
 def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: list[int], batch_size: int = 16,
@@ -22,6 +54,8 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
     torch = require("torch")
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    check_request(pipe, prompts + list(negative_prompts or []), steps=steps, guidance=guidance, seeds=seeds,
+                  height=height, width=width)
     pipe.set_progress_bar_config(disable=True)
     images, latents = [], []
     with torch.no_grad(), progress_bar(total=len(prompts), desc="generating", unit="img") as bar:

@@ -5,20 +5,30 @@ per component and backend the files with their SHA-256, the declared I/O, precis
 validation numbers against torch; plus scheduler, default steps / guidance, image size, latent scaling
 factor, the source checkpoint's digest, the recipe that produced the bundle and the toolchain versions.
 Torch-free: the runtime verifies bundles with it.
+
+The trust rule (docs/bundle-format.md): every file a loader opens — graphs and their external data, the
+tokenizer's files, the component and scheduler configs — is listed with its SHA-256, every listed path stays
+inside the bundle (no absolute paths, no ``..``, no symlink leading out), and loaders open files only through
+:func:`bundle_file` on a listed entry. A component or tokenizer without its files listed fails verification.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import logging
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import EdgeLDMError
 from .io_spec import ComponentIO
 
 MANIFEST_FILE = "edgeldm.json"
 FORMAT = "edgeldm.bundle"
-FORMAT_VERSION = 1
+#: 2: the configs peer loaders open are listed under "files"; every path must stay inside the bundle
+FORMAT_VERSION = 2
+#: backend -> the graph file a component folder holds for it (the runtime and peer loaders open this name)
+GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
+logger = logging.getLogger("edgeldm")
 
 
 class BundleError(EdgeLDMError):
@@ -34,8 +44,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def digest_files(root: Path, files: list[Path]) -> dict[str, str]:
-    """{path relative to ``root``: SHA-256}"""
-    return {str(f.relative_to(root)): sha256_file(f) for f in files}
+    """{path relative to ``root``, with '/' on every OS: SHA-256}"""
+    return {f.relative_to(root).as_posix(): sha256_file(f) for f in files}
+
+
+def bundle_file(bundle: str | Path, rel: str) -> Path:
+    """The path of the manifest entry ``rel`` inside ``bundle``.
+
+    Refuses what could make a loader read outside the bundle: an absolute path, ``..``, a backslash, or a
+    symlink (at any level) that resolves outside the bundle's folder.
+    """
+    bundle = Path(bundle)
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+        raise BundleError(f"manifest entry {rel!r} is not a relative path with '/' separators")
+    parts = PurePosixPath(rel).parts
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or ".." in parts:
+        raise BundleError(f"manifest entry {rel!r} points outside the bundle {bundle}",
+                          hint="a bundle lists only paths inside its own folder; re-export it")
+    path = bundle.joinpath(*parts)
+    root, real = bundle.resolve(), path.resolve()
+    if real != root and root not in real.parents:
+        raise BundleError(f"{rel} in bundle {bundle} is a symlink (or lies under one) that leads outside the "
+                          f"bundle, to {real}", hint="copy the file into the bundle instead of linking it")
+    return path
 
 
 def load_manifest(bundle: str | Path) -> dict:
@@ -58,23 +89,110 @@ def load_manifest(bundle: str | Path) -> dict:
     return manifest
 
 
+def _listed_files(manifest: dict, backends: list[str] | None) -> tuple[dict[str, str], list[str]]:
+    """Every listed path -> digest that a loader of ``backends`` (all when None) may open, and what is missing
+    from the listing (a component without its graph, a tokenizer without its files, a config unlisted)."""
+    listed: dict[str, str] = {}
+    missing: list[str] = []
+    shared = manifest.get("files")
+    if not isinstance(shared, dict):
+        missing.append("the configs (model_index.json, scheduler and component configs: no top-level \"files\")")
+        shared = {}
+    listed.update(shared)
+    tok = manifest.get("tokenizer") or {}
+    folder = tok.get("folder")
+    tok_files = tok.get("files") or {}
+    if not tok_files:
+        missing.append("the tokenizer's files")
+    elif folder is None or f"{folder}/tokenizer.json" not in tok_files:
+        missing.append(f"the tokenizer's tokenizer.json (in {folder!r})")
+    listed.update(tok_files)
+    components = manifest.get("components") or {}
+    if not components:
+        missing.append("every component (the manifest lists none)")
+    for name, comp in components.items():
+        for backend, entry in (comp.get("backends") or {}).items():
+            if backends is not None and backend not in backends:
+                continue
+            files = entry.get("files") or {}
+            graph = f"{name}/{GRAPH_FILE.get(backend, '')}"
+            if backend == "coreml":
+                has_graph = any(f.startswith(graph + "/") for f in files)
+            else:
+                has_graph = graph in files
+            if not has_graph:
+                missing.append(f"{name}'s {backend} graph {graph}")
+            listed.update(files)
+        if f"{name}/config.json" not in shared and shared:
+            missing.append(f"{name}/config.json")
+    return listed, missing
+
+
 def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = None) -> None:
-    """Check the tokenizer's files and every file of the given backends (all when None) against their SHA-256."""
-    problems = []
-    listed = [dict(manifest.get("tokenizer", {}).get("files", {}))]
-    for comp in manifest["components"].values():
-        listed += [entry["files"] for backend, entry in comp["backends"].items()
-                   if backends is None or backend in backends]
-    for files in listed:
-        for rel, digest in files.items():
-            path = bundle / rel
-            if not path.is_file():
-                problems.append(f"{rel} is missing")
-            elif sha256_file(path) != digest:
-                problems.append(f"{rel} was altered or truncated (SHA-256 differs from the manifest)")
+    """Check every file a loader of ``backends`` (all when None) opens against its SHA-256 — graphs and their
+    data, tokenizer, configs — and that nothing else sits unlisted beside the graphs; all problems at once."""
+    bundle = Path(bundle)
+    listed, missing = _listed_files(manifest, backends)
+    problems = [f"not listed in {MANIFEST_FILE}: {m}" for m in missing]
+    for rel, digest in listed.items():
+        try:
+            path = bundle_file(bundle, rel)
+        except BundleError as exc:
+            problems.append(exc.message)
+            continue
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{rel} was altered or truncated (SHA-256 differs from the manifest)")
+    # a file beside a graph that no entry lists could still be opened by it (external data, an OpenVINO .bin)
+    every = set(listed)
+    for comp in (manifest.get("components") or {}).values():
+        for entry in (comp.get("backends") or {}).values():
+            every.update(entry.get("files") or {})
+    folders = {rel.split("/")[0] for rel in listed if "/" in rel}
+    for folder in sorted(folders):
+        root = bundle / folder
+        if root.is_dir() and not root.is_symlink():
+            for f in sorted(root.rglob("*")):
+                if (f.is_file() or f.is_symlink()) and f.relative_to(bundle).as_posix() not in every:
+                    problems.append(f"{f.relative_to(bundle).as_posix()} is in the bundle but not in its manifest")
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n    " + "\n    ".join(problems),
                           hint="re-export the bundle; pass verify=False (--no-verify) only if you edited it on purpose")
+
+
+NO_VERIFY_WARNING = ("--no-verify: the bundle's files are not checked against the SHA-256 digests of its manifest; "
+                     "an altered or truncated graph, tokenizer or config would be used as it is (paths must still "
+                     "stay inside the bundle)")
+
+
+def check_bundle(bundle: str | Path, manifest: dict, *, backends: list[str] | None, verify: bool) -> None:
+    """``verify_files``, or — with ``verify=False`` — one warning that says what that skips."""
+    if verify:
+        verify_files(Path(bundle), manifest, backends=backends)
+    else:
+        logger.warning("%s (%s)", NO_VERIFY_WARNING, bundle)
+
+
+def graph_file(bundle: str | Path, manifest: dict, component: str, backend: str) -> Path:
+    """The graph of ``component`` for ``backend``, opened only if the manifest lists it (through
+    :func:`bundle_file`, so inside the bundle)."""
+    try:
+        files = manifest["components"][component]["backends"][backend].get("files") or {}
+    except KeyError:
+        raise BundleError(f"the bundle has no {backend} graph for {component!r}") from None
+    rel = f"{component}/{GRAPH_FILE[backend]}"
+    if rel not in files and not any(f.startswith(rel + "/") for f in files):
+        raise BundleError(f"{rel} is not listed in the bundle's manifest", hint="re-export the bundle")
+    return bundle_file(bundle, rel)
+
+
+def tokenizer_folder(bundle: str | Path, manifest: dict) -> Path:
+    """The tokenizer's folder, inside the bundle."""
+    folder = (manifest.get("tokenizer") or {}).get("folder")
+    if not folder:
+        raise BundleError("the bundle's manifest names no tokenizer folder", hint="re-export the bundle")
+    return bundle_file(bundle, folder)
 
 
 def component_io(manifest: dict, component: str) -> ComponentIO:

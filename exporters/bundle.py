@@ -259,6 +259,9 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                                                           if not k.startswith("_") or k in ("_class_name",
                                                                                             "_diffusers_version")},
                                                          indent=2, default=list) + "\n")
+        # what peer loaders (optimum's pipelines) open besides graphs and tokenizer: listed and digested too
+        configs = [tmp / "model_index.json", *sorted((tmp / "scheduler").iterdir()),
+                   *(tmp / comp / "config.json" for comp in components)]
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -268,7 +271,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             "recipe": {"stage": "export", "options": {**asdict(config), "tolerances": {
                 k: asdict(v) for k, v in config.tolerances.items()}}},
             "pipeline": pipe.config["_class_name"] if "_class_name" in pipe.config else type(pipe).__name__,
-            "image": {"height": height, "width": width, "vae_scale_factor": factor,
+            "image": {"height": height, "width": width, "vae_scale_factor": factor, "size_multiple": multiple,
                       "latent_channels": pipe.unet.config.in_channels,
                       "scaling_factor": pipe.vae.config.scaling_factor, "static": config.static},
             "defaults": default_sampling(pipe, source),
@@ -277,6 +280,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                           "pad_token_id": pipe.tokenizer.pad_token_id, "files": digest_files(
                               tmp, sorted((tmp / "tokenizer").iterdir()))},
             "components": manifest_components,
+            "files": digest_files(tmp, configs),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
     return manifest

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
 from ..errors import EdgeLDMError
-from ..manifest import BundleError, component_io, load_manifest, session_config, verify_files
+from ..manifest import GRAPH_FILE, BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
+    session_config
 from .backends import BACKENDS, open_session
 from .samplers import sampler_from_scheduler_config
 from .tokenizer import PromptTokenizer
 
 logger = logging.getLogger("edgeldm")
 
-GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
+__all__ = ["COMPONENTS", "GRAPH_FILE", "Text2Image", "guidance_scale_embedding"]
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 
 
@@ -40,6 +42,17 @@ def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     return emb.astype(np.float32)
 
 
+def _sampler(manifest: dict, name: str | None):
+    from .samplers import SAMPLERS
+
+    sched = dict(manifest["scheduler"]["config"])
+    sched.setdefault("_class_name", manifest["scheduler"]["class"])
+    try:
+        return sampler_from_scheduler_config(sched, name)
+    except ValueError as exc:
+        raise EdgeLDMError(str(exc), hint=f"choose a sampler: {', '.join(sorted(SAMPLERS))}") from None
+
+
 class Text2Image:
     def __init__(self, bundle: str | Path, backend: str = "onnx", *, verify: bool = True, sampler: str | None = None,
                  **session_options):
@@ -54,21 +67,22 @@ class Text2Image:
             have = sorted({b for c in self.manifest["components"].values() for b in c["backends"]})
             raise BundleError(f"bundle {self.bundle} has no {backend} graph for {', '.join(lacking)}",
                               hint=f"it has: {', '.join(have) or 'nothing'}; re-export with --backend {backend}")
-        if verify:
-            verify_files(self.bundle, self.manifest, backends=[backend])
+        check_bundle(self.bundle, self.manifest, backends=[backend], verify=verify)
         self.backend = backend
         self.ios = {c: component_io(self.manifest, c) for c in COMPONENTS}
         if backend == "torch":
             session_options.setdefault("source", self.manifest["source"]["model"])
-        self.sessions = {c: open_session(backend, self.bundle / c / GRAPH_FILE.get(backend, ""), self.ios[c],
+            graphs = {c: self.bundle / c for c in COMPONENTS}  # the torch session loads the source model
+        else:  # only graphs the manifest lists, inside the bundle (verified above)
+            graphs = {c: graph_file(self.bundle, self.manifest, c, backend) for c in COMPONENTS}
+        self.sampler = _sampler(self.manifest, sampler)
+        self.sessions = {c: open_session(backend, graphs[c], self.ios[c],
                                          **session_options, **session_config(self.manifest, c, backend))
                          for c in COMPONENTS}
         tok = self.manifest["tokenizer"]
-        self.tokenizer = PromptTokenizer(self.bundle / tok["folder"], max_length=tok["model_max_length"],
+        tok_file = bundle_file(self.bundle, f"{tok['folder']}/tokenizer.json")
+        self.tokenizer = PromptTokenizer(tok_file.parent, max_length=tok["model_max_length"],
                                          pad_token_id=tok.get("pad_token_id"))
-        sched = dict(self.manifest["scheduler"]["config"])
-        sched.setdefault("_class_name", self.manifest["scheduler"]["class"])
-        self.sampler = sampler_from_scheduler_config(sched, sampler)
         self.image = self.manifest["image"]
         self.defaults = self.manifest["defaults"]
         unet_inputs = {t.name: t for t in self.ios["unet"].inputs}
@@ -77,10 +91,20 @@ class Text2Image:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the VAE factor times the UNet's downsamplings."""
+        if "size_multiple" in self.image:
+            return int(self.image["size_multiple"])
+        import json
+
+        # format 1 bundles do not state it: the UNet's config does (listed, and verified with the bundle)
+        config = json.loads(bundle_file(self.bundle, "unet/config.json").read_text(encoding="utf-8"))
+        return self.image["vae_scale_factor"] * 2 ** (len(config["block_out_channels"]) - 1)
+
     def _check_size(self, height: int, width: int) -> None:
-        multiple = self.image["vae_scale_factor"]
-        if height % multiple or width % multiple or height <= 0 or width <= 0:
-            raise EdgeLDMError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
+        check_image_size(height, width, self.size_multiple,
+                         why=f"VAE factor {self.image['vae_scale_factor']} x the UNet's downsamplings")
         if self.image.get("static") and (height, width) != (self.image["height"], self.image["width"]):
             raise EdgeLDMError(f"this bundle was exported with static shapes for {self.image['height']}x"
                                f"{self.image['width']}; asked for {height}x{width}",
@@ -111,8 +135,12 @@ class Text2Image:
         replaces every draw (initial latents, and the re-noising of samplers such as LCM), e.g. to replay
         torch's generator and reproduce a diffusers pipeline image exactly. Default: numpy seeded by ``seed``.
         """
-        steps = steps or self.defaults["steps"]
-        guidance = self.defaults["guidance"] if guidance is None else guidance
+        steps = check_positive_int(steps or self.defaults["steps"], "steps")
+        guidance = check_guidance(self.defaults["guidance"] if guidance is None else guidance)
+        seed = check_seed(seed)
+        check_text(prompt, "prompt")
+        if negative_prompt is not None:
+            check_text(negative_prompt, "negative prompt")
         height, width = height or self.image["height"], width or self.image["width"]
         self._check_size(height, width)
         factor = self.image["vae_scale_factor"]
@@ -121,7 +149,10 @@ class Text2Image:
 
             def noise(shape):
                 return rng.standard_normal(shape).astype(np.float32)
-        plan = self.sampler.plan(steps)
+        try:
+            plan = self.sampler.plan(steps)
+        except ValueError as exc:  # the sampler's own range (the training schedule, LCM's original steps)
+            raise EdgeLDMError(f"{steps} steps: {exc}", hint="choose fewer steps") from None
         state = self.sampler.initial_state(plan)
         # 1-2. prompt embeddings; guidance doubles the batch unless the UNet embeds the guidance scale
         use_embedding = self.guidance_embedding_dim is not None
@@ -153,6 +184,9 @@ class Text2Image:
                 if self.sampler.requires_noise(plan, state) else None
             latents, _, state = self.sampler.step(out, latents, plan, state, noise=eps)
             latents = latents.astype(np.float32)
+        if not np.isfinite(latents).all():
+            raise EdgeLDMError(f"the sampler's latents overflowed (inf / NaN) at guidance {guidance:g}, {steps} steps",
+                               hint="lower the guidance scale; an fp16 graph may also overflow where fp32 does not")
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:

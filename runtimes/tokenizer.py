@@ -10,6 +10,8 @@ import numpy as np
 from ..errors import EdgeLDMError
 
 logger = logging.getLogger("edgeldm")
+#: tokens of a truncated prompt's dropped tail quoted in the warning (a pasted essay is not echoed whole)
+DROPPED_SHOWN = 12
 
 
 class PromptTokenizer:
@@ -37,8 +39,11 @@ class PromptTokenizer:
         for row, prompt in enumerate(prompts):
             ids = self.tokenizer.encode(prompt).ids
             if len(ids) > self.max_length:
-                dropped = self.tokenizer.decode(ids[self.max_length - 1:-1])
-                logger.warning("prompt is longer than %d tokens; dropped: %r", self.max_length, dropped)
+                lost = ids[self.max_length - 1:-1]
+                dropped = self.tokenizer.decode(lost[:DROPPED_SHOWN])
+                more = f" ... ({len(lost) - DROPPED_SHOWN} tokens more)" if len(lost) > DROPPED_SHOWN else ""
+                logger.warning("prompt is longer than %d tokens; dropped %d: %r%s", self.max_length, len(lost),
+                               dropped, more)
                 ids = ids[: self.max_length - 1] + [self.eos_id]
             out[row, : len(ids)] = ids
         return out

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
-from ...manifest import MANIFEST_FILE, digest_files, load_manifest
-from ...runtimes.text2image import GRAPH_FILE as GRAPH
+from ...manifest import GRAPH_FILE as GRAPH
+from ...manifest import MANIFEST_FILE, check_bundle, digest_files, graph_file, load_manifest
 from .schemes import QuantOptions, component_schemes
 from .validate import can_run, graph_parity, image_parity
 
@@ -74,7 +74,8 @@ def _capture_backend(manifest: dict, backend: str) -> str:
     return "torch"  # the source model through the torch reference session
 
 
-def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig, *, overwrite: bool = False) -> dict:
+def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig, *, overwrite: bool = False,
+                    verify: bool = True) -> dict:
     from ...atomic import atomic_output_dir
     from ...calibration.prompts import calibration_prompts
     from ...manifest import component_io
@@ -100,6 +101,8 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
     if config.compact and config.backend != "onnx":
         raise EdgeLDMError(f"--compact is for ONNX graphs, not {config.backend}")
     runnable = can_run(config.backend)
+    # the graphs, tokenizer and configs copied into the new bundle are the ones the manifest vouches for
+    check_bundle(bundle, manifest, backends=[config.backend], verify=verify)
 
     with tempfile.TemporaryDirectory(prefix="edgeldm-calib-") as scratch, \
             atomic_output_dir(out, overwrite=overwrite, protect=(bundle,)) as tmp:
@@ -107,14 +110,15 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             calib = CalibrationSet(config.calibration_dir)
         else:
             calib_path = Path(scratch) / "calibration"
-            capture(bundle, calib_path, config.calibration, backend=_capture_backend(manifest, config.backend))
+            capture(bundle, calib_path, config.calibration, backend=_capture_backend(manifest, config.backend),
+                    verify=False)  # checked above
             calib = CalibrationSet(calib_path)
         _copy_for_backend(bundle, tmp, manifest, config.backend)
         new_manifest = json.loads(json.dumps(manifest))
         with progress_bar(total=len(components), desc=f"quantizing ({config.backend} {config.scheme})",
                           unit="graph") as bar:
             for comp, scheme in schemes.items():
-                src = bundle / comp / GRAPH[config.backend]
+                src = graph_file(bundle, manifest, comp, config.backend)
                 io = component_io(manifest, comp)
                 options = config.options if comp == "unet" else replace(config.options, exclude=())
                 entry = _quantize_component(scheme, src, tmp / comp, comp, options, calib, io, config, runnable,

@@ -1,0 +1,90 @@
+"""Checks of the values a user hands to a command or a library call: one rule each, one message each.
+
+The library calls them (``Text2Image``, ``generate``) so that a Python caller gets the same clear
+:class:`~edgeldm.errors.EdgeLDMError` as the command line, where :func:`argparse_type` turns each into an
+argparse ``type=`` so that a bad flag fails while the arguments are parsed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+from .errors import EdgeLDMError
+
+#: seeds are unsigned 64-bit integers: what numpy's and torch's generators take (and ComfyUI's range)
+MAX_SEED = 2**64 - 1
+
+
+class InvalidArgumentError(EdgeLDMError):
+    """A value given by the user is out of range or malformed."""
+
+
+def check_guidance(value: float | str, name: str = "guidance") -> float:
+    """A finite scale >= 0. Values up to 1 mean no classifier-free guidance (diffusers' rule: guidance applies
+    above 1), so 0 and 1 both turn it off."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a finite number >= 0 (0 or 1: no guidance), got {value}")
+    return value
+
+
+def check_seed(value: int | str, name: str = "seed") -> int:
+    try:
+        as_int = int(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}") from None
+    if isinstance(value, float) and value != as_int:
+        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
+    if not 0 <= as_int <= MAX_SEED:
+        raise InvalidArgumentError(f"{name} must lie in [0, 2^64 - 1], got {as_int}")
+    return as_int
+
+
+def check_positive_int(value: int | str, name: str) -> int:
+    try:
+        as_int = int(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}") from None
+    if as_int < 1:
+        raise InvalidArgumentError(f"{name} must be positive, got {as_int}")
+    return as_int
+
+
+def check_text(value: str, name: str = "prompt") -> str:
+    """Text that UTF-8 can encode: command-line bytes that are not UTF-8 arrive as lone surrogates, which the
+    tokenizer cannot take."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value.encode("utf-8", "surrogateescape")[exc.start:exc.end]
+        raise InvalidArgumentError(f"{name} is not valid UTF-8 text (bytes {bad!r} at character {exc.start})",
+                                   hint="pass the prompt as UTF-8") from None
+    return value
+
+
+def check_image_size(height: int, width: int, multiple: int, *, why: str) -> None:
+    """Both sides positive multiples of ``multiple``; ``why`` says where the multiple comes from."""
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        lower_h, lower_w = max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
+        raise InvalidArgumentError(f"height and width must be positive multiples of {multiple} for this model "
+                                   f"({why}), got {height}x{width}", hint=f"e.g. {lower_h}x{lower_w}")
+
+
+def argparse_type(check: Callable, name: str) -> Callable[[str], object]:
+    """``check`` as an argparse ``type=``: its message becomes argparse's one-line error (exit 2)."""
+
+    def parse(text: str):
+        try:
+            return check(text, name)
+        except EdgeLDMError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    parse.__name__ = name
+    return parse
