@@ -938,6 +938,7 @@ def _run_distill_vae(args) -> int:
 @subcommand("quantize")
 def _add_quantize(sub) -> None:
     from .compressor.quantize import QuantizeConfig, list_schemes
+    from .compressor.quantize.schemes import ACTIVATION_MIN_PSNR_DB, WEIGHT_ONLY_MIN_PSNR_DB
 
     d = QuantizeConfig(backend="onnx", scheme="dynamic")
     schemes = "\n".join(f"  {s.backend:9s}{s.name:14s}{s.summary}" for s in list_schemes())
@@ -952,7 +953,7 @@ def _add_quantize(sub) -> None:
         epilog="schemes:\n" + schemes + "\n\nexamples:\n"
                "  edgeldm quantize bundles/tiny -o bundles/tiny-int8 --backend openvino --scheme hybrid\n"
                "  edgeldm quantize bundles/tiny -o bundles/tiny-qdq --backend onnx --scheme qdq-static "
-               "--sensitivity --min-psnr 30\n"
+               "--components unet\n"
                "  edgeldm quantize bundles/tiny -o bundles/tiny-small --backend onnx "
                "--scheme text_encoder=int4-weights,unet=int8-weights,vae_decoder=int8-weights",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -971,10 +972,17 @@ def _add_quantize(sub) -> None:
     p.add_argument("--calib-steps", type=int, default=None,
                    help="sampler steps during capture (default: the bundle's, e.g. 4 for an LCM)")
     p.add_argument("--calib-dir", default=None, help="reuse a capture instead of making one")
-    p.add_argument("--min-psnr", type=float, default=d.min_psnr,
-                   help=f"floor on each quantized component's output PSNR vs fp32, dB (default {d.min_psnr:g})")
-    p.add_argument("--sensitivity", action="store_true",
-                   help="below the floor, keep the most sensitive UNet blocks in float until it is met")
+    p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+                   help="floor on each quantized component's output PSNR vs its fp32 graph on held-out captured "
+                        f"inputs; below it quantize exits 1 and writes nothing (default: {ACTIVATION_MIN_PSNR_DB:g} "
+                        f"for schemes that quantize activations - within 2 accuracy points on tiny, README -, "
+                        f"{WEIGHT_ONLY_MIN_PSNR_DB:g} for weight-only ones)")
+    p.add_argument("--sensitivity", action=argparse.BooleanOptionalAction, default=None,
+                   help="below the floor, keep the most sensitive blocks (UNet, text-encoder layers, VAE-decoder "
+                        "blocks) in float until it is met (default: on for schemes that quantize activations)")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="below the floor, still write the bundle (its manifest marks the failure) and exit 1")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of BUNDLE's files")
     p.add_argument("--group-size", type=int, default=d.options.group_size,
                    help=f"INT4 / palettization group size (default {d.options.group_size})")
     p.add_argument("--smooth-quant-alpha", type=float, default=d.options.smooth_quant_alpha,
@@ -1011,15 +1019,18 @@ def _run_quantize(args) -> int:
                                                                        steps=args.calib_steps,
                                                                        prompts_file=args.calib_prompts),
                             calibration_dir=args.calib_dir, min_psnr=args.min_psnr, sensitivity=args.sensitivity,
-                            image_prompts=args.image_prompts, compact=args.compact)
-    manifest = quantize_bundle(args.bundle, args.output, config, overwrite=args.overwrite)
+                            keep_failed=getattr(args, "keep_failed", False), image_prompts=args.image_prompts,
+                            compact=args.compact)
+    manifest = quantize_bundle(args.bundle, args.output, config, overwrite=args.overwrite,
+                               verify=not getattr(args, "no_verify", False))
     q = manifest["quantization"]
     for comp in q["components"]:
         entry = manifest["components"][comp]["backends"][args.backend]["quantization"]
         parity = entry["parity"]
         kept = f", kept float: {', '.join(entry['exclude'])}" if entry["exclude"] else ""
         value = f"{parity['psnr_db']:.1f} dB" if "psnr_db" in parity else parity.get("skipped", "n/a")
-        print(f"{comp:13s} {args.backend} {entry['scheme']}: output PSNR vs fp32 {value}{kept}")
+        floor = f" (floor {entry['min_psnr_db']:g} dB)" if "min_psnr_db" in entry else ""
+        print(f"{comp:13s} {args.backend} {entry['scheme']}: output PSNR vs fp32 {value}{floor}{kept}")
     image = q["image_parity"]
     if "psnr_db_mean" in image:
         print(f"images vs the fp32 bundle: PSNR mean {image['psnr_db_mean']:.1f} dB, min {image['psnr_db_min']:.1f} dB")

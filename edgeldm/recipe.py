@@ -145,13 +145,17 @@ class Stage:
         out: list[str] = []
         for dest, value in self.options.items():
             flag = "--" + dest.replace("_", "-")
-            if isinstance(value, bool):
-                out += [flag] if value else []
+            if isinstance(value, bool):  # a switch; `false` of an on-by-default one (--sensitivity) says --no-
+                out += [flag] if value else [f"--no-{dest.replace('_', '-')}"] if dest in NEGATABLE else []
             elif isinstance(value, list):  # a repeatable option: the flag once per value
                 out += [x for v in value for x in (flag, str(v))]
             else:
                 out += [flag, str(value)]
         return out
+
+
+#: switches whose default depends on other options, so that `false` in a recipe must be said explicitly
+NEGATABLE = ("sensitivity",)
 
 
 @dataclass(frozen=True)
@@ -301,7 +305,7 @@ def validate_option(kind: str, key: str, value, parser: argparse.ArgumentParser,
         raise EdgeLDMError(f"{where}: a {kind} stage (edgeldm {spec.command}) has no option {key!r}",
                            hint=_choices_hint(key.replace("_", "-"), [d.replace("_", "-") for d in allowed]))
     action = actions[dest]
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
         if not isinstance(value, bool):
             raise EdgeLDMError(f"{where}: {key} is a switch: true or false, got {value!r}")
         return dest, value
@@ -318,6 +322,8 @@ def _convert(action, key: str, value, where: str):
         raise EdgeLDMError(f"{where}: {key} takes a value, not {value!r}")
     try:
         converted = action.type(str(value)) if action.type else str(value)
+    except argparse.ArgumentTypeError as exc:  # the CLI's own checks (guidance, seed, ...) say what is wrong
+        raise EdgeLDMError(f"{where}: {key}: {exc}") from None
     except (TypeError, ValueError):
         kind_name = getattr(action.type, "__name__", "value")
         raise EdgeLDMError(f"{where}: {key} must be {kind_name}, got {value!r}") from None

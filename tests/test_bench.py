@@ -87,7 +87,7 @@ def test_side_by_side_reports_a_ratio_per_alternated_pair(side_by_side):
 
 def _slower(result: dict, figure: str, factor: float) -> dict:
     slow = copy.deepcopy(result)
-    slow["created"] = "2999-01-01T00:00:00+00:00"
+    slow["created"], slow["run_id"] = "2999-01-01T00:00:00+00:00", f"slower-{figure}-{factor}"  # another run
     for key in ("median", "p90", "min", "max"):
         slow["figures"][figure][key] *= factor
     return slow
@@ -102,7 +102,8 @@ def test_the_gate_fails_on_a_slower_result_and_names_the_figure(side_by_side, tm
     err = capsys.readouterr().err
     assert "unet_step_s" in err and "image_s" not in err
     assert main(["bench", "compare", str(new), str(base), "--max-regression", "40%"]) == 0
-    assert main(["bench", "compare", str(base), str(base)]) == 0
+    assert main(["bench", "compare", str(base), str(base)]) == 1  # a result against itself always passes: refused
+    assert "is the new result itself" in capsys.readouterr().err
     rows = compare(_slower(result, "image_s", 1.05), result, 0.10)
     assert [r["figure"] for r in rows] == list(GATED_FIGURES) and not any(r["regressed"] for r in rows)
 
@@ -112,12 +113,14 @@ def test_history_keeps_one_folder_per_device_and_the_gate_reads_it(side_by_side,
     first = append_history(result, tmp_path / "hist", samples)
     assert first.parent.name == result["fingerprint"]["id"] and first.with_suffix(".png").is_file()
     newer = _slower(result, "image_s", 2.0)
-    append_history(newer, tmp_path / "hist")
-    assert len(load_results(tmp_path / "hist")) == 2
-    baseline = pick_baseline(newer, tmp_path / "hist")  # the latest *other* run of this device and target
+    baseline = pick_baseline(newer, tmp_path / "hist")  # before appending: the latest run of this device and target
     assert baseline["created"] == result["created"]
     regressed = [r["figure"] for r in compare(newer, baseline, 0.1) if r["regressed"]]
     assert regressed == ["image_s"]
+    append_history(newer, tmp_path / "hist")
+    assert len(load_results(tmp_path / "hist")) == 2
+    with pytest.raises(EdgeLDMError, match="is the new result itself"):  # after appending it would pass always
+        pick_baseline(newer, tmp_path / "hist")
 
 
 def test_report_is_a_page_with_its_pictures(side_by_side, tmp_path):

@@ -13,8 +13,11 @@ from edgeldm.manifest import load_manifest, sha256_file
 def test_manifest_lists_every_graph_with_digest_io_and_validation(tiny_random_bundle):
     manifest = load_manifest(tiny_random_bundle)
     assert manifest["pipeline"] == "StableDiffusionPipeline"
-    assert manifest["image"] == {"height": 64, "width": 64, "vae_scale_factor": 2, "latent_channels": 4,
-                                 "scaling_factor": 0.18215, "static": False}
+    assert manifest["image"] == {"height": 64, "width": 64, "vae_scale_factor": 2, "size_multiple": 4,
+                                 "latent_channels": 4, "scaling_factor": 0.18215, "static": False}
+    # what peer loaders open besides graphs and tokenizer is listed too
+    assert set(manifest["files"]) == {"model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+                                      "unet/config.json", "vae_decoder/config.json"}
     assert manifest["defaults"]["steps"] == 25 and manifest["scheduler"]["class"] == "PNDMScheduler"
     for comp in ("text_encoder", "unet", "vae_decoder"):
         entry = manifest["components"][comp]

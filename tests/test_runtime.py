@@ -134,7 +134,7 @@ def test_bundle_errors(tiny_random_bundle, onnx_t2i, tmp_path):
         Text2Image(tmp_path, backend="onnx")
     with pytest.raises(EdgeLDMError, match="unknown backend"):
         Text2Image(tiny_random_bundle, backend="tensorrt")
-    with pytest.raises(EdgeLDMError, match="multiples of 2"):
+    with pytest.raises(EdgeLDMError, match="multiples of 4 for this model"):
         onnx_t2i(PROMPT, height=63, width=64, steps=1)
     bundle = _copy(tiny_random_bundle, tmp_path)
     manifest = json.loads((bundle / "edgeldm.json").read_text())

@@ -3,7 +3,9 @@
 1. capture calibration inputs along the bundle's own sampler trajectory (or reuse a capture);
 2. copy the bundle without other backends' graphs; quantize the scheme's components with the scheme;
 3. validate each quantized graph against the fp32 one on held-out captured inputs (output PSNR) — below
-   ``min_psnr`` it is an error, or, with ``sensitivity``, blocks are kept float until the floor is met;
+   ``min_psnr`` (default: the scheme's, 52 dB for activation schemes) it is an error — nothing written unless
+   ``keep_failed`` —, or, with ``sensitivity`` (default on for activation schemes), blocks are kept float
+   until the floor is met;
 4. write the manifest (files re-digested, per component the scheme and its parity numbers), then compare
    images of the two bundles on fixed prompts; the output folder appears only when all of it succeeded.
 """
@@ -39,8 +41,12 @@ class QuantizeConfig:
     options: QuantOptions = field(default_factory=QuantOptions)
     calibration: CaptureConfig = field(default_factory=CaptureConfig)
     calibration_dir: str | None = None  # reuse an existing capture
-    min_psnr: float = 30.0  # dB, every quantized component's output vs fp32 on held-out captured inputs
-    sensitivity: bool = False  # keep UNet blocks float until min_psnr is met, instead of failing
+    # dB, every quantized component's output vs fp32 on held-out captured inputs; None: the scheme's floor
+    # (Scheme.default_min_psnr: 52 for schemes that quantize activations, 45 for weight-only ones)
+    min_psnr: float | None = None
+    # keep blocks float until the floor is met, instead of failing; None: on for schemes that quantize activations
+    sensitivity: bool | None = None
+    keep_failed: bool = False  # below the floor: still write the bundle (marked failed), and raise after
     image_prompts: int = 4
     compact: bool = False  # onnx: slim the quantized graphs for shipping (exporters/onnx_compact.py)
 
@@ -130,6 +136,9 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                     | ({"session_config": dict(scheme.session_config)} if scheme.session_config else {})}
                 new_manifest["components"][comp]["precision"] = scheme.name
                 bar.update(1)
+        failed = [f"{c}: {e['parity']['psnr_db']:.1f} dB < {e['min_psnr_db']:g} dB"
+                  for c, e in ((c, new_manifest["components"][c]["backends"][config.backend]["quantization"])
+                               for c in components) if e.get("passed") is False]
         for comp, c in new_manifest["components"].items():  # keep only this backend's graphs
             c["backends"] = {config.backend: c["backends"][config.backend]}
         distinct = {s.name: s for s in schemes.values()}
@@ -138,7 +147,9 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             "summary": next(iter(distinct.values())).summary if len(distinct) == 1 else
             "; ".join(f"{c}: {s.summary}" for c, s in schemes.items()),
             "schemes": {c: s.name for c, s in schemes.items()},
-            "components": list(components), "min_psnr_db": config.min_psnr,
+            "components": list(components),
+            "min_psnr_db": {c: _floor(config, s) for c, s in schemes.items()},
+            "gate": {"passed": not failed, "failures": failed},
             "options": asdict(config.options),
             "calibration": {k: calib.index[k] for k in ("sampler", "steps", "guidance", "guidance_embedding")}
             | {"prompts": len(calib.index["prompts"]),
@@ -148,7 +159,8 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
         new_manifest["recipe"] = {"stage": "quantize", "options": {
             "backend": config.backend, "scheme": config.scheme, "components": list(components),
             "options": asdict(config.options), "calibration": asdict(config.calibration),
-            "min_psnr": config.min_psnr, "sensitivity": config.sensitivity, "compact": config.compact},
+            "min_psnr": config.min_psnr, "sensitivity": config.sensitivity, "keep_failed": config.keep_failed,
+            "compact": config.compact},
             "previous": manifest.get("recipe")}
         (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
         if runnable is None and config.image_prompts:
@@ -160,7 +172,19 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
         else:
             new_manifest["quantization"]["image_parity"] = {"skipped": runnable or "no prompts"}
         (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
+    if failed:  # only with keep_failed: the bundle was written, marked failed, for inspection
+        raise QuantizationQualityError(f"quantized bundle below the PSNR floor, kept in {out} as asked "
+                                       f"(--keep-failed): " + "; ".join(failed),
+                                       hint="lower --min-psnr to accept it, or pick a gentler scheme")
     return new_manifest
+
+
+def _floor(config: QuantizeConfig, scheme) -> float:
+    return scheme.default_min_psnr if config.min_psnr is None else config.min_psnr
+
+
+def _sensitivity(config: QuantizeConfig, scheme) -> bool:
+    return scheme.calibrated if config.sensitivity is None else config.sensitivity
 
 
 def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantOptions, calib, io,
@@ -181,15 +205,26 @@ def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantO
         entry["parity"] = parity
         logger.info("%s %s: output PSNR %.1f dB vs fp32 (%d held-out inputs)", comp, scheme.name,
                     parity.get("psnr_db", float("nan")), parity.get("inputs", 0))
-        if parity.get("inputs") and parity["psnr_db"] < config.min_psnr:
-            if comp == "unet" and config.sensitivity and scheme.supports_exclude:
+        floor = _floor(config, scheme)
+        entry["min_psnr_db"] = floor
+        if parity.get("inputs") and parity["psnr_db"] < floor:
+            if _sensitivity(config, scheme) and scheme.supports_exclude:
                 files, entry = _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch)
-            else:
-                raise QuantizationQualityError(
-                    f"{comp} quantized with {config.backend} {scheme.name}: output PSNR {parity['psnr_db']:.1f} dB "
-                    f"is below the floor {config.min_psnr:g} dB",
-                    hint="lower --min-psnr to accept it, add --sensitivity to keep the most sensitive UNet "
-                         "blocks in float, or pick a gentler scheme")
+                entry["min_psnr_db"] = floor
+            if entry["parity"]["psnr_db"] < floor:
+                entry["passed"] = False
+                if not config.keep_failed:
+                    kept = f" with {', '.join(entry['exclude'])} kept float" if entry["exclude"] else ""
+                    raise QuantizationQualityError(
+                        f"{comp} quantized with {config.backend} {scheme.name}{kept}: output PSNR "
+                        f"{entry['parity']['psnr_db']:.1f} dB vs fp32 is below the floor {floor:g} dB; nothing "
+                        "was written",
+                        hint="lower --min-psnr to accept it (--keep-failed writes it for inspection), "
+                             + ("" if _sensitivity(config, scheme) or not scheme.supports_exclude else
+                                "add --sensitivity to keep the most sensitive blocks in float, ")
+                             + "or pick a gentler scheme")
+        if parity.get("inputs") and "passed" not in entry:
+            entry["passed"] = True
     if config.compact:
         entry["compact"] = _compact(files[0], comp, calib, io, config, scheme, scratch)
     entry["files"] = files
@@ -242,11 +277,13 @@ def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch
         return graph_parity(config.backend, src, files[0], io, calib, comp,
                             session_config=dict(scheme.session_config)).get("psnr_db", 0.0)
 
-    result = search(groups, psnr_with, config.min_psnr)
-    if not result.met:
+    floor = _floor(config, scheme)
+    result = search(groups, psnr_with, floor)
+    if not result.met and not config.keep_failed:
         raise QuantizationQualityError(
             f"{comp}: even with {', '.join(result.kept_float)} in float the output PSNR is "
-            f"{result.steps[-1]['psnr_db']:.1f} dB < {config.min_psnr:g} dB", hint="lower --min-psnr")
+            f"{result.steps[-1]['psnr_db']:.1f} dB < {floor:g} dB; nothing was written",
+            hint="lower --min-psnr, or quantize fewer components (--components)")
     final = replace(options, exclude=tuple(result.kept_float))
     for f in list(dst.iterdir()):
         if f.name != "config.json":

@@ -1,7 +1,9 @@
-"""Mixed precision by sensitivity: which UNet blocks to keep in float so the output PSNR meets a floor.
+"""Mixed precision by sensitivity: which blocks of a graph to keep in float so the output PSNR meets a floor.
 
-1. Group the graph's nodes by the UNet block they come from (``down_blocks.N``, ``mid_block``, ``up_blocks.N``,
-   and the top-level layers: ``conv_in``, ``time_embedding``, ``conv_out``, ...).
+1. Group the graph's nodes by the block they come from: for the UNet ``down_blocks.N``, ``mid_block``,
+   ``up_blocks.N`` and the top-level layers (``conv_in``, ``time_embedding``, ``conv_out``, ...); for the text
+   encoder ``text_model.encoder.layers.N`` and ``text_model.embeddings``; for the VAE decoder
+   ``decoder.up_blocks.N``, ``decoder.mid_block``, ...
 2. Quantize one group at a time (every other group kept float) and measure the output PSNR against fp32:
    the lower it is, the more sensitive the group.
 3. Start from everything quantized; while the PSNR is below the floor, keep the next most sensitive group
@@ -17,6 +19,10 @@ from typing import Callable
 from .schemes import WRAPPERS, module_path
 
 logger = logging.getLogger("edgeldm")
+#: module-path segments that only contain blocks (a block is one level below them)
+CONTAINERS = ("text_model", "encoder", "decoder")
+#: module lists whose items are blocks of their own
+INDEXED = ("down_blocks", "up_blocks", "layers")
 
 
 def block_of(node_name: str) -> str | None:
@@ -25,9 +31,12 @@ def block_of(node_name: str) -> str | None:
     if len(segments) < 3 or segments[0] not in WRAPPERS:
         return None
     parts = module_path(node_name).split(".")
-    if parts[0] in ("down_blocks", "up_blocks") and len(parts) > 1:
-        return f"{parts[0]}.{parts[1]}"
-    return parts[0]
+    prefix = []
+    while len(parts) > 1 and parts[0] in CONTAINERS:  # text_model.encoder.layers.3, decoder.up_blocks.0
+        prefix.append(parts.pop(0))
+    if parts[0] in INDEXED and len(parts) > 1:
+        return ".".join(prefix + parts[:2])
+    return ".".join(prefix + parts[:1])
 
 
 def block_groups(node_names: list[str]) -> list[str]:
