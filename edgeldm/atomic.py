@@ -76,6 +76,14 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
     return removed
 
 
+def _refuse_inside_inputs(dest: Path, protect) -> None:
+    for src in protect:
+        src = Path(src).expanduser().absolute()
+        if dest == src or src in dest.parents:
+            raise EdgeLDMError(f"output {dest} is inside the input {src}; edgeldm never writes into its input",
+                               hint="choose an output folder outside the input checkpoint")
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """An ENOSPC / EDQUOT, also as libraries wrap it (safetensors' SafetensorError, torch's writer)."""
     while exc is not None:
@@ -113,10 +121,13 @@ def _probe(folder: Path, dest: Path) -> None:
                           hint="choose an output in a folder you can write to") from None
 
 
-def check_output(path: str | os.PathLike, *, folder: bool, overwrite: bool = False) -> Path:
-    """Fail now, before any work, if ``path`` cannot become the output: it exists (without ``overwrite``), it
-    is a folder where a file goes or the reverse, or its parent cannot be created or written to."""
+def check_output(path: str | os.PathLike, *, folder: bool, overwrite: bool = False,
+                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Fail now, before any work, if ``path`` cannot become the output: it is or lies inside an input
+    (``protect``), it exists (without ``overwrite``), it is a folder where a file goes or the reverse, or its
+    parent cannot be created or written to."""
     dest = Path(path).expanduser().absolute()
+    _refuse_inside_inputs(dest, protect)
     kind = "folder" if folder else "file"
     if dest.exists():
         if not overwrite:
@@ -170,11 +181,7 @@ def atomic_output_dir(destination: str | os.PathLike, *, overwrite: bool = False
     ``protect`` lists input paths the output must not be, or live inside (never write into the input).
     """
     dest = Path(destination).expanduser().absolute()
-    for src in protect:
-        src = Path(src).expanduser().absolute()
-        if dest == src or src in dest.parents:
-            raise EdgeLDMError(f"output {dest} is inside the input {src}; edgeldm never writes into its input",
-                               hint="choose an output folder outside the input checkpoint")
+    _refuse_inside_inputs(dest, protect)
     remove_stale_temporaries(dest)
     check_output(dest, folder=True, overwrite=overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -158,12 +158,16 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int | None = 2
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
 
 
-def _refuse_existing(path, overwrite: bool, *, folder: bool = True) -> None:
-    """Before any work: outputs are never replaced silently, a folder never by a file (nor the reverse), and an
-    output that cannot be written fails now, not after the work (atomic writers check again at the rename)."""
+def _refuse_existing(path, overwrite: bool, *, folder: bool = True, inputs: tuple = ()) -> None:
+    """Before any work: outputs are never replaced silently, a folder never by a file (nor the reverse), never
+    put inside an input, and an output that cannot be written fails now, not after the work (atomic writers
+    check again at the rename)."""
+    from pathlib import Path
+
     from .atomic import check_output
 
-    check_output(path, folder=folder, overwrite=overwrite)
+    check_output(path, folder=folder, overwrite=overwrite,
+                 protect=tuple(p for p in inputs if p is not None and Path(p).exists()))
 
 
 def _image_output(path: str, overwrite: bool):
@@ -365,7 +369,7 @@ def _run_export(args) -> int:
     from .exporters.bundle import ExportConfig, export_bundle
 
     _check_positive(height=args.height, width=args.width)
-    _refuse_existing(args.output, args.overwrite)
+    _refuse_existing(args.output, args.overwrite, inputs=(args.model,))
     config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
                           precision=args.precision, height=args.height, width=args.width, static=args.static,
                           vae_encoder=args.vae_encoder, fp16_vae_decoder=args.fp16_vae,
@@ -546,7 +550,7 @@ def _run_prune(args) -> int:
     if not args.score_only and not args.output:
         raise EdgeLDMError("-o/--output is required (or pass --score-only)")
     if args.output:
-        _refuse_existing(args.output, args.overwrite)
+        _refuse_existing(args.output, args.overwrite, inputs=(args.model,))
     try:
         budget = Budget(target_macs=args.target_macs, target_params=args.target_params, remove=args.remove)
         if budget == Budget() and args.strategy != "bk-sdm":
@@ -673,7 +677,7 @@ def _run_finetune(args) -> int:
     if args.guided_kd_weight < 0:
         raise EdgeLDMError(f"--guided-kd-weight must be >= 0, got {args.guided_kd_weight}", hint="0 turns it off")
     out = Path(args.output)
-    _refuse_existing(out, args.overwrite)
+    _refuse_existing(out, args.overwrite, inputs=(args.pruned, args.teacher))
     config = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, task_weight=args.task_weight,
                             out_kd_weight=args.out_kd_weight, feat_kd_weight=args.feat_kd_weight,
                             guided_kd_weight=args.guided_kd_weight, guided_kd_scale=args.guided_kd_scale,
@@ -789,7 +793,7 @@ def _run_distill(args) -> int:
     _check_positive(steps=args.steps, batch_size=args.batch_size, teacher_samples=args.teacher_samples,
                     ddim_steps=args.ddim_steps, lora_rank=args.lora_rank, lr=args.lr)
     out = Path(args.output)
-    _refuse_existing(out, args.overwrite)
+    _refuse_existing(out, args.overwrite, inputs=(args.model, args.teacher))
     config = DistillConfig(mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            w_min=args.w_min, w_max=args.w_max, ddim_steps=args.ddim_steps, loss=args.loss,
                            loss_c=args.loss_c, ema_decay=args.ema_decay, lora_rank=args.lora_rank,
@@ -899,7 +903,7 @@ def _run_distill_vae(args) -> int:
     from .loading import load_pipeline
 
     out = Path(args.output)
-    _refuse_existing(out, args.overwrite)
+    _refuse_existing(out, args.overwrite, inputs=(args.model,))
     config = VaeDistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, channels=args.channels,
                               decoder_blocks=_block_counts(args.decoder_blocks, "--decoder-blocks"),
                               encoder_blocks=_block_counts(args.encoder_blocks, "--encoder-blocks"),
@@ -1010,7 +1014,7 @@ def _run_quantize(args) -> int:
     from .compressor.quantize import QuantizeConfig, QuantOptions, quantize_bundle
 
     _check_positive(calib_samples=args.calib_samples, calib_steps=args.calib_steps, group_size=args.group_size)
-    _refuse_existing(args.output, args.overwrite)
+    _refuse_existing(args.output, args.overwrite, inputs=(args.bundle,))
     options = QuantOptions(group_size=args.group_size, smooth_quant_alpha=args.smooth_quant_alpha,
                            calibrate_method=args.calibrate_method, per_channel=not args.per_tensor,
                            op_types=_split_list(args.op_types))
@@ -1097,10 +1101,10 @@ def _run_compress(args, *, title: str | None = None) -> int:
     try:
         summary = compress(args.model, recipe, args.output, resume=args.resume, overwrite=args.overwrite,
                            allow_pickle=args.allow_pickle)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
         print(f"interrupted; `edgeldm compress {args.model} --recipe {args.recipe} -o {args.output} --resume` "
               "continues where it stopped", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except GateFailed:
         print(f"report of the stages so far: {args.output}/report/report.md", file=sys.stderr)
         raise
@@ -1386,6 +1390,7 @@ def _add_bench_report(sub) -> None:
 def _run_bench_report(args) -> int:
     from .benchmarks.report import write_report
 
+    _refuse_existing(args.output, args.overwrite, inputs=(args.history,))
     logger.info("wrote %s", write_report(args.history, args.output, overwrite=args.overwrite))
     return 0
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,33 @@ def tiny_random_coreml_bundle(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("coreml") / "tiny-random"
     export_bundle("tiny-random", path, ExportConfig(backends=("onnx", "coreml"), static=True))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """The embedded model tiny exported to ONNX (read-only by convention: copy before editing)."""
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("tiny-bundle") / "tiny"
+    export_bundle("tiny", out, ExportConfig(backends=("onnx",)))
+    return out
+
+
+#: a path no user can write to, root included (sysfs refuses new files): outputs that cannot be written
+UNWRITABLE = Path("/sys/edgeldm-test-output")
+
+
+def run_on_tmpfs(tmp_path: Path, options: str, argv: list[str], *, timeout: int = 300):
+    """Run ``edgeldm ARGV`` with a fresh tmpfs mounted (``options``, e.g. "ro" or "size=256k") at
+    ``tmp_path/mnt``, in a mount namespace of its own (``unshare``; unprivileged users get one mapped to root):
+    a real read-only or full file system, not a mock. Returns (exit code, stderr, names left in the mount)."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    listing = tmp_path / "listing.txt"
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "edgeldm", *argv])
+    script = (f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(mount))} || exit 99; {command}; rc=$?; "
+              f"ls -A {shlex.quote(str(mount))} > {shlex.quote(str(listing))}; exit $rc")
+    flags = "-m" if os.geteuid() == 0 else "-rm"
+    proc = subprocess.run(["unshare", flags, "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode != 99, f"could not mount a tmpfs ({options}) in a mount namespace: {proc.stderr}"
+    return proc.returncode, proc.stderr, listing.read_text().split()

@@ -24,15 +24,6 @@ CONFIG = BenchConfig(steps=2, guidance=7.5, repeat=2, warmup=0, threads=1, quali
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    from edgeldm.exporters.bundle import ExportConfig, export_bundle
-
-    out = tmp_path_factory.mktemp("bench") / "tiny"
-    export_bundle("tiny", out, ExportConfig(backends=("onnx",)))
-    return out
-
-
-@pytest.fixture(scope="module")
 def side_by_side(tiny_bundle):
     """One run of our runtime against diffusers' torch pipeline, alternately (the expensive part, done once)."""
     return run_bench(str(tiny_bundle), CONFIG, vs="diffusers:tiny", command="test")
