@@ -183,3 +183,56 @@ def test_bench_cli_writes_json_and_markdown(tiny_bundle, tmp_path, capsys):
     assert "| image_s |" in capsys.readouterr().out
     assert main(["bench", "compare", str(out), str(tmp_path / "missing.json")]) != 0
     assert main(["bench", "compare", str(out), str(out), "--max-regression", "ten"]) != 0
+
+
+def test_gate_compares_before_appending_and_a_regressed_run_is_never_the_baseline(side_by_side, tmp_path):
+    from edgeldm.benchmarks.bench import gate
+
+    result, _ = side_by_side
+    hist = tmp_path / "hist"
+    assert gate(result, hist, 0.10) is None  # an empty history: this run becomes the baseline
+    append_history(result, hist)
+    slow = _slower(result, "unet_step_s", 1.3)
+    verdict = gate(slow, hist, 0.10)
+    assert verdict["passed"] is False and verdict["baseline_run_id"] == result["run_id"]
+    assert [r["figure"] for r in verdict["rows"] if r["regressed"]] == ["unet_step_s"]
+    append_history({**slow, "gate": verdict}, hist)
+    # the next run is compared with the last good one, not with the regressed one
+    later = _slower(result, "image_s", 1.0)
+    later["created"], later["run_id"] = "3000-01-01T00:00:00+00:00", "later"
+    assert gate(later, hist, 0.10)["baseline_run_id"] == result["run_id"]
+
+
+def _readme_ci_command() -> list[str]:
+    """The regression-gate line of the README's bench section, as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("edgeldm bench ") and "--gate" in ln)
+    return line.split("#")[0].split()[1:]
+
+
+def test_the_readme_ci_example_fails_on_a_result_made_30_percent_slower(tiny_bundle, tmp_path, monkeypatch, capsys):
+    argv = _readme_ci_command()
+    assert argv[:2] == ["bench", "bundles/tiny"] and "--history" in argv and "--gate" in argv
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bundles").mkdir()
+    (tmp_path / "bundles" / "tiny").symlink_to(tiny_bundle, target_is_directory=True)
+    history = tmp_path / argv[argv.index("--history") + 1]
+    assert main(["-q", *argv]) == 0  # the first run on this device is the baseline
+    (first,) = history.rglob("*.json")
+    baseline = json.loads(first.read_text())
+    # the next result is 30 % slower than the baseline: make the baseline's figures 1/1.3 of what they were
+    for figure in GATED_FIGURES:
+        value = baseline["figures"][figure]
+        if isinstance(value, dict):
+            for key in ("median", "p90", "min", "max"):
+                value[key] /= 1.3
+        else:
+            baseline["figures"][figure] = value / 1.3
+    first.write_text(json.dumps(baseline))
+    capsys.readouterr()
+    assert main(["-q", *argv]) == 1
+    assert "regression beyond 10%" in capsys.readouterr().err
+    results = [d for _, d in load_results(history)]
+    assert len(results) == 2 and results[-1]["gate"]["passed"] is False

@@ -274,3 +274,58 @@ def test_coreml_w8a8_says_it_needs_macos(tiny_random_coreml_bundle, tmp_path):
         quantize_bundle(tiny_random_coreml_bundle, tmp_path / "q",
                         QuantizeConfig(backend="coreml", scheme="w8a8", calibration=CAPTURE))
     assert not (tmp_path / "q").exists()
+
+
+def test_the_default_floor_keeps_quality_and_depends_on_what_the_scheme_quantizes():
+    from edgeldm.compressor.quantize.bundle import _floor, _sensitivity
+    from edgeldm.compressor.quantize.schemes import get_scheme
+
+    config = QuantizeConfig(backend="openvino", scheme="hybrid")
+    hybrid, int8 = get_scheme("openvino", "hybrid"), get_scheme("openvino", "int8-weights")
+    # activation schemes: the 52 dB floor, met by keeping sensitive blocks float (within 2 points on tiny)
+    assert _floor(config, hybrid) == 52.0 and _sensitivity(config, hybrid) is True
+    assert _floor(config, int8) == 45.0 and _sensitivity(config, int8) is False
+    told = QuantizeConfig(backend="openvino", scheme="hybrid", min_psnr=30.0, sensitivity=False)
+    assert _floor(told, hybrid) == 30.0 and _sensitivity(told, hybrid) is False
+
+
+def test_keep_failed_writes_the_bundle_marked_failed_and_still_fails(tiny_random_bundle, calib, tmp_path, capsys):
+    out = tmp_path / "q"
+    config = QuantizeConfig(backend="onnx", scheme="dynamic", calibration_dir=str(calib.folder), min_psnr=500.0,
+                            keep_failed=True, image_prompts=0)
+    with pytest.raises(QuantizationQualityError, match="kept in .* as asked"):
+        quantize_bundle(tiny_random_bundle, out, config)
+    manifest = load_manifest(out)
+    gate = manifest["quantization"]["gate"]
+    assert gate["passed"] is False and len(gate["failures"]) == 2  # text encoder and UNet, both named
+    assert manifest["components"]["unet"]["backends"]["onnx"]["quantization"]["passed"] is False
+    verify_files(out, manifest)  # a complete bundle, for inspection
+    cli = ["quantize", str(tiny_random_bundle), "-o", str(tmp_path / "cli"), "--backend", "onnx", "--scheme",
+           "dynamic", "--calib-dir", str(calib.folder), "--min-psnr", "500", "--image-prompts", "0"]
+    assert main(cli) == 1 and not (tmp_path / "cli").exists()
+    assert "below the floor 500 dB; nothing was written" in capsys.readouterr().err
+    assert main([*cli, "--keep-failed"]) == 1 and (tmp_path / "cli" / "edgeldm.json").is_file()
+
+
+def test_sensitivity_covers_text_encoder_layers_and_vae_blocks(tiny_random_bundle, calib, tmp_path):
+    names = ["/text_encoder/text_model/embeddings/token_embedding/Gather",
+             "/text_encoder/text_model/encoder/layers.0/self_attn/q_proj/MatMul",
+             "/text_encoder/text_model/encoder/layers.1/mlp/fc1/MatMul",
+             "/text_encoder/text_model/final_layer_norm/LayerNormalization",
+             "/vae/decoder/mid_block/resnets.0/conv1/Conv", "/vae/decoder/up_blocks.1/resnets.0/conv1/Conv",
+             "/vae/post_quant_conv/Conv"]
+    assert block_groups(names) == ["text_model.embeddings", "text_model.encoder.layers.0",
+                                   "text_model.encoder.layers.1", "text_model.final_layer_norm",
+                                   "decoder.mid_block", "decoder.up_blocks.1", "post_quant_conv"]
+    # for real, on by default for an activation scheme: a floor just above full quantization's text encoder
+    few = QuantOptions(calib_samples=4)
+    full = quantize_bundle(tiny_random_bundle, tmp_path / "full", QuantizeConfig(
+        backend="onnx", scheme="qdq-static", components=("text_encoder",), calibration_dir=str(calib.folder),
+        min_psnr=0.0, image_prompts=0, options=few))
+    reached = full["components"]["text_encoder"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"]
+    mixed = quantize_bundle(tiny_random_bundle, tmp_path / "mixed", QuantizeConfig(
+        backend="onnx", scheme="qdq-static", components=("text_encoder",), calibration_dir=str(calib.folder),
+        min_psnr=reached + 0.5, image_prompts=0, options=few))
+    entry = mixed["components"]["text_encoder"]["backends"]["onnx"]["quantization"]
+    assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5 and entry["passed"]
+    assert all(e.startswith("text_model.") for e in entry["exclude"])

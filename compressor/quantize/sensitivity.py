@@ -31,6 +31,8 @@ def block_of(node_name: str) -> str | None:
     if len(segments) < 3 or segments[0] not in WRAPPERS:
         return None
     parts = module_path(node_name).split(".")
+    if len(parts) == 1 and parts[0] in CONTAINERS:  # a container's own ops (pooling): no block; as a group its
+        return None                                 # name would prefix, and so exclude, every block inside it
     prefix = []
     while len(parts) > 1 and parts[0] in CONTAINERS:  # text_model.encoder.layers.3, decoder.up_blocks.0
         prefix.append(parts.pop(0))
