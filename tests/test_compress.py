@@ -24,6 +24,7 @@ stages:
       scheme: dynamic
       calib-samples: 4
       image-prompts: 2
+      min-psnr: 10
     gate: output_psnr_min >= 10
   - evaluate: {prompts: 4}
     gate: joint_accuracy >= 0.0 * baseline

@@ -86,6 +86,21 @@ def test_below_the_floor_is_an_error_and_writes_nothing(tiny_random_bundle, cali
     assert not out.exists()
 
 
+def _floor_just_above(bundle, calib, tmp_path, component: str, *, sensitivity) -> tuple[float, dict]:
+    """qdq-static on ``component`` alone: the PSNR full quantization reaches, and the manifest entry of a run
+    whose floor is 0.5 dB above it (``sensitivity`` None: the scheme's default)."""
+    few = QuantOptions(calib_samples=4)
+    runs = []
+    for name, floor in (("full", 0.0), ("mixed", None)):
+        floor = runs[0] + 0.5 if floor is None else floor
+        manifest = quantize_bundle(bundle, tmp_path / name, QuantizeConfig(
+            backend="onnx", scheme="qdq-static", components=(component,), calibration_dir=str(calib.folder),
+            min_psnr=floor, sensitivity=sensitivity if name == "mixed" else False, image_prompts=0, options=few))
+        entry = manifest["components"][component]["backends"]["onnx"]["quantization"]
+        runs.append(entry["parity"]["psnr_db"] if name == "full" else entry)
+    return runs[0], runs[1]
+
+
 def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, calib, tmp_path):
     # node names as the exporter writes them: the wrapper module's attribute, then the UNet's module path
     names = ["/unet/Constant", "/unet/conv_in/Conv", "/unet/time_embedding/linear_1/Gemm",
@@ -105,15 +120,7 @@ def test_sensitivity_keeps_blocks_float_until_the_floor(tiny_random_bundle, cali
     assert result.met and result.kept_float == ["down_blocks.1", "down_blocks.0"]
     assert result.steps[-1]["psnr_db"] >= 50.0 and result.per_group_db["down_blocks.1"] == 52.0
     # for real: a floor just above what full quantization reaches (4 calibration calls: a dozen trials)
-    few = QuantOptions(calib_samples=4)
-    full = quantize_bundle(tiny_random_bundle, tmp_path / "full", QuantizeConfig(
-        backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
-        min_psnr=0.0, image_prompts=0, options=few))
-    reached = full["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"]
-    mixed = quantize_bundle(tiny_random_bundle, tmp_path / "mixed", QuantizeConfig(
-        backend="onnx", scheme="qdq-static", components=("unet",), calibration_dir=str(calib.folder),
-        min_psnr=reached + 0.5, sensitivity=True, image_prompts=0, options=few))
-    entry = mixed["components"]["unet"]["backends"]["onnx"]["quantization"]
+    reached, entry = _floor_just_above(tiny_random_bundle, calib, tmp_path, "unet", sensitivity=True)
     assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5
     assert "unet" not in entry["exclude"] and len(entry["sensitivity"]["per_group_db"]) >= 5  # blocks, not the whole
     assert entry["sensitivity"]["kept_float"] == entry["exclude"]
@@ -318,14 +325,6 @@ def test_sensitivity_covers_text_encoder_layers_and_vae_blocks(tiny_random_bundl
                                    "text_model.encoder.layers.1", "text_model.final_layer_norm",
                                    "decoder.mid_block", "decoder.up_blocks.1", "post_quant_conv"]
     # for real, on by default for an activation scheme: a floor just above full quantization's text encoder
-    few = QuantOptions(calib_samples=4)
-    full = quantize_bundle(tiny_random_bundle, tmp_path / "full", QuantizeConfig(
-        backend="onnx", scheme="qdq-static", components=("text_encoder",), calibration_dir=str(calib.folder),
-        min_psnr=0.0, image_prompts=0, options=few))
-    reached = full["components"]["text_encoder"]["backends"]["onnx"]["quantization"]["parity"]["psnr_db"]
-    mixed = quantize_bundle(tiny_random_bundle, tmp_path / "mixed", QuantizeConfig(
-        backend="onnx", scheme="qdq-static", components=("text_encoder",), calibration_dir=str(calib.folder),
-        min_psnr=reached + 0.5, image_prompts=0, options=few))
-    entry = mixed["components"]["text_encoder"]["backends"]["onnx"]["quantization"]
+    reached, entry = _floor_just_above(tiny_random_bundle, calib, tmp_path, "text_encoder", sensitivity=None)
     assert entry["exclude"] and entry["parity"]["psnr_db"] >= reached + 0.5 and entry["passed"]
     assert all(e.startswith("text_model.") for e in entry["exclude"])
