@@ -110,7 +110,8 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
         for p in procs:
             p.close()
     result = {"schema": BENCH_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "run_id": uuid.uuid4().hex, "command": command, "config": asdict(config), **runs[0], "vs": None, "ratios": None}
+              "run_id": uuid.uuid4().hex, "command": command, "config": asdict(config), **runs[0], "vs": None,
+              "ratios": None}
     if vs:
         result["vs"] = {**runs[1], "config": asdict(configs[1])}
         result["ratios"] = pair_ratios(runs[0], runs[1])

@@ -151,7 +151,8 @@ def test_an_unwritable_output_fails_at_once(tiny_random_bundle, capsys, argv, mo
 
 def test_a_read_only_folder_is_refused_by_run_export_and_zoo_save(tiny_random_bundle, tmp_path):
     for k, argv in enumerate([["run", str(tiny_random_bundle), "--prompt", "p", "-o", "{mnt}/x.png"],
-                              ["export", "tiny-random", "-o", "{mnt}/b"], ["zoo", "save", "tiny-random", "-o", "{mnt}/z"]]):
+                              ["export", "tiny-random", "-o", "{mnt}/b"],
+                              ["zoo", "save", "tiny-random", "-o", "{mnt}/z"]]):
         work = tmp_path / str(k)
         work.mkdir()
         rc, err, left = run_on_tmpfs(work, "ro,size=1m", [a.format(mnt=work / "mnt") for a in argv])
