@@ -232,12 +232,15 @@ def load_results(path: Path) -> list[tuple[Path, dict]]:
 
 def parse_regression(text: str) -> float:
     """``"10%"`` or ``"0.1"`` -> 0.1."""
+    percent = text.strip().endswith("%")
     try:
-        value = float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+        value = float(text.strip()[:-1]) / 100 if percent else float(text)
     except ValueError:
-        raise EdgeLDMError(f"--max-regression must look like 10% or 0.1, got {text!r}") from None
-    if value < 0:
-        raise EdgeLDMError(f"--max-regression must not be negative, got {text!r}")
+        raise EdgeLDMError(f"an allowed regression must look like 10% or 0.1, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise EdgeLDMError(f"an allowed regression must be a finite amount >= 0, got {text!r}")
+    if not percent and value > 1:  # "10" is 10 % or 1000 %: refuse to guess
+        raise EdgeLDMError(f"allowed regression {text!r} is ambiguous", hint="write 10% (or the fraction 0.1)")
     return value
 
 
@@ -290,8 +293,10 @@ def gate(new: dict, history: Path, max_regression: float, figures=GATED_FIGURES)
 
 
 def _target_key(doc: dict) -> tuple:
-    t = doc["target"]
-    return t["kind"], t["backend"], Path(t["location"]).name
+    """Results are comparable when they measured the same thing the same way: target and sampling settings."""
+    t, c = doc["target"], doc.get("config", {})
+    return (t["kind"], t["backend"], Path(t["location"]).name, t.get("source"),
+            tuple(c.get(k) for k in ("steps", "guidance", "height", "width", "threads")))
 
 
 def compare(new: dict, baseline: dict, max_regression: float, figures=GATED_FIGURES) -> list[dict]:

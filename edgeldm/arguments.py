@@ -50,9 +50,32 @@ def check_positive_int(value: int | str, name: str) -> int:
         as_int = int(value)
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}") from None
+    if isinstance(value, float) and value != as_int:
+        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
     if as_int < 1:
         raise InvalidArgumentError(f"{name} must be positive, got {as_int}")
     return as_int
+
+
+def check_threads(value: int | str, name: str = "threads") -> int:
+    """1 to 4x the machine's cores: more only costs memory (a typo of 100000 once made 7 700 threads)."""
+    import os
+
+    threads = check_positive_int(value, name)
+    limit = 4 * (os.cpu_count() or 1)
+    if threads > limit:
+        raise InvalidArgumentError(f"{name} must lie in [1, {limit}] (4x this machine's cores), got {threads}")
+    return threads
+
+
+def check_psnr_floor(value: float | str, name: str = "min-psnr") -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a number of dB, got {value!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a finite number of dB >= 0, got {value}")
+    return value
 
 
 def check_text(value: str, name: str = "prompt") -> str:

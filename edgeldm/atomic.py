@@ -51,7 +51,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, another user's
+    except (PermissionError, OverflowError, ValueError):  # another user's, or no pid at all: not ours to judge
         return True
     return True
 
@@ -126,10 +126,16 @@ def check_output(path: str | os.PathLike, *, folder: bool, overwrite: bool = Fal
     """Fail now, before any work, if ``path`` cannot become the output: it is or lies inside an input
     (``protect``), it exists (without ``overwrite``), it is a folder where a file goes or the reverse, or its
     parent cannot be created or written to."""
+    if not folder and str(path).endswith(("/", os.sep)):
+        raise OutputError(f"{path} ends with a separator, but the output is a file", hint="drop the trailing /")
     dest = Path(path).expanduser().absolute()
     _refuse_inside_inputs(dest, protect)
+    remove_stale_temporaries(dest)  # a previous output restored first counts as existing below
     kind = "folder" if folder else "file"
-    if dest.exists():
+    if os.path.lexists(dest) and not dest.is_symlink() and not dest.is_dir() and not dest.is_file():
+        raise OutputError(f"{dest} is a device, pipe or socket, not a {kind}; edgeldm replaces only files and "
+                          "folders", hint="write to a regular file ('-' prints a document to stdout where offered)")
+    if os.path.lexists(dest):
         if not overwrite:
             raise OutputExistsError(f"{dest} already exists", hint="pass --overwrite to replace it, or choose "
                                                                    "another output")
@@ -188,7 +194,9 @@ def atomic_output_dir(destination: str | os.PathLike, *, overwrite: bool = False
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         yield tmp
-        _chmod_default(tmp, folder=True)
+        for sub in [tmp, *tmp.rglob("*")]:  # libraries write some files owner-only (safetensors: 0600)
+            if not sub.is_symlink():
+                _chmod_default(sub, folder=sub.is_dir())
         with _SignalsDeferred():
             if dest.exists():
                 backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")

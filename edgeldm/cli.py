@@ -14,7 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .arguments import argparse_type, check_guidance, check_seed, check_text
+from .arguments import argparse_type, check_guidance, check_psnr_floor, check_seed, check_text, check_threads
 from .errors import EdgeLDMError
 
 logger = logging.getLogger("edgeldm")
@@ -23,6 +23,11 @@ logger = logging.getLogger("edgeldm")
 GUIDANCE = argparse_type(check_guidance, "guidance")
 SEED = argparse_type(check_seed, "seed")
 TEXT = argparse_type(check_text, "prompt")
+NEGATIVE_TEXT = argparse_type(check_text, "negative prompt")
+THREADS = argparse_type(check_threads, "threads")
+PSNR_FLOOR = argparse_type(check_psnr_floor, "min-psnr")
+#: image formats -o writes (PIL writes them from an RGB image; others fail only after the work)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"
 
 #: subcommand name -> function that adds its parser (one registry, filled by @subcommand)
@@ -170,19 +175,17 @@ def _refuse_existing(path, overwrite: bool, *, folder: bool = True, inputs: tupl
                  protect=tuple(p for p in inputs if p is not None and Path(p).exists()))
 
 
-def _image_output(path: str, overwrite: bool):
-    """The image file ``-o`` names, checked before the work: writable, and a format PIL writes for its suffix."""
+def _image_output(path: str, overwrite: bool, *, inputs: tuple = ()):
+    """The image file ``-o`` names, checked before the work: writable, not inside an input, and a format for
+    its suffix."""
     from pathlib import Path
 
-    from PIL import Image
-
     out = Path(path)
-    _refuse_existing(out, overwrite, folder=False)
+    _refuse_existing(path, overwrite, folder=False, inputs=inputs)
     suffix = out.suffix.lower()
-    formats = Image.registered_extensions()
-    if suffix not in formats or formats[suffix] not in Image.SAVE:
+    if suffix not in IMAGE_SUFFIXES:
         raise EdgeLDMError(f"cannot tell the image format of {out} from its suffix {suffix or '(none)'}",
-                           hint="end the name with .png, .jpg, .webp or .bmp")
+                           hint=f"end the name with one of {', '.join(IMAGE_SUFFIXES)}")
     return out
 
 
@@ -204,7 +207,7 @@ def _add_generate(sub) -> None:
     )
     _add_model_argument(p)
     p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, type=TEXT, help="negative prompt (used with guidance > 1)")
+    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (used with guidance > 1)")
     _add_sampling_arguments(p)
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's native size)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
@@ -222,7 +225,7 @@ def _run_generate(args) -> int:
     from .schedulers import swap_scheduler
 
     _check_positive(steps=args.steps, height=args.height, width=args.width)
-    out = _image_output(args.output, args.overwrite)
+    out = _image_output(args.output, args.overwrite, inputs=(args.model,))
     pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
     if args.scheduler:
         swap_scheduler(pipe, args.scheduler)
@@ -304,6 +307,8 @@ def evaluate_args(args):
     from .benchmarks.evaluate import EvalConfig, evaluate_bundle, evaluate_pipeline
 
     _check_positive(steps=args.steps, prompts=args.prompts, batch_size=args.batch_size)
+    if args.prompts < 2:
+        raise EdgeLDMError(f"--prompts must be at least 2 (the Fréchet distance needs two), got {args.prompts}")
     bundle = (Path(args.model) / "edgeldm.json").is_file()
     if bundle:
         if args.vae_ceiling:
@@ -410,7 +415,7 @@ def _add_run(sub) -> None:
     _load_builtin_samplers()
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
     p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, type=TEXT, help="negative prompt (with guidance > 1)")
+    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (with guidance > 1)")
     p.add_argument("--backend", default="onnx", choices=sorted(BACKENDS),
                    help="onnx, openvino, coreml (predicts on macOS only), or torch (the source model through "
                         "diffusers' modules, for reference; needs the compress extra) (default onnx)")
@@ -421,7 +426,7 @@ def _add_run(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="image width (default: the bundle's)")
     p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
                    help="the numpy sampler to use (default: the bundle's scheduler)")
-    p.add_argument("--threads", type=int, default=None, help="backend CPU threads (default: the backend's choice)")
+    p.add_argument("--threads", type=THREADS, default=None, help="backend CPU threads (default: the backend's choice)")
     p.add_argument("--device", default=None,
                    help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "
                         "an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units (default: the CPU)")
@@ -438,7 +443,7 @@ def _run_run(args) -> int:
     from .runtimes.text2image import Text2Image
 
     _check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
-    out = _image_output(args.output, args.overwrite)
+    out = _image_output(args.output, args.overwrite, inputs=(args.bundle,))
     from .runtimes.backends import device_options
 
     options = {"threads": args.threads} if args.threads else {}
@@ -976,7 +981,7 @@ def _add_quantize(sub) -> None:
     p.add_argument("--calib-steps", type=int, default=None,
                    help="sampler steps during capture (default: the bundle's, e.g. 4 for an LCM)")
     p.add_argument("--calib-dir", default=None, help="reuse a capture instead of making one")
-    p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+    p.add_argument("--min-psnr", type=PSNR_FLOOR, default=None, metavar="DB",
                    help="floor on each quantized component's output PSNR vs its fp32 graph on held-out captured "
                         f"inputs; below it quantize exits 1 and writes nothing (default: {ACTIVATION_MIN_PSNR_DB:g} "
                         f"for schemes that quantize activations - within 2 accuracy points on tiny, README -, "
@@ -1015,6 +1020,8 @@ def _run_quantize(args) -> int:
 
     _check_positive(calib_samples=args.calib_samples, calib_steps=args.calib_steps, group_size=args.group_size)
     _refuse_existing(args.output, args.overwrite, inputs=(args.bundle,))
+    if args.image_prompts < 0:
+        raise EdgeLDMError(f"--image-prompts must be >= 0 (0 skips the image comparison), got {args.image_prompts}")
     options = QuantOptions(group_size=args.group_size, smooth_quant_alpha=args.smooth_quant_alpha,
                            calibrate_method=args.calibrate_method, per_channel=not args.per_tensor,
                            op_types=_split_list(args.op_types))
@@ -1212,7 +1219,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     p.add_argument("--repeat", type=int, default=5, help="timed images per target (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed images first (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per target (default: the backend's)")
+    p.add_argument("--threads", type=THREADS, default=None, help="CPU threads per target (default: the backend's)")
     p.add_argument("--quality-prompts", type=int, default=None,
                    help="held-out prompts for the quality metrics (default 50 when the target derives from tiny, "
                         "else none; 0 turns them off)")
@@ -1234,6 +1241,8 @@ def _run_bench(args) -> int:
     from .atomic import atomic_write_text, check_appendable_folder, check_output
     from .benchmarks.bench import append_history, gate, markdown_summary, parse_regression, write_sheet
 
+    if args.quality_prompts is not None and (args.quality_prompts < 0 or args.quality_prompts == 1):
+        raise EdgeLDMError(f"--quality-prompts must be 0 (off) or at least 2, got {args.quality_prompts}")
     max_regression = None
     if args.gate is not None:
         if not args.history:
@@ -1490,6 +1499,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     previous = _install_sigterm()
     try:
+        return _run(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM while an error was being reported
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
+    try:
         return int(args.func(args) or 0)
     except EdgeLDMError as exc:
         if args.verbose:
@@ -1520,11 +1542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.verbose:
             print("  run with --verbose for the traceback", file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

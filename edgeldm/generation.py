@@ -65,6 +65,9 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
             negative = negative_prompts[i:i + batch_size] if negative_prompts else None
             lat = pipe(chunk, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance,
                        generator=gens, height=height, width=width, output_type="latent").images
+            if not torch.isfinite(lat).all():
+                raise EdgeLDMError(f"the sampler's latents overflowed (inf / NaN) at guidance {guidance:g}",
+                                   hint="lower the guidance scale")
             if decode:
                 decoded = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
                 images.append(pipe.image_processor.postprocess(decoded, output_type="np"))

@@ -35,6 +35,34 @@ class BundleError(EdgeLDMError):
     """A bundle is missing, incomplete, altered, or lacks what was asked of it."""
 
 
+def _shape_problems(m) -> list[str]:
+    """The manifest's structure, before anything reads it (a hand-edited or hostile file)."""
+    if not isinstance(m, dict):
+        return ["not a JSON object"]
+    problems = []
+    if not isinstance(m.get("format_version", 0), int):
+        problems.append("format_version is not an integer")
+    comps = m.get("components")
+    if not isinstance(comps, dict) or not all(isinstance(c, dict) and isinstance(c.get("backends", {}), dict)
+                                              for c in comps.values()):
+        problems.append("components is not a map of components with backends")
+    else:
+        for c in comps.values():
+            for e in c.get("backends", {}).values():
+                if not isinstance(e, dict) or not isinstance(e.get("files", {}), dict):
+                    problems.append("a backend entry has no files map")
+    tok = m.get("tokenizer")
+    if not isinstance(tok, dict) or not isinstance(tok.get("folder"), str) or \
+            not isinstance(tok.get("files", {}), dict):
+        problems.append("tokenizer is not a map with a folder and files")
+    if not isinstance(m.get("files", {}), dict):
+        problems.append("files is not a map")
+    for key in ("image", "scheduler", "defaults"):
+        if not isinstance(m.get(key), dict):
+            problems.append(f"{key} is missing")
+    return sorted(set(problems))
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -83,6 +111,9 @@ def load_manifest(bundle: str | Path) -> dict:
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not an edgeldm bundle manifest (format {manifest.get('format')!r})")
+    problems = _shape_problems(manifest)
+    if problems:
+        raise BundleError(f"{path} is not a valid manifest: {'; '.join(problems)}", hint="re-export the bundle")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BundleError(f"{path} has format version {manifest['format_version']}; this edgeldm reads up to "
                           f"{FORMAT_VERSION}", hint="upgrade edgeldm")
@@ -144,21 +175,54 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
             problems.append(f"{rel} is missing")
         elif sha256_file(path) != digest:
             problems.append(f"{rel} was altered or truncated (SHA-256 differs from the manifest)")
-    # a file beside a graph that no entry lists could still be opened by it (external data, an OpenVINO .bin)
-    every = set(listed)
-    for comp in (manifest.get("components") or {}).values():
-        for entry in (comp.get("backends") or {}).values():
-            every.update(entry.get("files") or {})
-    folders = {rel.split("/")[0] for rel in listed if "/" in rel}
+    # a file beside a graph could be opened by it (external data, an OpenVINO .bin): every file in a component
+    # folder belongs, by its name, to one backend's graph and must be listed under that very backend
+    components = manifest.get("components") or {}
+    by_backend = {(c, b): set(e.get("files") or {}) for c, comp in components.items()
+                  for b, e in (comp.get("backends") or {}).items()}
+    for (c, b), files in by_backend.items():
+        if backends is not None and b not in backends:
+            continue
+        for rel in sorted(files):
+            if _owner(c, rel) != b:
+                problems.append(f"{rel} is listed under {c}'s {b} graph but is not one of its files")
+    shared = set(manifest.get("files") or {}) | set(_tokenizer_files(manifest))
+    folders = {rel.split("/")[0] for rel in listed if "/" in rel and not rel.startswith(("./", "/"))}
     for folder in sorted(folders):
         root = bundle / folder
-        if root.is_dir() and not root.is_symlink():
-            for f in sorted(root.rglob("*")):
-                if (f.is_file() or f.is_symlink()) and f.relative_to(bundle).as_posix() not in every:
-                    problems.append(f"{f.relative_to(bundle).as_posix()} is in the bundle but not in its manifest")
+        if not root.is_dir():
+            continue
+        for f in sorted(root.rglob("*")):
+            if not (f.is_file() or f.is_symlink()):
+                continue
+            rel = f.relative_to(bundle).as_posix()
+            owner = _owner(folder, rel)
+            if rel in shared or (owner is not None and rel in by_backend.get((folder, owner), ())):
+                continue
+            problems.append(f"{rel} is in the bundle but not in its manifest" if owner is None or
+                            not any(rel in fs for fs in by_backend.values()) else
+                            f"{rel} belongs to {folder}'s {owner} graph but is listed elsewhere")
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n    " + "\n    ".join(problems),
                           hint="re-export the bundle; pass verify=False (--no-verify) only if you edited it on purpose")
+
+
+#: which backend's graph a file of a component folder belongs to, by its name (None: not a graph's file)
+_OWNED_BY = (("onnx", ("model.onnx",)), ("openvino", ("openvino_model.",)), ("coreml", ("model.mlpackage/",)))
+
+
+def _owner(component: str, rel: str) -> str | None:
+    if not rel.startswith(component + "/"):
+        return None
+    name = rel[len(component) + 1:]
+    for backend, prefixes in _OWNED_BY:
+        if name.startswith(prefixes):
+            return backend
+    return None
+
+
+def _tokenizer_files(manifest: dict) -> dict:
+    return dict((manifest.get("tokenizer") or {}).get("files") or {})
 
 
 NO_VERIFY_WARNING = ("--no-verify: the bundle's files are not checked against the SHA-256 digests of its manifest; "
@@ -170,8 +234,11 @@ def check_bundle(bundle: str | Path, manifest: dict, *, backends: list[str] | No
     """``verify_files``, or — with ``verify=False`` — one warning that says what that skips."""
     if verify:
         verify_files(Path(bundle), manifest, backends=backends)
-    else:
-        logger.warning("%s (%s)", NO_VERIFY_WARNING, bundle)
+        return
+    logger.warning("%s (%s)", NO_VERIFY_WARNING, bundle)
+    listed, _ = _listed_files(manifest, backends)
+    for rel in listed:  # digests skipped, the path rule never: nothing is read from outside the bundle
+        bundle_file(bundle, rel)
 
 
 def graph_file(bundle: str | Path, manifest: dict, component: str, backend: str) -> Path:

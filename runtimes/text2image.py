@@ -68,6 +68,10 @@ class Text2Image:
             raise BundleError(f"bundle {self.bundle} has no {backend} graph for {', '.join(lacking)}",
                               hint=f"it has: {', '.join(have) or 'nothing'}; re-export with --backend {backend}")
         check_bundle(self.bundle, self.manifest, backends=[backend], verify=verify)
+        gate = (self.manifest.get("quantization") or {}).get("gate") or {}
+        if gate.get("passed") is False:
+            logger.warning("%s was kept although it failed its quantization floor (--keep-failed): %s", self.bundle,
+                           "; ".join(gate.get("failures", [])))
         self.backend = backend
         self.ios = {c: component_io(self.manifest, c) for c in COMPONENTS}
         if backend == "torch":

@@ -189,3 +189,52 @@ def test_every_command_that_loads_bundles_has_no_verify(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "--no-verify" in capsys.readouterr().out
+
+
+def test_a_graph_file_listed_under_another_backend_is_refused(bundle, tmp_path, capsys):
+    # the review's bypass: the OpenVINO weights moved to the onnx listing, then altered, while loading OpenVINO
+    def move(m):
+        b = m["components"]["unet"]["backends"]
+        b["onnx"]["files"]["unet/openvino_model.bin"] = b["openvino"]["files"].pop("unet/openvino_model.bin")
+
+    _edit_manifest(bundle, move)
+    with pytest.raises(BundleError, match="openvino_model.bin belongs to unet's openvino graph but is listed"):
+        Text2Image(bundle, backend="openvino")
+    with pytest.raises(BundleError, match="is listed under unet's onnx graph but is not one of its files"):
+        Text2Image(bundle, backend="onnx")
+
+
+def test_a_symlinked_component_folder_is_scanned_like_a_real_one(bundle):
+    (bundle / "unet").rename(bundle / ".unet-real")
+    (bundle / "unet").symlink_to(bundle / ".unet-real", target_is_directory=True)
+    _edit_manifest(bundle, lambda m: m["components"]["unet"]["backends"]["openvino"]["files"].pop(
+        "unet/openvino_model.bin"))
+    with pytest.raises(BundleError, match="unet/openvino_model.bin is in the bundle but not in its manifest|"
+                                          "belongs to unet's openvino graph"):
+        Text2Image(bundle, backend="openvino")
+
+
+def test_no_verify_still_keeps_every_listed_file_inside(bundle, tmp_path):
+    outside = tmp_path / "outside.bin"
+    (bundle / "unet" / "openvino_model.bin").rename(outside)
+    (bundle / "unet" / "openvino_model.bin").symlink_to(outside)
+    with pytest.raises(BundleError, match="leads outside the bundle"):
+        Text2Image(bundle, backend="openvino", verify=False)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m.update(format_version="2"), "format_version is not an integer"),
+    (lambda m: m.update(components=[]), "components is not a map"),
+    (lambda m: m.update(tokenizer="tokenizer"), "tokenizer is not a map"),
+    (lambda m: m["tokenizer"].pop("folder"), "tokenizer is not a map with a folder"),
+])
+def test_a_malformed_manifest_is_a_bundle_error(bundle, edit, needle):
+    _edit_manifest(bundle, edit)
+    with pytest.raises(BundleError, match=needle):
+        Text2Image(bundle, backend="onnx", verify=False)
+
+
+def test_run_never_writes_into_its_bundle(bundle, capsys):
+    assert main(["run", str(bundle), "--prompt", PROMPT, "-o", str(bundle / "unet" / "x.png")]) == 1
+    assert "never writes into its input" in capsys.readouterr().err
+    verify_files(bundle, load_manifest(bundle))

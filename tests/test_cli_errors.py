@@ -317,3 +317,52 @@ def test_a_failed_command_loses_nothing_of_its_input(tiny_random_dir, tmp_path, 
 def test_info_json_is_valid(capsys):
     assert main(["info", "tiny-random", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["schema"] == "edgeldm.info/1"
+
+
+def test_pipes_devices_dangling_links_and_trailing_slashes_are_not_outputs(tiny_random_bundle, tmp_path, capsys):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    _fails(["bench", str(tiny_random_bundle), "--json", str(fifo)], capsys, 1, "is a device, pipe or socket")
+    assert fifo.is_fifo()
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    _fails(["run", str(tiny_random_bundle), "--prompt", "p", "-o", str(dangling)], capsys, 1, "already exists")
+    assert dangling.is_symlink()
+    _fails(["run", str(tiny_random_bundle), "--prompt", "p", "-o", f"{tmp_path}/new.png/"], capsys, 1,
+           "ends with a separator")
+    _fails(["run", str(tiny_random_bundle), "--prompt", "p", "-o", str(tmp_path / "x.xbm")], capsys, 1,
+           "cannot tell the image format")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "{bundle}", "--prompt", "p", "-o", "{tmp}/x.png", "--threads", "100000"], "4x this machine's cores"),
+    (["quantize", "{bundle}", "-o", "{tmp}/q", "--backend", "onnx", "--scheme", "dynamic", "--min-psnr", "nan"],
+     "finite number of dB"),
+])
+def test_numbers_that_would_hurt_are_refused_while_parsing(tiny_random_bundle, tmp_path, capsys, argv, needle):
+    _fails([a.format(bundle=tiny_random_bundle, tmp=tmp_path) for a in argv], capsys, 2, needle)
+
+
+@pytest.mark.parametrize("value, needle", [("nan%", "finite"), ("inf", "finite"), ("10", "ambiguous"),
+                                           ("-5%", "finite amount >= 0")])
+def test_a_gate_that_could_not_fail_is_refused(tiny_random_bundle, tmp_path, capsys, value, needle):
+    _fails(["bench", str(tiny_random_bundle), "--history", str(tmp_path / "h"), f"--gate={value}"], capsys, 1, needle)
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_stale_name_with_a_huge_pid_blocks_nothing(tiny_random_bundle, tmp_path):
+    planted = tmp_path / ".c.png.tmp-99999999999999999999999-x"
+    planted.write_text("")
+    assert main(["-q", "run", str(tiny_random_bundle), "--prompt", "p", "--steps", "1", "-o",
+                 str(tmp_path / "c.png")]) == 0
+    assert planted.exists()  # not a pid: not ours to remove
+
+
+def test_weights_written_by_libraries_follow_the_umask_too(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main(["-q", "zoo", "save", "tiny-random", "-o", str(tmp_path / "z")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "z").rglob("*") if p.is_file()}
+    assert modes["diffusion_pytorch_model.safetensors"] == 0o644 and set(modes.values()) == {0o644}

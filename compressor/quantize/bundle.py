@@ -117,7 +117,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
         else:
             calib_path = Path(scratch) / "calibration"
             capture(bundle, calib_path, config.calibration, backend=_capture_backend(manifest, config.backend),
-                    verify=False)  # checked above
+                    verify=verify)
             calib = CalibrationSet(calib_path)
         _copy_for_backend(bundle, tmp, manifest, config.backend)
         new_manifest = json.loads(json.dumps(manifest))
