@@ -21,37 +21,41 @@ class InvalidArgumentError(EdgeLDMError):
     """A value given by the user is out of range or malformed."""
 
 
-def check_guidance(value: float | str, name: str = "guidance") -> float:
-    """A finite scale >= 0. Values up to 1 mean no classifier-free guidance (diffusers' rule: guidance applies
-    above 1), so 0 and 1 both turn it off."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a finite number >= 0 (0 or 1: no guidance), got {value}")
-    return value
-
-
-def check_seed(value: int | str, name: str = "seed") -> int:
+def _whole(value, name: str) -> int:
     try:
         as_int = int(value)
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}") from None
     if isinstance(value, float) and value != as_int:
         raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
+    return as_int
+
+
+def _finite_nonnegative(value, name: str, what: str, note: str = "") -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be {what}, got {value!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a finite {what.removeprefix('a ')} >= 0{note}, got {value}")
+    return value
+
+
+def check_guidance(value: float | str, name: str = "guidance") -> float:
+    """A finite scale >= 0. Values up to 1 mean no classifier-free guidance (diffusers' rule: guidance applies
+    above 1), so 0 and 1 both turn it off."""
+    return _finite_nonnegative(value, name, "a number", " (0 or 1: no guidance)")
+
+
+def check_seed(value: int | str, name: str = "seed") -> int:
+    as_int = _whole(value, name)
     if not 0 <= as_int <= MAX_SEED:
         raise InvalidArgumentError(f"{name} must lie in [0, 2^64 - 1], got {as_int}")
     return as_int
 
 
 def check_positive_int(value: int | str, name: str) -> int:
-    try:
-        as_int = int(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}") from None
-    if isinstance(value, float) and value != as_int:
-        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
+    as_int = _whole(value, name)
     if as_int < 1:
         raise InvalidArgumentError(f"{name} must be positive, got {as_int}")
     return as_int
@@ -69,13 +73,7 @@ def check_threads(value: int | str, name: str = "threads") -> int:
 
 
 def check_psnr_floor(value: float | str, name: str = "min-psnr") -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name} must be a number of dB, got {value!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a finite number of dB >= 0, got {value}")
-    return value
+    return _finite_nonnegative(value, name, "a number of dB")
 
 
 def check_text(value: str, name: str = "prompt") -> str:
