@@ -186,10 +186,7 @@ def atomic_output_dir(destination: str | os.PathLike, *, overwrite: bool = False
 
     ``protect`` lists input paths the output must not be, or live inside (never write into the input).
     """
-    dest = Path(destination).expanduser().absolute()
-    _refuse_inside_inputs(dest, protect)
-    remove_stale_temporaries(dest)
-    check_output(dest, folder=True, overwrite=overwrite)
+    dest = check_output(destination, folder=True, overwrite=overwrite, protect=protect)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
@@ -239,15 +236,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def png_bytes(image) -> bytes:
     """A PIL image (or uint8 HWC array) encoded as PNG."""
-    import io
-
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(image)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return image_bytes(image, ".png")
 
 
 def image_bytes(image, suffix: str = ".png") -> bytes:

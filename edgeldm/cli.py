@@ -130,13 +130,13 @@ def _run_zoo_list(args) -> int:
 
 
 def _run_zoo_save(args) -> int:
-    from .atomic import atomic_output_dir, check_output
+    from .atomic import atomic_output_dir
     from .loading import load_pipeline
     from .saving import save_pipeline
     from .zoo import get_zoo_entry
 
     get_zoo_entry(args.name)  # clear error before any heavy import
-    check_output(args.output, folder=True, overwrite=args.overwrite)
+    _refuse_existing(args.output, args.overwrite)
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         pipe = load_pipeline(args.name, seed=args.seed)
         logger.info("writing %s", args.output)
@@ -161,6 +161,12 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, *, steps: int | None = 2
     p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
+
+
+def _add_no_verify_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--no-verify", action="store_true",
+                   help=f"{what}: skip the SHA-256 check of the bundle's files against its manifest (paths must "
+                        "still stay inside the bundle)")
 
 
 def _refuse_existing(path, overwrite: bool, *, folder: bool = True, inputs: tuple = ()) -> None:
@@ -263,7 +269,7 @@ def _add_eval(sub) -> None:
                         "the backend it has)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
     p.add_argument("--sheet", default=None, help="also write a contact sheet PNG (prompts beside images)")
-    p.add_argument("--no-verify", action="store_true", help="a bundle: skip the SHA-256 check of its files")
+    _add_no_verify_argument(p, "a bundle MODEL")
     p.add_argument("--vae-ceiling", action="store_true",
                    help="also score real held-out scenes passed through the model's VAE (encode, decode): a "
                         "reference for what the VAE can reproduce (models only)")
@@ -430,7 +436,7 @@ def _add_run(sub) -> None:
     p.add_argument("--device", default=None,
                    help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "
                         "an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units (default: the CPU)")
-    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the bundle's files")
+    _add_no_verify_argument(p, "BUNDLE")
     p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_run)
@@ -991,7 +997,7 @@ def _add_quantize(sub) -> None:
                         "blocks) in float until it is met (default: on for schemes that quantize activations)")
     p.add_argument("--keep-failed", action="store_true",
                    help="below the floor, still write the bundle (its manifest marks the failure) and exit 1")
-    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of BUNDLE's files")
+    _add_no_verify_argument(p, "BUNDLE")
     p.add_argument("--group-size", type=int, default=d.options.group_size,
                    help=f"INT4 / palettization group size (default {d.options.group_size})")
     p.add_argument("--smooth-quant-alpha", type=float, default=d.options.smooth_quant_alpha,
@@ -1230,15 +1236,14 @@ def _add_bench(sub) -> None:
                    help="with --history: before appending, compare the result with DIR's latest passing result of "
                         "this device and target (as `bench compare`) and exit 1 when a figure regressed more than "
                         "PCT, e.g. 10%%; the first run on a device becomes the baseline")
-    p.add_argument("--no-verify", action="store_true",
-                   help="bundle targets: skip the SHA-256 check of the bundle's files")
+    _add_no_verify_argument(p, "bundle targets")
     p.add_argument("--sheet", default=None, metavar="PNG", help="write a contact sheet of the sample images")
     p.add_argument("--markdown", action="store_true", help="print a Markdown summary (for CI logs)")
     p.set_defaults(func=_run_bench)
 
 
 def _run_bench(args) -> int:
-    from .atomic import atomic_write_text, check_appendable_folder, check_output
+    from .atomic import atomic_write_text, check_appendable_folder
     from .benchmarks.bench import append_history, gate, markdown_summary, parse_regression, write_sheet
 
     if args.quality_prompts is not None and (args.quality_prompts < 0 or args.quality_prompts == 1):
@@ -1250,9 +1255,9 @@ def _run_bench(args) -> int:
         max_regression = parse_regression(args.gate)
     # every output is checked before the measurement: a bad path must not cost the run its results
     if args.json and args.json != "-":
-        check_output(args.json, folder=False, overwrite=True)
+        _refuse_existing(args.json, True, folder=False)
     if args.sheet:
-        check_output(args.sheet, folder=False, overwrite=True)
+        _refuse_existing(args.sheet, True, folder=False)
     if args.history:
         check_appendable_folder(args.history)
     result, samples = bench_args(args)

@@ -67,3 +67,13 @@ def build_scheduler_from_config(library: str, class_name: str, folder: Path):
 
 def vae_scale_factor(vae_config) -> int:
     return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
+def unet_downsampling(unet_config) -> int:
+    """Latent sides must survive the UNet's downsamplings: a multiple of 2^(levels - 1)."""
+    return 2 ** (len(unet_config["block_out_channels"]) - 1)
+
+
+def size_multiple(vae_config, unet_config) -> int:
+    """Image sides must be multiples of this: the VAE factor times the UNet's downsamplings."""
+    return vae_scale_factor(vae_config) * unet_downsampling(unet_config)

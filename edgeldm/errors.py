@@ -58,6 +58,14 @@ class PickledWeightsError(CheckpointError):
     """Only pickled weights (.bin / .ckpt / .pt) were found and the caller did not opt in."""
 
 
+class LatentsOverflowError(EdgeLDMError):
+    """Sampling produced inf / NaN latents (an absurd guidance scale, or an fp16 graph out of range)."""
+
+    def __init__(self, guidance: float, steps: int):
+        super().__init__(f"the sampler's latents overflowed (inf / NaN) at guidance {guidance:g}, {steps} steps",
+                         hint="lower the guidance scale; an fp16 graph may also overflow where fp32 does not")
+
+
 # --- outputs ---------------------------------------------------------------------------------
 
 

@@ -6,21 +6,14 @@ import numpy as np
 
 from ._lazy import require
 from .arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
-from .errors import EdgeLDMError
+from .errors import EdgeLDMError, LatentsOverflowError
 from .progress import progress_bar
-
-
-def size_multiple(pipe) -> int:
-    """Image sides must be multiples of this: the VAE factor times the UNet's downsamplings."""
-    from .components import vae_scale_factor
-
-    return vae_scale_factor(pipe.vae.config) * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
 
 def check_request(pipe, texts: list[str], *, steps: int, guidance: float, seeds: list[int],
                   height: int | None, width: int | None) -> None:
     """What diffusers would otherwise reject deep inside the call (or, for guidance, not at all)."""
-    from .components import vae_scale_factor
+    from .components import size_multiple, vae_scale_factor
 
     for text in texts:
         check_text(text)
@@ -36,7 +29,7 @@ def check_request(pipe, texts: list[str], *, steps: int, guidance: float, seeds:
                            hint="choose fewer steps")
     factor = vae_scale_factor(pipe.vae.config)
     native = pipe.unet.config.sample_size * factor
-    check_image_size(height or native, width or native, size_multiple(pipe),
+    check_image_size(height or native, width or native, size_multiple(pipe.vae.config, pipe.unet.config),
                      why=f"VAE factor {factor} x the UNet's downsamplings")
 
 
@@ -66,8 +59,7 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
             lat = pipe(chunk, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance,
                        generator=gens, height=height, width=width, output_type="latent").images
             if not torch.isfinite(lat).all():
-                raise EdgeLDMError(f"the sampler's latents overflowed (inf / NaN) at guidance {guidance:g}",
-                                   hint="lower the guidance scale")
+                raise LatentsOverflowError(guidance, steps)
             if decode:
                 decoded = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
                 images.append(pipe.image_processor.postprocess(decoded, output_type="np"))

@@ -130,9 +130,8 @@ def _listed_files(manifest: dict, backends: list[str] | None) -> tuple[dict[str,
         missing.append("the configs (model_index.json, scheduler and component configs: no top-level \"files\")")
         shared = {}
     listed.update(shared)
-    tok = manifest.get("tokenizer") or {}
-    folder = tok.get("folder")
-    tok_files = tok.get("files") or {}
+    folder = (manifest.get("tokenizer") or {}).get("folder")
+    tok_files = _tokenizer_files(manifest)
     if not tok_files:
         missing.append("the tokenizer's files")
     elif folder is None or f"{folder}/tokenizer.json" not in tok_files:
@@ -252,14 +251,6 @@ def graph_file(bundle: str | Path, manifest: dict, component: str, backend: str)
     if rel not in files and not any(f.startswith(rel + "/") for f in files):
         raise BundleError(f"{rel} is not listed in the bundle's manifest", hint="re-export the bundle")
     return bundle_file(bundle, rel)
-
-
-def tokenizer_folder(bundle: str | Path, manifest: dict) -> Path:
-    """The tokenizer's folder, inside the bundle."""
-    folder = (manifest.get("tokenizer") or {}).get("folder")
-    if not folder:
-        raise BundleError("the bundle's manifest names no tokenizer folder", hint="re-export the bundle")
-    return bundle_file(bundle, folder)
 
 
 def component_io(manifest: dict, component: str) -> ComponentIO:

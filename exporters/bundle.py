@@ -83,11 +83,6 @@ def component_ios(pipe, height: int, width: int) -> dict[str, ComponentIO]:
     }
 
 
-def _spatial_multiple(pipe) -> int:
-    """Latent sizes must survive the UNet's downsamplings: a multiple of 2^(levels - 1)."""
-    return 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-
-
 def _validate(module, io: ComponentIO, graph: Path, backend: str, precision: str, tolerances, *,
               spatial_multiple: int, vocab_size: int) -> ValidationReport:
     import numpy as np
@@ -161,7 +156,8 @@ def default_sampling(pipe, source=None) -> dict:
 def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfig(), *, overwrite: bool = False,
                   allow_pickle: bool = False) -> dict:
     """Export ``source`` (zoo name or diffusers folder) to a bundle at ``output``; returns the manifest."""
-    from ..components import vae_scale_factor
+    from ..arguments import check_image_size
+    from ..components import size_multiple, unet_downsampling, vae_scale_factor
     from ..loading import load_pipeline, resolve_source
     from .torch_modules import component_module
 
@@ -170,10 +166,8 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
     factor = vae_scale_factor(pipe.vae.config)
     height = config.height or pipe.unet.config.sample_size * factor
     width = config.width or pipe.unet.config.sample_size * factor
-    multiple = factor * _spatial_multiple(pipe)
-    if height % multiple or width % multiple or height <= 0 or width <= 0:
-        raise EdgeLDMError(f"height and width must be positive multiples of {multiple} for this model "
-                           f"(VAE factor {factor} x UNet downsamplings), got {height}x{width}")
+    multiple = size_multiple(pipe.vae.config, pipe.unet.config)
+    check_image_size(height, width, multiple, why=f"VAE factor {factor} x the UNet's downsamplings")
     if config.vae_encoder and not hasattr(pipe.vae, "quant_conv"):
         # optimum's bundle layout gives the encoder graph a posterior (mean, log-variance); AutoencoderTiny's encoder
         # returns the latents themselves, which no consumer of that layout would read right
@@ -225,7 +219,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                 else:
                     graph = folder / "model.mlpackage" if backend == "coreml" else files[0]
                     report = _validate(module, io, graph, backend, precision, tol,
-                                       spatial_multiple=_spatial_multiple(pipe), vocab_size=vocab)
+                                       spatial_multiple=unet_downsampling(pipe.unet.config), vocab_size=vocab)
                     logger.info("%s %s: %s", comp, backend, ", ".join(
                         f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
                     if not report.passed:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
-from ..errors import EdgeLDMError
+from ..errors import EdgeLDMError, LatentsOverflowError
 from ..manifest import GRAPH_FILE, BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
 from .backends import BACKENDS, open_session
@@ -102,9 +102,11 @@ class Text2Image:
             return int(self.image["size_multiple"])
         import json
 
+        from ..components import unet_downsampling
+
         # format 1 bundles do not state it: the UNet's config does (listed, and verified with the bundle)
         config = json.loads(bundle_file(self.bundle, "unet/config.json").read_text(encoding="utf-8"))
-        return self.image["vae_scale_factor"] * 2 ** (len(config["block_out_channels"]) - 1)
+        return self.image["vae_scale_factor"] * unet_downsampling(config)
 
     def _check_size(self, height: int, width: int) -> None:
         check_image_size(height, width, self.size_multiple,
@@ -189,8 +191,7 @@ class Text2Image:
             latents, _, state = self.sampler.step(out, latents, plan, state, noise=eps)
             latents = latents.astype(np.float32)
         if not np.isfinite(latents).all():
-            raise EdgeLDMError(f"the sampler's latents overflowed (inf / NaN) at guidance {guidance:g}, {steps} steps",
-                               hint="lower the guidance scale; an fp16 graph may also overflow where fp32 does not")
+            raise LatentsOverflowError(guidance, steps)
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
