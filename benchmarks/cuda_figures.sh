@@ -28,7 +28,7 @@ python3 -m edgeldm distill $S/f --teacher tiny -o $S/l --steps 20 --batch-size 1
 python3 -m edgeldm distill tiny -o $S/l2 --steps 10 --batch-size 16 --teacher-samples 32 --teacher-draws 2 \
   --validate-every 0
 echo "gpu smoke: prune, finetune, distill (live and table) ran on $(python3 -c 'import torch; print(torch.cuda.get_device_name())')"
-python3 -m edgeldm.benchmarks.prune_bench --json "$OUT/prune_score_cost_sd15_cuda.json" \
+python3 -m edgeldm.benchmarks.studies.prune_bench --json "$OUT/prune_score_cost_sd15_cuda.json" \
   score-cost sd15 --device cuda --candidates ${CANDIDATES:-4}
-python3 -m edgeldm.benchmarks.prune_bench --json "$OUT/prune_latency_sd15_cuda_fp16.json" \
+python3 -m edgeldm.benchmarks.studies.prune_bench --json "$OUT/prune_latency_sd15_cuda_fp16.json" \
   latency --backend torch --device cuda --dtype float16 --size 512 --repeat 20 --threads "$(nproc)"

@@ -31,6 +31,7 @@ import torch
 from ..inventory import count_macs, count_macs_with_calls, operator_inventory, unet_example_inputs
 from .patches import _parent, apply_modification, modifications_for
 from .score_config import VARIANTS, ScoreConfig
+from .selection import overlaps  # noqa: F401  (re-exported: patches and tests use it from here)
 
 logger = logging.getLogger("edgeldm")
 
@@ -56,11 +57,6 @@ class Candidate:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def overlaps(a: str, b: str) -> bool:
-    """One operator contains the other (or they are the same)."""
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def _params(module) -> int:

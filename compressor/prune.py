@@ -15,6 +15,7 @@ from ..inventory import count_macs, unet_example_inputs
 from .digest import weights_digest
 from .ldpruner import Candidate, ScoreCache, ScoreConfig, default_config_for, enumerate_candidates, \
     score_candidates
+from .score_config import DEFAULT_TARGET_MACS, RESCORE_EVERY
 from .plan import PLAN_FILE, Operation, PruningPlan, read_plan
 from .selection import Budget, budget_met, select
 
@@ -23,11 +24,11 @@ logger = logging.getLogger("edgeldm")
 
 @dataclass(frozen=True)
 class PruneConfig:
-    budget: Budget = field(default_factory=lambda: Budget(target_macs=0.65))
+    budget: Budget = field(default_factory=lambda: Budget(target_macs=DEFAULT_TARGET_MACS))
     strategy: str = "ldpruner"  # or an ablation baseline: random, magnitude, bk-sdm
     score: ScoreConfig = field(default_factory=ScoreConfig)
     iterative: bool = False  # re-score the remaining operators after every `rescore_every` removals
-    rescore_every: int = 4
+    rescore_every: int = RESCORE_EVERY
     prompts_file: str | None = None
     seed: int = 0
     narrow_keep: float | None = None  # inner-channel fraction a `narrow` candidate keeps; None: no narrowing

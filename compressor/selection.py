@@ -21,13 +21,19 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .ldpruner import Candidate, overlaps
+if TYPE_CHECKING:  # the selection is arithmetic on scores: torch-free, so the CLI lists the strategies cheaply
+    from .ldpruner import Candidate
 
 STRATEGIES: dict[str, Callable] = {}
+
+
+def overlaps(a: str, b: str) -> bool:
+    """One operator contains the other (or they are the same)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def register_strategy(name: str):

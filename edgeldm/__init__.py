@@ -37,10 +37,26 @@ def describe_model(source, *, height: int | None = None, width: int | None = Non
     return _describe(source, height=height, width=width, allow_pickle=allow_pickle)
 
 
+#: the library API (see docs/python-api.md): stage functions and their options, imported on first use so that
+#: ``import edgeldm`` stays light and torch-free
+_STAGE_API = ("prune", "score_operators", "finetune", "distill", "distill_vae", "export", "quantize", "evaluate",
+              "bench", "compress", "StageResult", "PruneOptions", "FinetuneOptions", "DistillOptions",
+              "DistillVaeOptions", "ExportOptions", "QuantizeOptions", "EvaluateOptions", "BenchOptions")
+
+
+def __getattr__(name: str):
+    if name in _STAGE_API:
+        from .stages import api
+
+        return api(name)
+    raise AttributeError(f"module 'edgeldm' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "load_pipeline",
     "describe_model",
+    *_STAGE_API,
     "EdgeLDMError",
     "MissingDependencyError",
     "CheckpointError",

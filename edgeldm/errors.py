@@ -71,3 +71,8 @@ class LatentsOverflowError(EdgeLDMError):
 
 class OutputExistsError(EdgeLDMError):
     """The output path exists and ``--overwrite`` was not given."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI runners, ``timeout`` and service managers send), raised like Ctrl-C so that the same
+    cleanup runs: temporary outputs removed, worker processes stopped."""

@@ -148,7 +148,7 @@ def test_targets_resolve_by_kind_and_lineage(tiny_bundle):
 
 
 def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_path, monkeypatch):
-    from edgeldm.cli import _target_sampling, build_parser
+    from edgeldm.stages.bench import BenchOptions, configs, target_sampling as _target_sampling
 
     lcm = tmp_path / "lcm"
     (lcm / "unet").mkdir(parents=True)
@@ -156,21 +156,13 @@ def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_pa
     assert _target_sampling(f"diffusers:{lcm}")["steps"] == 4 and _target_sampling("diffusers:tiny")["steps"] == 25
     assert _target_sampling(f"onnx:{tiny_bundle}")["steps"] == 25  # a bundle: its manifest's defaults
 
-    from edgeldm import cli
+    def sides(target, **options):
+        config, vs_config = configs(target, BenchOptions(**options))
+        return {"main": (config.steps, config.guidance), "vs": (vs_config.steps, vs_config.guidance)}
 
-    seen = {}
-
-    def fake_run(target, config, *, vs=None, vs_config=None, command=""):
-        seen.update(main=(config.steps, config.guidance), vs=(vs_config.steps, vs_config.guidance))
-        return {}, None
-
-    import edgeldm.benchmarks.bench as bench
-
-    monkeypatch.setattr(bench, "run_bench", fake_run)
-    parser = build_parser()
-    cli.bench_args(parser.parse_args(["bench", f"diffusers:{lcm}", "--vs", "diffusers:tiny"]))
+    seen = sides(f"diffusers:{lcm}", vs="diffusers:tiny")
     assert seen == {"main": (4, 8.0), "vs": (25, 7.5)}  # student at 4, teacher at 25 guided
-    cli.bench_args(parser.parse_args(["bench", f"diffusers:{lcm}", "--vs", "diffusers:tiny", "--steps", "2"]))
+    seen = sides(f"diffusers:{lcm}", vs="diffusers:tiny", steps=2)
     assert seen == {"main": (2, 8.0), "vs": (2, 7.5)}  # a given option applies to both sides
 
 

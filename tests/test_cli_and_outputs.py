@@ -7,7 +7,10 @@ import sys
 import pytest
 
 from edgeldm.atomic import atomic_output_dir
-from edgeldm.cli import SUBCOMMANDS, main
+from edgeldm.cli import main
+from edgeldm.commands import load_commands
+
+SUBCOMMANDS = load_commands()
 from edgeldm.errors import EdgeLDMError, OutputExistsError
 
 from conftest import tree_digest

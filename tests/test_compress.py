@@ -9,7 +9,7 @@ import pytest
 
 from edgeldm.cli import main
 from edgeldm.errors import EdgeLDMError
-from edgeldm.recipe import load_recipe, parse_gate, shipped_recipes
+from edgeldm.stages.recipe import load_recipe, parse_gate, shipped_recipes
 
 # a whole pipeline in under two minutes on 2 cores: every stage shrunk to a few steps
 SMALL = """\
@@ -148,7 +148,7 @@ def test_compress_check_prints_the_plan_and_refuses_existing_output(tmp_path, ca
 @pytest.fixture(scope="module")
 def interrupted_then_resumed(tmp_path_factory):
     """Run SMALL on tiny, interrupted during export (Ctrl-C), then resumed; counts the stage executions."""
-    import edgeldm.compress as compress_mod
+    import edgeldm.stages.runner as compress_mod
 
     tmp = tmp_path_factory.mktemp("compress")
     recipe = _recipe(tmp, SMALL, "small.yaml")
@@ -157,12 +157,12 @@ def interrupted_then_resumed(tmp_path_factory):
     real = dict(compress_mod._STAGE_RUNNERS)
 
     def counting(kind):
-        def run(state, stage, sdir, inp, parser):
+        def run(state, stage, sdir, inp):
             calls.append(kind)
-            return real[kind](state, stage, sdir, inp, parser)
+            return real[kind](state, stage, sdir, inp)
         return run
 
-    def interrupt(state, stage, sdir, inp, parser):
+    def interrupt(state, stage, sdir, inp):
         calls.append("export-interrupted")
         raise KeyboardInterrupt
 

@@ -268,7 +268,7 @@ def test_a_teacher_from_another_latent_space_is_refused(tiny_random_dir, tmp_pat
 
 
 def test_a_teacher_that_names_the_model_itself_is_the_default(tiny_random_dir, tmp_path, monkeypatch):
-    from edgeldm.cli import _same_model
+    from edgeldm.stages.common import same_model as _same_model
 
     monkeypatch.chdir(tiny_random_dir.parent)
     assert _same_model(tiny_random_dir.name, str(tiny_random_dir))  # one folder by two spellings

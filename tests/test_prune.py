@@ -449,7 +449,7 @@ def test_prune_device_is_checked_before_any_work(tiny_random_dir, tmp_path, caps
 
 
 def test_score_cost_benchmark_extrapolates_from_the_timed_candidates(tiny_random_dir):
-    from edgeldm.benchmarks.prune_bench import score_cost
+    from edgeldm.benchmarks.studies.prune_bench import score_cost
 
     res = score_cost(str(tiny_random_dir), device="cpu", candidates=2, samples=2, steps=1, latency_repeat=0)
     assert res["timed"] == 2 and len(res["timed_ops"]) == 2 and res["candidates"] > 2

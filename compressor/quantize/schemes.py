@@ -49,6 +49,10 @@ class Scheme:
         return ACTIVATION_MIN_PSNR_DB if self.calibrated else WEIGHT_ONLY_MIN_PSNR_DB
 
 
+#: backend -> the module of this package whose schemes quantize its graphs (imported on first use)
+BACKEND_MODULES = {"onnx": "onnxruntime_schemes", "openvino": "openvino_schemes", "coreml": "coreml_schemes"}
+#: ONNX Runtime's range estimators for static QDQ
+CALIBRATE_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_MIN_PSNR_DB = 52.0
 WEIGHT_ONLY_MIN_PSNR_DB = 45.0
 SCHEMES: dict[str, Scheme] = {}
@@ -93,9 +97,9 @@ def register_scheme(name: str, backend: str, summary: str, *, components=("text_
 def _load_backend(backend: str) -> None:
     from importlib import import_module
 
-    module = {"onnx": "onnxruntime_schemes", "openvino": "openvino_schemes", "coreml": "coreml_schemes"}.get(backend)
+    module = BACKEND_MODULES.get(backend)
     if module is None:
-        raise EdgeLDMError(f"unknown backend {backend!r}", hint="one of onnx, openvino, coreml")
+        raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"one of {', '.join(BACKEND_MODULES)}")
     import_module(f"{__package__}.{module}")
 
 
@@ -133,6 +137,6 @@ def component_schemes(backend: str, spec: str, components: tuple[str, ...] | Non
 
 
 def list_schemes() -> list[Scheme]:
-    for b in ("onnx", "openvino", "coreml"):
+    for b in BACKEND_MODULES:
         _load_backend(b)
     return sorted(SCHEMES.values(), key=lambda s: (s.backend, s.name))

@@ -85,3 +85,20 @@ def build_preset(name: str, *, seed: int = 0, device: str = "cpu", dtype=None):
 
 
 __all__ = ["ZOO", "ZooEntry", "register_zoo_entry", "get_zoo_entry", "build_preset"]
+
+
+def save_zoo_model(name: str, output, *, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write zoo model ``name`` as a diffusers folder (safetensors) at ``output``, atomically."""
+    import logging
+
+    from ..atomic import atomic_output_dir, check_output
+    from ..loading import load_pipeline
+    from ..saving import save_pipeline
+
+    get_zoo_entry(name)
+    check_output(output, folder=True, overwrite=overwrite)
+    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        pipe = load_pipeline(name, seed=seed)
+        logging.getLogger("edgeldm").info("writing %s", output)
+        save_pipeline(pipe, tmp)
+    return Path(output)

@@ -1,8 +1,8 @@
 """Quantization figures, measured side by side (issue: quantization for every backend).
 
-    python -m edgeldm.benchmarks.quant_bench latency BUNDLE [--schemes openvino:hybrid,...] [--repeat 5]
-    python -m edgeldm.benchmarks.quant_bench quality BUNDLE [--schemes ...] [--prompts 200]
-    python -m edgeldm.benchmarks.quant_bench trajectory LCM_BUNDLE [--scheme onnx:qdq-static] [--prompts 200]
+    python -m edgeldm.benchmarks.studies.quant_bench latency BUNDLE [--schemes openvino:hybrid,...] [--repeat 5]
+    python -m edgeldm.benchmarks.studies.quant_bench quality BUNDLE [--schemes ...] [--prompts 200]
+    python -m edgeldm.benchmarks.studies.quant_bench trajectory LCM_BUNDLE [--scheme onnx:qdq-static] [--prompts 200]
 
 ``latency`` (meant for the ``sd15`` bundle at 256 px): the UNet of each scheme against the fp32 UNet of the
 same backend — size on disk, and one guided step (batch 2) timed alternately fp32 / quantized in one
@@ -38,7 +38,7 @@ def _split(spec: str) -> tuple[str, str]:
 
 def _quantized(bundle: Path, out: Path, spec: str, calib_dir: Path | None, *, components=None, min_psnr=0.0,
                calibration=None, sensitivity: bool = False, calib_calls: int | None = None) -> Path:
-    from ..compressor.quantize import QuantizeConfig, QuantOptions, quantize_bundle
+    from ...compressor.quantize import QuantizeConfig, QuantOptions, quantize_bundle
 
     backend, scheme = _split(spec)
     target = out / (spec.replace(":", "-") + (f"-sensitivity{min_psnr:g}" if sensitivity else "")
@@ -55,7 +55,7 @@ def _quantized(bundle: Path, out: Path, spec: str, calib_dir: Path | None, *, co
 
 
 def _capture_once(bundle: Path, out: Path, samples: int, steps: int | None = None, name: str = "calibration") -> Path:
-    from ..calibration.capture import CaptureConfig, capture
+    from ...calibration.capture import CaptureConfig, capture
 
     path = out / name
     if not (path / "calibration.json").is_file():
@@ -65,7 +65,7 @@ def _capture_once(bundle: Path, out: Path, samples: int, steps: int | None = Non
 
 def _graph_bytes(bundle: Path, backend: str) -> int:
     """Bytes of one backend's graphs in a bundle (an fp32 bundle may hold several backends)."""
-    from ..manifest import load_manifest
+    from ...manifest import load_manifest
 
     return sum((bundle / rel).stat().st_size for c in load_manifest(bundle)["components"].values()
                for rel in c["backends"].get(backend, {}).get("files", {}))
@@ -73,10 +73,10 @@ def _graph_bytes(bundle: Path, backend: str) -> int:
 
 def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: int, calib_samples: int,
             calib_calls: int = 4) -> dict:
-    from ..manifest import component_io, load_manifest, session_config
-    from ..runtimes.backends import open_session
-    from .targets import folder_bytes
-    from .timing import alternate, summarize
+    from ...manifest import component_io, load_manifest, session_config
+    from ...runtimes.backends import open_session
+    from ..targets import folder_bytes
+    from ..timing import alternate, summarize
 
     out.mkdir(parents=True, exist_ok=True)
     calib = _capture_once(bundle, out, calib_samples)
@@ -121,8 +121,8 @@ def latency(bundle: Path, out: Path, schemes: list[str], repeat: int, threads: i
 
 
 def _quality_of(bundle: Path, backend: str, prompts: int, steps: int | None, guidance: float | None) -> dict:
-    from ..manifest import load_manifest
-    from .evaluate import EvalConfig, evaluate_bundle
+    from ...manifest import load_manifest
+    from ..evaluate import EvalConfig, evaluate_bundle
 
     defaults = load_manifest(Path(bundle))["defaults"]
     steps = steps or defaults["steps"]
@@ -132,7 +132,7 @@ def _quality_of(bundle: Path, backend: str, prompts: int, steps: int | None, gui
 
 
 def _manifest(bundle):
-    from ..manifest import load_manifest
+    from ...manifest import load_manifest
 
     return load_manifest(bundle)
 
@@ -168,7 +168,7 @@ def quality(bundle: Path, out: Path, schemes: list[str], prompts: int, calib_sam
 
 
 def trajectory(bundle: Path, out: Path, spec: str, prompts: int, calib_samples: int, long_steps: int = 25) -> dict:
-    from ..manifest import load_manifest
+    from ...manifest import load_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     default_steps = load_manifest(bundle)["defaults"]["steps"]
@@ -184,7 +184,7 @@ def trajectory(bundle: Path, out: Path, spec: str, prompts: int, calib_samples: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.quant_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.studies.quant_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="figure", required=True)
     lat = sub.add_parser("latency", help="UNet size and step latency per scheme vs fp32 (sd15 bundle)")
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
                          args.sensitivity_floor, tuple(args.components.split(",")) if args.components else None)
     else:
         result = trajectory(Path(args.bundle), out, args.scheme, args.prompts, args.calib_samples)
-    from .fingerprint import emit_result
+    from ..fingerprint import emit_result
 
     emit_result(result, "quant_bench", argv, backend="onnx", threads=getattr(args, "threads", None),
                 json_path=args.json)

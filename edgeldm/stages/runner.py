@@ -21,7 +21,6 @@ model; training stages resume from their own ``.work`` checkpoints inside the st
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import hashlib
@@ -36,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output_dir, atomic_write_text
-from .errors import EdgeLDMError
-from .recipe import STAGE_KINDS, Recipe, Stage, options_digest, stage_parsers
+from ..atomic import atomic_output_dir, atomic_write_text
+from ..errors import EdgeLDMError
+from ..options import to_argv
+from .common import weights_bytes
+from .recipe import STAGE_KINDS, Recipe, Stage, load_recipe, options_digest
 
 logger = logging.getLogger("edgeldm")
 RECORD = "stage.json"
@@ -62,7 +63,7 @@ ORIGINAL = "original"
 
 def tree_digest(path: Path) -> str:
     """SHA-256 over every file's relative path and content digest (a folder), or over the file itself."""
-    from .manifest import sha256_file
+    from ..manifest import sha256_file
 
     path = Path(path)
     if path.is_file():
@@ -75,7 +76,7 @@ def tree_digest(path: Path) -> str:
 
 def source_digest(model: str) -> str:
     """A zoo name hashes its embedded folder (configs, or shipped weights); a folder its content."""
-    from .zoo import ZOO
+    from ..zoo import ZOO
 
     if model in ZOO and not Path(model).exists():
         return "zoo:" + tree_digest(ZOO[model].folder)
@@ -85,25 +86,10 @@ def source_digest(model: str) -> str:
     return tree_digest(path)
 
 
-#: the folders that hold weights, in a model and in a bundle (tokenizer, scheduler and configs are not counted)
-WEIGHT_FOLDERS = ("text_encoder", "unet", "vae", "vae_decoder", "vae_encoder")
-
-
-def weights_bytes(path: str | Path) -> int:
-    """Bytes of the weights (or graphs) a model folder or bundle ships: its component folders only.
-
-    The tokenizer and configs are the same text either way, so they are left out of size ratios. A bundle's
-    components hold every backend it was exported for: compare single-backend bundles.
-    """
-    from .benchmarks.targets import folder_bytes
-
-    return sum(folder_bytes(Path(path) / c) for c in WEIGHT_FOLDERS if (Path(path) / c).is_dir())
-
-
 def model_bytes(model: str, info: dict) -> int:
     """Weight bytes of a model on disk; a random-weight preset counts what its fp32 weights would take
     (``info``: the model's ``describe_model``)."""
-    from .zoo import ZOO
+    from ..zoo import ZOO
 
     if Path(model).exists():
         return weights_bytes(model)
@@ -144,9 +130,18 @@ class RunState:
         return time.perf_counter() - self.started
 
 
-def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-             allow_pickle: bool = False) -> dict:
-    """Run ``recipe`` on ``model`` into ``out``; returns the summary (also ``out/report/summary.json``)."""
+def compress(model: str | Path, recipe: Recipe | str | Path, out: str | Path, *, resume: bool = False,
+             overwrite: bool = False, allow_pickle: bool = False, overrides: tuple[str, ...] = ()) -> dict:
+    """Run ``recipe`` (a :class:`Recipe`, a YAML file or a shipped recipe's name; ``overrides`` are
+    ``STAGE.KEY=VALUE``) on ``model`` into the run folder ``out``; returns the summary (also
+    ``out/report/summary.json``). ``resume`` reuses finished stages whose inputs and options are unchanged."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(str(recipe), tuple(overrides))
+    elif overrides:
+        raise EdgeLDMError("overrides apply to a recipe loaded by name: pass the name or apply them yourself")
+    if resume and overwrite:
+        raise EdgeLDMError("--resume and --overwrite exclude each other")
+    model = str(model)
     digest = source_digest(model)  # first: a missing input leaves no run folder behind
     out = Path(out).absolute()
     if Path(model).exists():
@@ -169,16 +164,15 @@ def compress(model: str, recipe: Recipe, out: str | Path, *, resume: bool = Fals
     _write_run_files(out, model, recipe, resume)
     state = RunState(model=model, out=out, recipe=recipe, allow_pickle=allow_pickle)
     logger.info("compress %s with recipe %s (%d stages) into %s", model, recipe.name, len(recipe.stages), out)
-    from .info import describe_model
+    from ..info import describe_model
 
     info = describe_model(model, allow_pickle=allow_pickle)  # UNet MACs: the counter of `edgeldm info`
     state.original = Artifact(model, "model", digest, "original", int(info["unet"]["macs_per_step"]))
     state.current["model"] = state.latest = state.original
     state.rows.append({"label": "original", "stage": "original", "path": model, "kind": "model",
                        "size_bytes": model_bytes(model, info), "macs": state.original.macs})
-    parsers = stage_parsers()
     for index, stage in enumerate(recipe.stages, 1):
-        _run_one(state, index, stage, parsers)
+        _run_one(state, index, stage)
     final = state.current.get("bundle")
     summary = _finish(state, final, state.elapsed())
     if final is not None:
@@ -202,7 +196,7 @@ def stage_banner(index: int, total: int, kind: str, note: str, elapsed: float) -
     logger.info("[%d/%d] %s: %s  (run time so far %dm%02ds)", index, total, kind, note, elapsed // 60, elapsed % 60)
 
 
-def _run_one(state: RunState, index: int, stage: Stage, parsers) -> None:
+def _run_one(state: RunState, index: int, stage: Stage) -> None:
     sdir = state.out / f"{index:02d}-{stage.kind}"
     inp = _input_for(state, stage)
     extra = {"teacher": state.original.digest} \
@@ -219,7 +213,7 @@ def _run_one(state: RunState, index: int, stage: Stage, parsers) -> None:
         if record and record.get("key") != key and sdir.exists():
             shutil.rmtree(sdir)  # different inputs or options: its partial state (.work) is not ours to resume
         stage_banner(index, total, stage.kind, f"on {inp.label}", state.elapsed())
-        record = _execute(state, index, stage, sdir, inp, key, parsers)
+        record = _execute(state, index, stage, sdir, inp, key)
     state.records.append(record)
     _advance(state, stage, sdir, record, inp)
     failed = [g for g in record["gates"] if not g["ok"]]
@@ -251,7 +245,7 @@ def _artifact_intact(sdir: Path, record: dict) -> bool:
     return path.exists() and tree_digest(path) == record.get("artifact_digest")
 
 
-def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifact, key: str, parsers) -> dict:
+def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifact, key: str) -> dict:
     spec = stage.spec
     sdir.mkdir(parents=True, exist_ok=True)
     record = {"stage": stage.kind, "index": index, "status": "running", "key": key, "input": inp.path,
@@ -261,7 +255,10 @@ def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifac
     t0 = time.perf_counter()
     try:
         with _stage_log(sdir / "log.txt") as captured:
-            metrics, baseline, argv = _STAGE_RUNNERS[stage.kind](state, stage, sdir, inp, parsers[stage.kind])
+            metrics, baseline, argv = _STAGE_RUNNERS[stage.kind](state, stage, sdir, inp)
+            # the stage's one-line outcome, on the console and in its log (the equivalent command first)
+            print(f"edgeldm {stage.spec.command} {' '.join(argv)}\n  -> " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     except KeyboardInterrupt:
         _write_record(sdir, {**record, "status": "interrupted", "finished": _now()})
         raise
@@ -308,134 +305,68 @@ def _advance(state: RunState, stage: Stage, sdir: Path, record: dict, inp: Artif
 
 
 # --- stage runners -------------------------------------------------------------------------------
+# Each calls its stage function with the recipe's options and what the runner decides (input, output in the
+# stage folder, caches shared across stages); ``argv`` is the equivalent command line, kept in the record.
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    try:
-        return parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits on a bad command line; the recipe was validated, so say so
-        raise EdgeLDMError(f"could not build `edgeldm {parser.prog.split()[-1]} {' '.join(argv)}` (exit {exc.code})") \
-            from None
+def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
+    from .distill import distill
+    from .distill_vae import distill_vae
+    from .export import export
+    from .finetune import finetune
+    from .prune import prune
+    from .quantize import quantize
 
-
-def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parser) -> tuple[dict, dict, list]:
-    spec = stage.spec
-    output = sdir / spec.produces
-    argv = [inp.path, "-o", str(output), "--overwrite"] + stage.argv()
+    output = sdir / stage.spec.produces
+    options = dict(stage.options)
+    kwargs: dict = {"overwrite": True}
     if stage.kind == "prune":
         # outside the stage folder, which a changed budget deletes: scores are keyed by the weights, the
         # scoring settings and the operations already applied, never by the budget, so a rerun with another
         # --target-macs (or a second prune stage) re-selects from them instead of scoring again
-        argv += ["--cache", str(state.out / SCORE_CACHE)]
+        kwargs["cache_dir"] = state.out / SCORE_CACHE
     if stage.kind in ("finetune", "distill"):  # keyed by teacher weights and data settings, like the scores
-        argv += ["--data-cache", str(state.out / TEACHER_CACHE)]
-    if stage.kind == "finetune" and "teacher" not in stage.options:
-        argv += ["--teacher", state.original.path]
-    if stage.options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from
-        argv[argv.index("--teacher") + 1] = state.original.path
-    if state.allow_pickle and any(a.dest == "allow_pickle" for a in parser._actions):
-        argv.append("--allow-pickle")
-    args = _parse(parser, argv)
-    args.func(args)
-    metrics = {"size_bytes": weights_bytes(output)}
-    metrics.update(_ARTIFACT_METRICS[stage.kind](output))
-    return metrics, {"size_bytes": state.rows[0]["size_bytes"]}, argv
-
-
-def _prune_metrics(model: Path) -> dict:
-    from .compressor.plan import read_plan
-
-    plan = read_plan(model / "unet")
-    macs, params = plan.report["macs"], plan.report["params"]  # against the unpruned architecture, if chained
-    return {"macs_kept": macs.get("kept_of_architecture", macs["kept"]),
-            "params_kept": params.get("kept_of_architecture", params["kept"]),
-            "operators": len(plan.operations)}
-
-
-def _finetune_metrics(model: Path) -> dict:
-    from .compressor.plan import read_plan
-
-    history = read_plan(model / "unet").report.get("finetune", {}).get("history") or [{}]
-    return {"final_loss": history[-1].get("loss", float("nan"))}
-
-
-def _distill_metrics(model: Path) -> dict:
-    from .lineage import read_lineage
-
-    validation = (read_lineage(model) or {}).get("distill", {}).get("validation") or [{}]
-    return {"ode_psnr_1step": validation[-1].get("latent_psnr_1step_db", float("nan"))}
-
-
-def _vae_metrics(model: Path) -> dict:
-    from .lineage import read_lineage
-
-    parity = (read_lineage(model) or {}).get("distill_vae", {}).get("parity", {})
-    return {"decoder_psnr": parity.get("decoder_psnr_db_mean", float("nan"))}
-
-
-def _export_metrics(bundle: Path) -> dict:
-    from .manifest import load_manifest
-
-    worst = float("inf")
-    for entry in load_manifest(bundle)["components"].values():
-        for b in entry["backends"].values():
-            for o in b["validation"].get("outputs", {}).values():
-                if isinstance(o.get("psnr_db"), (int, float)):
-                    worst = min(worst, o["psnr_db"])
-    return {"validation_psnr_min": worst}
-
-
-def _quantize_metrics(bundle: Path) -> dict:
-    from .manifest import load_manifest
-
-    m = load_manifest(bundle)
-    q = m["quantization"]
-    psnrs = [m["components"][c]["backends"][q["backend"]]["quantization"]["parity"].get("psnr_db")
-             for c in q["components"]]
-    psnrs = [p for p in psnrs if isinstance(p, (int, float))]
-    return {"output_psnr_min": min(psnrs) if psnrs else float("nan"),
-            "image_psnr_mean": q["image_parity"].get("psnr_db_mean", float("nan"))}
-
-
-_ARTIFACT_METRICS = {"prune": _prune_metrics, "finetune": _finetune_metrics, "distill": _distill_metrics,
-                     "distill-vae": _vae_metrics, "export": _export_metrics, "quantize": _quantize_metrics}
+        kwargs["data_cache"] = state.out / TEACHER_CACHE
+    if stage.kind == "finetune" and "teacher" not in options:
+        options["teacher"] = state.original.path
+    if options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from
+        options["teacher"] = state.original.path
+    if stage.kind != "quantize":
+        kwargs["allow_pickle"] = state.allow_pickle
+    run = {"prune": prune, "finetune": finetune, "distill": distill, "distill-vae": distill_vae, "export": export,
+           "quantize": quantize}[stage.kind]
+    result = run(inp.path, output, Stage(stage.kind, options).build(), **kwargs)
+    argv = [inp.path, "-o", str(output), "--overwrite"] + to_argv(stage.spec.options, options)
+    return result.metrics, {"size_bytes": state.rows[0]["size_bytes"]}, argv
 
 
 def bundle_backend(bundle: str | Path) -> str:
-    from .manifest import default_backend, load_manifest
+    from ..manifest import default_backend, load_manifest
 
     return default_backend(load_manifest(Path(bundle)))
 
 
-def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parser) -> tuple[dict, dict, list]:
-    from .cli import evaluate_args
-
-    argv = _measure_argv(state, stage, inp)
-    result, _, _ = evaluate_args(_parse(parser, argv))
-    _save_samples(sdir / SAMPLES, result.images, result.captions)
-    metrics = _eval_metrics(result.metrics)
-    (sdir / "eval.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-    return metrics, _baseline_eval(state, stage, parser), argv
+def _measure_options(stage: Stage, inp: Artifact) -> dict:
+    options = dict(stage.options)
+    if inp.kind == "bundle" and "backend" not in options:
+        options["backend"] = bundle_backend(inp.path)
+    return options
 
 
-def _measure_argv(state: RunState, stage: Stage, inp: Artifact) -> list[str]:
-    argv = [inp.path] + stage.argv()
-    if inp.kind == "bundle" and "backend" not in stage.options:
-        argv += ["--backend", bundle_backend(inp.path)]
-    if state.allow_pickle and inp.kind == "model" and stage.kind == "evaluate":
-        argv.append("--allow-pickle")
-    return argv
+def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
+    from .evaluate import evaluate
+
+    options = _measure_options(stage, inp)
+    result = evaluate(inp.path, Stage("evaluate", options).build(), allow_pickle=state.allow_pickle)
+    _save_samples(sdir / SAMPLES, result.extra["result"].images, result.extra["result"].captions)
+    (sdir / "eval.json").write_text(json.dumps(result.details, indent=2) + "\n")
+    argv = [inp.path] + to_argv(stage.spec.options, options)
+    return result.metrics, _baseline_eval(state, stage), argv
 
 
-def _eval_metrics(m: dict) -> dict:
-    out = {f"{k}_accuracy": v for k, v in m["accuracy"].items()}
-    out.update(fd=m["fd"], seconds_per_image=m["generation_seconds"] / max(m["images"], 1))
-    return out
-
-
-def _baseline_eval(state: RunState, stage: Stage, parser) -> dict:
+def _baseline_eval(state: RunState, stage: Stage) -> dict:
     """The original model evaluated with the stage's prompts and seed, at its own steps and guidance."""
-    from .cli import evaluate_args
+    from .evaluate import evaluate
 
     options = {k: v for k, v in stage.options.items() if k not in ("steps", "guidance", "scheduler", "backend")}
     probe = Stage("evaluate", options)
@@ -445,50 +376,35 @@ def _baseline_eval(state: RunState, stage: Stage, parser) -> dict:
     if cached.is_file():
         return json.loads(cached.read_text())["metrics"]
     logger.info("baseline: evaluating the original model %s", state.model)
-    argv = [state.original.path] + probe.argv() + (["--allow-pickle"] if state.allow_pickle else [])
-    result, _, _ = evaluate_args(_parse(parser, argv))
+    result = evaluate(state.original.path, probe.build(), allow_pickle=state.allow_pickle)
     bdir.mkdir(exist_ok=True)
-    _save_samples(bdir / f"samples-{key}.npz", result.images, result.captions)
-    metrics = _eval_metrics(result.metrics)
-    atomic_write_text(cached, json.dumps({"argv": argv, "metrics": metrics, "eval": result.metrics}, indent=2) + "\n")
-    return metrics
+    _save_samples(bdir / f"samples-{key}.npz", result.extra["result"].images, result.extra["result"].captions)
+    argv = [state.original.path] + probe.argv()
+    atomic_write_text(cached, json.dumps({"argv": argv, "metrics": result.metrics, "eval": result.details},
+                                         indent=2) + "\n")
+    return result.metrics
 
 
-def _bench_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact, parser) -> tuple[dict, dict, list]:
-    from .cli import bench_args
+def _bench_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
+    from ..lineage import default_sampling_of
+    from .bench import bench
 
-    argv = _measure_argv(state, stage, inp)
-    if "vs" not in stage.options:
-        argv += ["--vs", f"diffusers:{state.original.path}"]
-    from .lineage import default_sampling_of
-
+    options = _measure_options(stage, inp)
+    options.setdefault("vs", f"diffusers:{state.original.path}")
     own, original = default_sampling_of(inp.path), default_sampling_of(state.original.path)
     for key, value in (("steps", own["steps"]), ("guidance", own["guidance"]),
                        ("vs_steps", original["steps"]), ("vs_guidance", original["guidance"])):
-        if key not in stage.options:
-            argv += ["--" + key.replace("_", "-"), str(value)]
-    result, samples = bench_args(_parse(parser, argv))
-    atomic_write_text(sdir / "bench.json", json.dumps(result, indent=2) + "\n")
-    _save_samples(sdir / SAMPLES, *samples)
-    return _bench_metrics(result), _bench_metrics(result["vs"]), argv
+        options.setdefault(key, value)
+    argv = [inp.path] + to_argv(stage.spec.options, options)
+    result = bench(inp.path, Stage("bench", options).build(), command=" ".join(["edgeldm", "bench"] + argv))
+    atomic_write_text(sdir / "bench.json", json.dumps(result.details, indent=2) + "\n")
+    _save_samples(sdir / SAMPLES, *result.extra["samples"])
+    return result.metrics, result.extra["baseline"], argv
 
 
-def _bench_metrics(run: dict) -> dict:
-    from .benchmarks.bench import figure_value
-
-    f = run["figures"]
-    out = {"image_latency": figure_value(f, "image_s"), "unet_step_latency": figure_value(f, "unet_step_s"),
-           "text_encoder_latency": figure_value(f, "text_encoder_s"),
-           "vae_decode_latency": figure_value(f, "vae_decode_s"), "cold_load": f["cold_load_s"],
-           "peak_rss_bytes": f["peak_rss_bytes"], "size_bytes": f["size_bytes"],
-           "unet_calls_per_image": f["unet_calls_per_image"]}
-    if run.get("quality"):
-        out.update(joint_accuracy=run["quality"]["accuracy"]["joint"], fd=run["quality"]["fd"])
-    return out
-
-
-_STAGE_RUNNERS = {**{k: _artifact_stage for k in _ARTIFACT_METRICS}, "evaluate": _evaluate_stage,
-                  "bench": _bench_stage}
+_STAGE_RUNNERS = {**{k: _artifact_stage for k in ("prune", "finetune", "distill", "distill-vae", "export",
+                                                  "quantize")},
+                  "evaluate": _evaluate_stage, "bench": _bench_stage}
 assert set(_STAGE_RUNNERS) == set(STAGE_KINDS)
 
 
@@ -496,7 +412,7 @@ def _save_samples(path: Path, images: np.ndarray, captions: list[str]) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, images=np.asarray(images[:SAMPLE_IMAGES]),
                         captions=np.array(list(captions[:SAMPLE_IMAGES])))
-    from .atomic import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
 
@@ -534,7 +450,7 @@ def _stage_log(path: Path):
 
 
 def _finish(state: RunState, final: Artifact | None, seconds: float | None, failed_at: str | None = None) -> dict:
-    from .benchmarks.compress_report import write_report
+    from ..benchmarks.compress_report import write_report
 
     if final is not None and failed_at is None:
         _write_final_bundle(state, final)
@@ -552,7 +468,7 @@ def _write_final_bundle(state: RunState, final: Artifact) -> None:
     """OUT/bundle: the last bundle (hard links where the filesystem allows) with the recipe in its manifest."""
     import os
 
-    from .manifest import load_manifest
+    from ..manifest import load_manifest
 
     with atomic_output_dir(state.out / "bundle", overwrite=True) as tmp:
         def link(src, dst):

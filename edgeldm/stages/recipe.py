@@ -11,35 +11,46 @@
         gate: joint_accuracy >= 0.9 * baseline
       - export: {backend: onnx}
 
-Each stage is one ``edgeldm`` subcommand (``evaluate`` is ``edgeldm eval``) and its options are that
-command's own flags (``target-macs`` or ``target_macs``), checked on load against the command's parser —
-so a recipe can set exactly what the command line can, and an unknown key, a wrong type or a value outside
-the choices is an error naming the recipe line. What chains the stages (inputs, outputs) the runner sets.
+Each stage is one stage function of the library (``edgeldm.prune``, ...; the same as one ``edgeldm``
+subcommand, ``evaluate`` being ``edgeldm eval``) and its options are the fields of that stage's options
+dataclass (``target-macs`` or ``target_macs``), which are also the command's flags. They are checked on load
+against the dataclass — so a recipe can set exactly what the command line and the Python API can, and an
+unknown key, a wrong type, a value outside the choices or two exclusive options are an error naming the
+recipe line. What chains the stages (inputs, outputs, caches) the runner sets.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EdgeLDMError
+from ..errors import EdgeLDMError
+from ..options import choices_hint, convert, exclusive_with, to_argv
+from .bench import BenchOptions
+from .distill import DistillOptions
+from .distill_vae import DistillVaeOptions
+from .evaluate import EvaluateOptions
+from .export import ExportOptions
+from .finetune import FinetuneOptions
+from .prune import PruneOptions
+from .quantize import QuantizeOptions
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+RECIPES_DIR = Path(__file__).parent.parent / "recipes"
 
 
 @dataclass(frozen=True)
 class StageKind:
-    command: str  # the edgeldm subcommand
+    command: str  # the edgeldm subcommand that runs the same stage
+    options: type  # its options dataclass: what a recipe may set
     consumes: str  # "model", "bundle" or "any" (the latest artifact)
     produces: str | None  # "model", "bundle" or None (measurement only)
-    runner_sets: tuple[str, ...]  # parser dests the runner fills: the recipe may not set them
     metrics: tuple[str, ...]  # what a gate can test
     baseline: tuple[str, ...] = ()  # metrics with a baseline (the original model measured the same way)
+    #: what the runner decides (inputs, outputs, caches): named so that a recipe setting one hears why not
+    runner_sets: tuple[str, ...] = ("model", "output", "overwrite", "allow_pickle")
 
 
 _SIZE = ("size_bytes",)
@@ -47,28 +58,25 @@ _EVAL = ("joint_accuracy", "shape_accuracy", "color_accuracy", "position_accurac
          "seconds_per_image")
 _BENCH = ("image_latency", "unet_step_latency", "text_encoder_latency", "vae_decode_latency", "cold_load",
           "peak_rss_bytes", "size_bytes")
+_RUNNER = StageKind.runner_sets
 
 #: the one registry of stage kinds
 STAGE_KINDS: dict[str, StageKind] = {
-    "prune": StageKind("prune", "model", "model", ("model", "output", "overwrite", "score_only", "json", "cache",
-                                                   "allow_pickle"),
-                       _SIZE + ("macs_kept", "params_kept", "operators"), _SIZE),
-    "finetune": StageKind("finetune", "model", "model", ("pruned", "output", "overwrite", "allow_pickle",
-                                                         "data_cache"),
-                          _SIZE + ("final_loss",), _SIZE),
-    "distill": StageKind("distill", "model", "model", ("model", "output", "overwrite", "allow_pickle",
-                                                       "data_cache"),
-                         _SIZE + ("ode_psnr_1step",), _SIZE),
-    "distill-vae": StageKind("distill-vae", "model", "model", ("model", "output", "overwrite", "allow_pickle"),
-                             _SIZE + ("decoder_psnr",), _SIZE),
-    "export": StageKind("export", "model", "bundle", ("model", "output", "overwrite", "allow_pickle"),
-                        _SIZE + ("validation_psnr_min",), _SIZE),
-    "quantize": StageKind("quantize", "bundle", "bundle", ("bundle", "output", "overwrite"),
-                          _SIZE + ("output_psnr_min", "image_psnr_mean"), _SIZE),
-    "evaluate": StageKind("eval", "any", None, ("model", "json", "sheet", "vae_ceiling", "allow_pickle"),
-                          _EVAL, _EVAL),
-    "bench": StageKind("bench", "any", None, ("target", "json", "history", "sheet", "markdown"),
-                       _BENCH + ("joint_accuracy", "fd"), _BENCH + ("joint_accuracy", "fd")),
+    "prune": StageKind("prune", PruneOptions, "model", "model", _SIZE + ("macs_kept", "params_kept", "operators"),
+                       _SIZE, _RUNNER + ("score_only", "json", "cache")),
+    "finetune": StageKind("finetune", FinetuneOptions, "model", "model", _SIZE + ("final_loss",), _SIZE,
+                          _RUNNER + ("pruned", "data_cache")),
+    "distill": StageKind("distill", DistillOptions, "model", "model", _SIZE + ("ode_psnr_1step",), _SIZE,
+                         _RUNNER + ("data_cache",)),
+    "distill-vae": StageKind("distill-vae", DistillVaeOptions, "model", "model", _SIZE + ("decoder_psnr",), _SIZE),
+    "export": StageKind("export", ExportOptions, "model", "bundle", _SIZE + ("validation_psnr_min",), _SIZE),
+    "quantize": StageKind("quantize", QuantizeOptions, "bundle", "bundle",
+                          _SIZE + ("output_psnr_min", "image_psnr_mean"), _SIZE, _RUNNER + ("bundle",)),
+    "evaluate": StageKind("eval", EvaluateOptions, "any", None, _EVAL, _EVAL,
+                          _RUNNER + ("json", "sheet", "vae_ceiling")),
+    "bench": StageKind("bench", BenchOptions, "any", None, _BENCH + ("joint_accuracy", "fd"),
+                       _BENCH + ("joint_accuracy", "fd"), _RUNNER + ("target", "json", "history", "sheet", "markdown",
+                                                                     "gate")),
 }
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -111,7 +119,7 @@ def parse_gate(text: str, kind: str, where: str) -> Gate:
     metric, op, rhs = m["metric"], m["op"], m["rhs"]
     if metric not in spec.metrics:
         raise EdgeLDMError(f"{where}: a {kind} stage has no metric {metric!r}",
-                           hint=_choices_hint(metric, spec.metrics))
+                           hint=choices_hint(metric, spec.metrics))
     r = _RHS.match(rhs)
     if not r:
         raise EdgeLDMError(f"{where}: cannot read {rhs!r} in gate {text!r}",
@@ -122,11 +130,6 @@ def parse_gate(text: str, kind: str, where: str) -> Gate:
         raise EdgeLDMError(f"{where}: {metric} of a {kind} stage has no baseline to compare with",
                            hint="compare with a number instead")
     return Gate(str(text), metric, op, None, float(r["f1"] or r["f2"] or 1.0))
-
-
-def _choices_hint(bad: str, choices) -> str:
-    close = difflib.get_close_matches(bad, list(choices), n=1)
-    return (f"did you mean {close[0]!r}? " if close else "") + f"choose from: {', '.join(choices)}"
 
 
 @dataclass(frozen=True)
@@ -142,20 +145,13 @@ class Stage:
 
     def argv(self) -> list[str]:
         """The options as command-line flags of the stage's subcommand."""
-        out: list[str] = []
-        for dest, value in self.options.items():
-            flag = "--" + dest.replace("_", "-")
-            if isinstance(value, bool):  # a switch; `false` of an on-by-default one (--sensitivity) says --no-
-                out += [flag] if value else [f"--no-{dest.replace('_', '-')}"] if dest in NEGATABLE else []
-            elif isinstance(value, list):  # a repeatable option: the flag once per value
-                out += [x for v in value for x in (flag, str(v))]
-            else:
-                out += [flag, str(value)]
-        return out
+        return to_argv(self.spec.options, self.options)
 
+    def build(self):
+        """The options dataclass instance the stage function takes."""
+        from ..options import build
 
-#: switches whose default depends on other options, so that `false` in a recipe must be said explicitly
-NEGATABLE = ("sensitivity",)
+        return build(self.spec.options, self.options)
 
 
 @dataclass(frozen=True)
@@ -188,7 +184,7 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     if name_or_path in shipped:
         return shipped[name_or_path]
     raise EdgeLDMError(f"no recipe {name_or_path!r}: not a file and not a shipped recipe",
-                       hint=_choices_hint(name_or_path, list(shipped)))
+                       hint=choices_hint(name_or_path, list(shipped)))
 
 
 def load_recipe(name_or_path: str, overrides: tuple[str, ...] = ()) -> Recipe:
@@ -210,15 +206,14 @@ def load_recipe(name_or_path: str, overrides: tuple[str, ...] = ()) -> Recipe:
     unknown = set(top) - {"name", "description", "stages"}
     for key in unknown:
         raise EdgeLDMError(f"{path}:{_line(top[key][0])}: unknown key {key!r}",
-                           hint=_choices_hint(key, ["name", "description", "stages"]))
+                           hint=choices_hint(key, ["name", "description", "stages"]))
     if "stages" not in top:
         raise EdgeLDMError(f"{where}: no 'stages' list")
     stages_node = top["stages"][1]
     if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
         raise EdgeLDMError(f"{path}:{_line(stages_node)}: 'stages' must be a non-empty list")
-    parsers = stage_parsers()
-    stages = [_stage(node, path, parsers) for node in stages_node.value]
-    stages = _apply_overrides(stages, overrides, parsers)
+    stages = [_stage(node, path) for node in stages_node.value]
+    stages = _apply_overrides(stages, overrides)
     _check_chain(stages, path)
     name = str(_scalar(top["name"][1])) if "name" in top else path.stem
     description = str(_scalar(top["description"][1])) if "description" in top else ""
@@ -252,7 +247,7 @@ def _mapping(node, path) -> dict:
     return out
 
 
-def _stage(node, path, parsers) -> Stage:
+def _stage(node, path) -> Stage:
     entry = _mapping(node, path)
     kinds = [k for k in entry if k in STAGE_KINDS]
     extra = [k for k in entry if k not in STAGE_KINDS and k not in ("gate", "gates")]
@@ -261,7 +256,7 @@ def _stage(node, path, parsers) -> Stage:
         line = _line(entry[bad][0]) if bad else _line(node)
         raise EdgeLDMError(f"{path}:{line}: " + (f"unknown stage {bad!r}" if bad else
                                                  "each stage names exactly one of: " + ", ".join(STAGE_KINDS)),
-                           hint=_choices_hint(bad, list(STAGE_KINDS)) if bad else "")
+                           hint=choices_hint(bad, list(STAGE_KINDS)) if bad else "")
     kind = kinds[0]
     key_node, opts_node = entry[kind]
     import yaml
@@ -270,8 +265,8 @@ def _stage(node, path, parsers) -> Stage:
     if not (isinstance(opts_node, yaml.ScalarNode) and opts_node.value in ("", "~", "null")):
         for key, (k, v) in _mapping(opts_node, path).items():
             raw = [_scalar(x) for x in v.value] if isinstance(v, yaml.SequenceNode) else _scalar(v)
-            dest, value = validate_option(kind, key, raw, parsers[kind], f"{path}:{_line(k)}")
-            clash = [d for d in exclusive_with(parsers[kind], dest) if d in options]
+            dest, value = validate_option(kind, key, raw, f"{path}:{_line(k)}")
+            clash = [d for d in exclusive_with(STAGE_KINDS[kind].options, dest) if d in options]
             if clash:
                 raise EdgeLDMError(f"{path}:{_line(k)}: {key} and {clash[0].replace('_', '-')} exclude each other "
                                    f"(edgeldm {STAGE_KINDS[kind].command})")
@@ -285,64 +280,15 @@ def _stage(node, path, parsers) -> Stage:
     return Stage(kind, options, tuple(gates), _line(key_node))
 
 
-def stage_parsers() -> dict[str, argparse.ArgumentParser]:
-    """The subcommand parser behind each stage kind (the CLI's own)."""
-    from .cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {kind: sub.choices[spec.command] for kind, spec in STAGE_KINDS.items()}
-
-
-def validate_option(kind: str, key: str, value, parser: argparse.ArgumentParser, where: str):
-    """``key: value`` of a ``kind`` stage -> (parser dest, checked value); errors say where."""
+def validate_option(kind: str, key: str, value, where: str):
+    """``key: value`` of a ``kind`` stage -> (options field, checked value); errors say where."""
     spec = STAGE_KINDS[kind]
-    dest = key.replace("-", "_")
-    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
-    allowed = [d for d in actions if d not in spec.runner_sets]
-    if dest in spec.runner_sets:
+    if key.replace("-", "_") in spec.runner_sets:
         raise EdgeLDMError(f"{where}: {key!r} is set by `edgeldm compress` for a {kind} stage, not by the recipe")
-    if dest not in actions:
-        raise EdgeLDMError(f"{where}: a {kind} stage (edgeldm {spec.command}) has no option {key!r}",
-                           hint=_choices_hint(key.replace("_", "-"), [d.replace("_", "-") for d in allowed]))
-    action = actions[dest]
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
-        if not isinstance(value, bool):
-            raise EdgeLDMError(f"{where}: {key} is a switch: true or false, got {value!r}")
-        return dest, value
-    if isinstance(action, argparse._AppendAction):  # repeatable: a list, or one value
-        values = value if isinstance(value, list) else [value]
-        return dest, [_convert(action, key, v, where) for v in values]
-    return dest, _convert(action, key, value, where)
+    return convert(spec.options, key, value, where, f"a {kind} stage (edgeldm {spec.command})")
 
 
-def _convert(action, key: str, value, where: str):
-    if value is None or isinstance(value, (list, dict)):
-        raise EdgeLDMError(f"{where}: {key} needs a single value, got {value!r}")
-    if isinstance(value, bool):
-        raise EdgeLDMError(f"{where}: {key} takes a value, not {value!r}")
-    try:
-        converted = action.type(str(value)) if action.type else str(value)
-    except argparse.ArgumentTypeError as exc:  # the CLI's own checks (guidance, seed, ...) say what is wrong
-        raise EdgeLDMError(f"{where}: {key}: {exc}") from None
-    except (TypeError, ValueError):
-        kind_name = getattr(action.type, "__name__", "value")
-        raise EdgeLDMError(f"{where}: {key} must be {kind_name}, got {value!r}") from None
-    if action.choices and converted not in action.choices:
-        raise EdgeLDMError(f"{where}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return converted
-
-
-def exclusive_with(parser: argparse.ArgumentParser, dest: str) -> list[str]:
-    """The options argparse refuses together with ``dest`` (its mutually exclusive groups)."""
-    out = []
-    for group in parser._mutually_exclusive_groups:
-        dests = [a.dest for a in group._group_actions]
-        if dest in dests:
-            out += [d for d in dests if d != dest]
-    return out
-
-
-def _apply_overrides(stages: list[Stage], overrides, parsers) -> list[Stage]:
+def _apply_overrides(stages: list[Stage], overrides) -> list[Stage]:
     """``STAGE.KEY=VALUE`` (every stage of that kind) or ``N.KEY=VALUE`` (the N-th stage, from 1)."""
     import yaml
 
@@ -365,9 +311,9 @@ def _apply_overrides(stages: list[Stage], overrides, parsers) -> list[Stage]:
             value = raw
         for i in picked:
             s = stages[i]
-            dest, checked = validate_option(s.kind, key, value, parsers[s.kind], f"--set {text}")
+            dest, checked = validate_option(s.kind, key, value, f"--set {text}")
             # an override replaces what the recipe chose, including a rival of the same exclusive group
-            kept = {k: v for k, v in s.options.items() if k not in exclusive_with(parsers[s.kind], dest)}
+            kept = {k: v for k, v in s.options.items() if k not in exclusive_with(s.spec.options, dest)}
             stages[i] = Stage(s.kind, {**kept, dest: checked}, s.gates, s.line)
     return stages
 

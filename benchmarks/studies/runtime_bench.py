@@ -1,6 +1,6 @@
 """Benchmark the export + runtime path, printed as ratios measured side by side in one run.
 
-    python -m edgeldm.benchmarks.runtime_bench --model tiny --steps 25 --repeat 5 --threads 2 [--sd15] [--json F]
+    python -m edgeldm.benchmarks.studies.runtime_bench --model tiny --steps 25 --repeat 5 --threads 2 [--sd15] [--json F]
 
 Figures (issue: exporters, bundle, runtimes):
 1. runtime overhead — our time per image over the summed time of the backend session calls it makes;
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .quality import psnr
-from .targets import ComponentTimer, folder_bytes
-from .timing import alternate, summarize
+from ..quality import psnr
+from ..targets import ComponentTimer, folder_bytes
+from ..timing import alternate, summarize
 
 PROMPT = "a small red circle in the top left on a white background"
 
@@ -52,7 +52,7 @@ def runtime_overhead(t2i, *, steps: int, guidance: float, repeat: int) -> dict:
 def versus_optimum(bundle: Path, backend: str, *, steps: int, guidance: float, repeat: int, threads: int) -> dict:
     import torch
 
-    from ..runtimes.text2image import Text2Image
+    from ...runtimes.text2image import Text2Image
 
     if backend == "onnx":
         import onnxruntime as ort
@@ -93,8 +93,8 @@ def versus_optimum(bundle: Path, backend: str, *, steps: int, guidance: float, r
 def parity(model: str, bundle: Path, *, steps: int, guidance: float) -> dict:
     import torch
 
-    from ..loading import load_pipeline
-    from ..runtimes.text2image import Text2Image
+    from ...loading import load_pipeline
+    from ...runtimes.text2image import Text2Image
 
     ort_t2i, ov_t2i = Text2Image(bundle, backend="onnx"), Text2Image(bundle, backend="openvino")
     h, w, f = ort_t2i.image["height"], ort_t2i.image["width"], ort_t2i.image["vae_scale_factor"]
@@ -111,7 +111,7 @@ def parity(model: str, bundle: Path, *, steps: int, guidance: float) -> dict:
 
 
 def export_figures(model: str, out_dir: Path, *, sd15: bool) -> dict:
-    from ..exporters.bundle import ExportConfig, export_bundle
+    from ...exporters.bundle import ExportConfig, export_bundle
 
     figures = {}
     t0 = time.perf_counter()
@@ -124,10 +124,10 @@ def export_figures(model: str, out_dir: Path, *, sd15: bool) -> dict:
 
 def _export_sd15_unet(folder: Path) -> dict:
     """The SD v1.5 preset UNet alone: > 2 GB, so ONNX goes out with external data."""
-    from ..exporters.onnx_export import export_onnx
-    from ..exporters.torch_modules import UNetModule
-    from ..io_spec import unet_io
-    from ..zoo import build_preset
+    from ...exporters.onnx_export import export_onnx
+    from ...exporters.torch_modules import UNetModule
+    from ...io_spec import unet_io
+    from ...zoo import build_preset
 
     pipe = build_preset("sd15")
     io = unet_io(pipe.unet.config, latent_height=32, latent_width=32)
@@ -138,7 +138,7 @@ def _export_sd15_unet(folder: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.runtime_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.studies.runtime_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny")
     p.add_argument("--steps", type=int, default=25)
@@ -149,11 +149,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = p.parse_args(argv)
 
-    from ..loading import ensure_offline
-    from ..runtimes.text2image import Text2Image
+    from ...loading import ensure_offline
+    from ...runtimes.text2image import Text2Image
 
     ensure_offline()
-    results = {"command": "python -m edgeldm.benchmarks.runtime_bench " + " ".join(argv or sys.argv[1:]),
+    results = {"command": "python -m edgeldm.benchmarks.studies.runtime_bench " + " ".join(argv or sys.argv[1:]),
                "threads": args.threads, "steps": args.steps, "guidance": args.guidance}
     with tempfile.TemporaryDirectory(prefix="edgeldm-bench-") as tmp:
         tmp = Path(tmp)

@@ -1,10 +1,10 @@
 """Latent-consistency figures, measured side by side (issue: latent consistency distillation).
 
-    python -m edgeldm.benchmarks.distill_bench quality STUDENT [--teacher tiny] [--prompts 200]
-    python -m edgeldm.benchmarks.distill_bench latency STUDENT_BUNDLE TEACHER_BUNDLE [--repeat 5] [--threads 2]
-    python -m edgeldm.benchmarks.distill_bench lcm-bundle PRESET OUT [--size 256] [--tiny-vae]
-    python -m edgeldm.benchmarks.distill_bench parity STUDENT_BUNDLE STUDENT [--prompts 8]
-    python -m edgeldm.benchmarks.distill_bench step-cost MODEL [--teacher T] [--draws 16] [--steps 150] [--pairs 2]
+    python -m edgeldm.benchmarks.studies.distill_bench quality STUDENT [--teacher tiny] [--prompts 200]
+    python -m edgeldm.benchmarks.studies.distill_bench latency STUDENT_BUNDLE TEACHER_BUNDLE [--repeat 5] [--threads 2]
+    python -m edgeldm.benchmarks.studies.distill_bench lcm-bundle PRESET OUT [--size 256] [--tiny-vae]
+    python -m edgeldm.benchmarks.studies.distill_bench parity STUDENT_BUNDLE STUDENT [--prompts 8]
+    python -m edgeldm.benchmarks.studies.distill_bench step-cost MODEL [--teacher T] [--draws 16] [--steps 150] [--pairs 2]
 
 ``quality``: ``edgeldm eval`` metrics (exact prompt accuracy, Fréchet distance) of the student at 1, 2, 4
 and 8 steps with its LCM scheduler, against the teacher at 25 steps with guidance 7.5; the ratios to the
@@ -41,8 +41,8 @@ PROMPT = "a small red circle in the top left on a white background"
 def quality(student: str, teacher: str, prompts: int, student_steps=(1, 2, 4, 8), guidance: float = 7.5) -> dict:
     import torch
 
-    from ..loading import load_pipeline
-    from .evaluate import EvalConfig, evaluate_pipeline
+    from ...loading import load_pipeline
+    from ..evaluate import EvalConfig, evaluate_pipeline
 
     torch.set_num_threads(2)
 
@@ -66,8 +66,8 @@ def quality(student: str, teacher: str, prompts: int, student_steps=(1, 2, 4, 8)
 
 def latency(student_bundle: str, teacher_bundle: str, repeat: int, threads: int, student_steps: int = 4,
             teacher_steps: int = 25, guidance: float = 7.5) -> dict:
-    from ..runtimes.text2image import Text2Image
-    from .timing import alternate, summarize
+    from ...runtimes.text2image import Text2Image
+    from ..timing import alternate, summarize
 
     student = Text2Image(student_bundle, backend="onnx", threads=threads)
     teacher = Text2Image(teacher_bundle, backend="onnx", threads=threads)
@@ -83,8 +83,8 @@ def step_cost(model: str, teacher: str | None, draws: int, steps: int, pairs: in
     import tempfile
     from pathlib import Path
 
-    from ..compressor.distill import DistillConfig, distill
-    from ..loading import load_pipeline
+    from ...compressor.distill import DistillConfig, distill
+    from ...loading import load_pipeline
 
     if steps < 100:
         raise SystemExit("--steps must be >= 100: the timing starts at step 50, where the loss log begins")
@@ -115,17 +115,17 @@ def lcm_bundle(preset: str, out: str, size: int, tiny_vae: bool = False) -> dict
 
     import torch
 
-    from ..compressor.distill import DistillConfig, add_guidance_embedding, student_pipeline
-    from ..exporters.bundle import ExportConfig, export_bundle
-    from ..zoo import build_preset
+    from ...compressor.distill import DistillConfig, add_guidance_embedding, student_pipeline
+    from ...exporters.bundle import ExportConfig, export_bundle
+    from ...zoo import build_preset
 
     pipe = build_preset(preset)
     config = DistillConfig()
     add_guidance_embedding(pipe.unet, config.guidance_embedding_dim)
     student = student_pipeline(pipe, pipe.unet, config)
     if tiny_vae:  # what `edgeldm distill-vae` writes, untrained: the graph and its cost are the trained one's
-        from ..compressor.vae_distill import tiny_autoencoder
-        from ..compressor.vae_distill_config import VaeDistillConfig
+        from ...compressor.vae_distill import tiny_autoencoder
+        from ...compressor.vae_distill_config import VaeDistillConfig
 
         torch.manual_seed(0)
         student.register_modules(vae=tiny_autoencoder(pipe.vae.config, VaeDistillConfig()).eval())
@@ -139,10 +139,10 @@ def lcm_bundle(preset: str, out: str, size: int, tiny_vae: bool = False) -> dict
 def parity(student_bundle: str, student: str, prompts: int, steps: int = 4) -> dict:
     import torch
 
-    from ..calibration.prompts import calibration_prompts
-    from ..loading import load_pipeline
-    from ..runtimes.text2image import Text2Image
-    from .quality import psnr
+    from ...calibration.prompts import calibration_prompts
+    from ...loading import load_pipeline
+    from ...runtimes.text2image import Text2Image
+    from ..quality import psnr
 
     t2i = Text2Image(student_bundle, backend="onnx")
     pipe = load_pipeline(student)
@@ -162,7 +162,7 @@ def parity(student_bundle: str, student: str, prompts: int, steps: int = 4) -> d
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.distill_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.studies.distill_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="figure", required=True)
     q = sub.add_parser("quality", help="student at 1/2/4/8 steps vs teacher at 25 steps (tiny metrics)")
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         out = step_cost(args.model, args.teacher, args.draws, args.steps, args.pairs)
     else:
         out = parity(args.student_bundle, args.student, args.prompts)
-    from .fingerprint import emit_result
+    from ..fingerprint import emit_result
 
     emit_result(out, "distill_bench", argv, backend="torch" if args.figure in ("quality", "step-cost") else "onnx",
                 threads=getattr(args, "threads", None), json_path=args.json)

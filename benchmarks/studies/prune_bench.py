@@ -1,10 +1,10 @@
 """Pruning figures, measured side by side (issue: LD-Pruner).
 
-    python -m edgeldm.benchmarks.prune_bench latency [--target-macs 0.65] [--size 256] [--repeat 5] [--threads 2]
+    python -m edgeldm.benchmarks.studies.prune_bench latency [--target-macs 0.65] [--size 256] [--repeat 5] [--threads 2]
                                                      [--rank-by budget|latency --samples 2 --score-steps 2]
-    python -m edgeldm.benchmarks.prune_bench latency --backend torch --device cuda [--dtype float16] [--size 512]
-    python -m edgeldm.benchmarks.prune_bench score-cost MODEL [--device cuda] [--candidates 4] [--samples 32]
-    python -m edgeldm.benchmarks.prune_bench ablation [--finetune-steps 800] [--out DIR]
+    python -m edgeldm.benchmarks.studies.prune_bench latency --backend torch --device cuda [--dtype float16] [--size 512]
+    python -m edgeldm.benchmarks.studies.prune_bench score-cost MODEL [--device cuda] [--candidates 4] [--samples 32]
+    python -m edgeldm.benchmarks.studies.prune_bench ablation [--finetune-steps 800] [--out DIR]
 
 ``latency``: the ``sd15`` preset UNet and the same UNet pruned to ``--target-macs``, both exported to
 ONNX and timed alternately (A B A B …) in ONNX Runtime fp32, one guided step (batch 2) at ``--size`` px.
@@ -45,7 +45,7 @@ def _torch_step_timer(original, pruned, device: str, dtype: str, latent: int):
     """Two UNets on a torch device: a callable per model running one guided step (batch 2), synchronised."""
     import torch
 
-    from .timing import synchronizer
+    from ..timing import synchronizer
 
     dt = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(0)
@@ -73,16 +73,16 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
             backend: str = "onnx", device: str = "cpu", dtype: str = "float32") -> dict:
     import torch
 
-    from ..compressor.ldpruner import ScoreConfig
-    from ..compressor.prune import PruneConfig, prune_pipeline
-    from ..compressor.selection import Budget
-    from ..exporters.onnx_export import export_onnx
-    from ..exporters.torch_modules import UNetModule
-    from ..io_spec import unet_io
-    from ..runtimes.backends import open_session
-    from ..zoo import build_preset
-    from .fingerprint import device_fingerprint
-    from .timing import alternate, summarize
+    from ...compressor.ldpruner import ScoreConfig
+    from ...compressor.prune import PruneConfig, prune_pipeline
+    from ...compressor.selection import Budget
+    from ...exporters.onnx_export import export_onnx
+    from ...exporters.torch_modules import UNetModule
+    from ...io_spec import unet_io
+    from ...runtimes.backends import open_session
+    from ...zoo import build_preset
+    from ..fingerprint import device_fingerprint
+    from ..timing import alternate, summarize
 
     torch.set_num_threads(threads)
     pipe = build_preset("sd15")
@@ -135,13 +135,13 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
                size: int | None = None) -> dict:
     import torch
 
-    from ..calibration.prompts import calibration_prompts
-    from ..compressor.ldpruner import LatentStatistics, ScoreConfig, default_config_for, enumerate_candidates, \
+    from ...calibration.prompts import calibration_prompts
+    from ...compressor.ldpruner import LatentStatistics, ScoreConfig, default_config_for, enumerate_candidates, \
         score_candidates
-    from ..devices import torch_device
-    from ..loading import load_pipeline
-    from .fingerprint import device_fingerprint
-    from .timing import synchronizer
+    from ...devices import torch_device
+    from ...loading import load_pipeline
+    from ..fingerprint import device_fingerprint
+    from ..timing import synchronizer
 
     device = torch_device(device)
     cuda = device.type == "cuda"
@@ -188,11 +188,11 @@ def score_cost(model: str, *, device: str, candidates: int, samples: int, steps:
 def ablation(out_dir: Path, finetune_steps: int, prompts: int) -> dict:
     import torch
 
-    from ..benchmarks.evaluate import EvalConfig, evaluate_pipeline
-    from ..compressor.finetune import FinetuneConfig, finetune
-    from ..compressor.prune import PruneConfig, prune_pipeline
-    from ..compressor.selection import Budget
-    from ..loading import load_pipeline
+    from ...benchmarks.evaluate import EvalConfig, evaluate_pipeline
+    from ...compressor.finetune import FinetuneConfig, finetune
+    from ...compressor.prune import PruneConfig, prune_pipeline
+    from ...compressor.selection import Budget
+    from ...loading import load_pipeline
 
     torch.set_num_threads(2)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,12 +245,12 @@ def recovery(target_macs: float, samples: int, score_steps: int, finetune_steps:
     original and of each recovered student on the same held-out prompts, and their ratio."""
     import torch
 
-    from ..benchmarks.evaluate import EvalConfig, evaluate_pipeline
-    from ..compressor.finetune import FinetuneConfig, finetune
-    from ..compressor.prune import PruneConfig, prune_pipeline
-    from ..compressor.score_config import ScoreConfig
-    from ..compressor.selection import Budget
-    from ..loading import load_pipeline
+    from ...benchmarks.evaluate import EvalConfig, evaluate_pipeline
+    from ...compressor.finetune import FinetuneConfig, finetune
+    from ...compressor.prune import PruneConfig, prune_pipeline
+    from ...compressor.score_config import ScoreConfig
+    from ...compressor.selection import Budget
+    from ...loading import load_pipeline
 
     torch.set_num_threads(2)
     teacher = load_pipeline("tiny")
@@ -280,7 +280,7 @@ def recovery(target_macs: float, samples: int, score_steps: int, finetune_steps:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.prune_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.studies.prune_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="figure", required=True)
     lat = sub.add_parser("latency", help="sd15 UNet step, pruned / original, ONNX Runtime fp32")
@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
 
-    from ..loading import ensure_offline
+    from ...loading import ensure_offline
 
     ensure_offline()
     if args.figure == "latency":
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
                        args.guided_kd_weight, args.seeds, args.prompts, args.cache)
     else:
         res = ablation(Path(args.out), args.finetune_steps, args.prompts)
-    res["command"] = "python -m edgeldm.benchmarks.prune_bench " + " ".join(argv or sys.argv[1:])
+    res["command"] = "python -m edgeldm.benchmarks.studies.prune_bench " + " ".join(argv or sys.argv[1:])
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

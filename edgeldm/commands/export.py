@@ -1,0 +1,36 @@
+"""``edgeldm export``: a model to a bundle of ONNX / OpenVINO / Core ML graphs with a manifest."""
+
+from __future__ import annotations
+
+from . import command
+from .common import RAW, add_model_argument, add_output_argument
+
+
+@command("export")
+def add_parser(sub) -> None:
+    from ..options import add_arguments
+    from ..stages.export import ExportOptions
+
+    p = sub.add_parser(
+        "export", help="export a model to a bundle of ONNX / OpenVINO graphs with a manifest",
+        description="Export the text encoder, UNet and VAE decoder of MODEL into one bundle folder (optimum's "
+                    "layout, so optimum's pipelines load it too) with edgeldm.json: file digests, I/O specs, "
+                    "scheduler, defaults, and every graph's validation against torch (max abs diff, cosine, PSNR). "
+                    "Graphs are validated on shapes other than the export shapes; a failure writes nothing.",
+        epilog="examples:\n  edgeldm export tiny -o bundles/tiny\n"
+               "  edgeldm export ./sd15 -o bundles/sd15-npu --backend onnx --static --height 512 --width 512",
+        formatter_class=RAW,
+    )
+    add_model_argument(p)
+    add_output_argument(p, "bundle folder to create")
+    add_arguments(p, ExportOptions)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..options import from_namespace
+    from ..stages.export import ExportOptions, export
+
+    export(args.model, args.output, from_namespace(ExportOptions, args), overwrite=args.overwrite,
+           allow_pickle=args.allow_pickle)
+    return 0

@@ -1,0 +1,63 @@
+"""``edgeldm generate``: one image from a prompt through diffusers (the torch reference)."""
+
+from __future__ import annotations
+
+import logging
+
+from . import command
+from .common import GUIDANCE, NEGATIVE_TEXT, RAW, SEED, TEXT, add_model_argument, check_positive, image_output
+
+logger = logging.getLogger("edgeldm")
+
+
+def _schedulers() -> list[str]:
+    from ..schedulers import SCHEDULERS
+
+    return sorted(SCHEDULERS)
+
+
+@command("generate")
+def add_parser(sub) -> None:
+    from ..stages.evaluate import GUIDANCE_HELP
+
+    p = sub.add_parser(
+        "generate", help="generate one image from a prompt (torch reference path through diffusers)",
+        description="Generate an image with the diffusers pipeline of MODEL: the torch reference that exported "
+                    "and compressed models are compared against.",
+        epilog='example:\n  edgeldm generate tiny --prompt "a large red circle in the top left on a white background" '
+               "-o red.png",
+        formatter_class=RAW,
+    )
+    add_model_argument(p)
+    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
+    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (used with guidance > 1)")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
+    p.add_argument("--guidance", type=GUIDANCE, default=7.5, help=f"{GUIDANCE_HELP} (default 7.5)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
+    p.add_argument("--scheduler", choices=_schedulers(), default=None,
+                   help="sampler to use instead of the model's own (default: the model's scheduler)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the model's native size)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
+    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..atomic import atomic_write_bytes, image_bytes
+    from ..generation import generate
+    from ..loading import load_pipeline
+    from ..schedulers import swap_scheduler
+
+    check_positive(steps=args.steps, height=args.height, width=args.width)
+    out = image_output(args.output, args.overwrite, inputs=(args.model,))
+    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    if args.scheduler:
+        swap_scheduler(pipe, args.scheduler)
+    images, _ = generate(pipe, [args.prompt], steps=args.steps, guidance=args.guidance, seeds=[args.seed],
+                         height=args.height, width=args.width,
+                         negative_prompts=[args.negative_prompt] if args.negative_prompt else None)
+    atomic_write_bytes(out, image_bytes(images[0], out.suffix))
+    logger.info("wrote %s (%dx%d, %d steps, guidance %g, seed %d, %s)", out, images.shape[2], images.shape[1],
+                args.steps, args.guidance, args.seed, type(pipe.scheduler).__name__)
+    return 0
