@@ -150,3 +150,9 @@ def _describe(model, io: ComponentIO, precision: str, target: str, adaptations: 
         # how the package differs from the declared I/O ({name: {"dtype"|"shape": [declared, Core ML]}})
         "io_adaptations": json.dumps(adaptations),
     })
+
+
+def export_for_bundle(job) -> list[Path]:
+    """The Core ML backend's exporter (``edgeldm.backends.coreml``): from the torch module through torch.export."""
+    return export_coreml(job.module, job.io, job.folder, precision=job.precision, vocab_size=job.vocab_size,
+                         deployment_target=job.coreml_target)

@@ -79,3 +79,10 @@ def _constants_to_initializers(model) -> None:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def export_for_bundle(job) -> list[Path]:
+    """The ONNX backend's exporter (``edgeldm.backends.onnxruntime``)."""
+    job.onnx = export_onnx(job.module, job.io, job.folder, opset=job.opset, precision=job.precision,
+                           vocab_size=job.vocab_size)
+    return job.onnx

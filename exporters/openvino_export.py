@@ -38,3 +38,8 @@ def export_openvino(source, io: ComponentIO, folder: Path, *, precision: str = "
     xml = folder / OV_XML
     ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
     return [xml, folder / OV_BIN]
+
+
+def export_for_bundle(job) -> list[Path]:
+    """The OpenVINO backend's exporter (``edgeldm.backends.openvino``): converts the component's ONNX graph."""
+    return export_openvino(job.onnx_graph(), job.io, job.folder, precision=job.precision, vocab_size=job.vocab_size)

@@ -1,0 +1,31 @@
+"""What a backend's exporter gets: one component's torch module and where its graph goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io_spec import ComponentIO
+
+
+@dataclass
+class ExportJob:
+    module: object  # the component's torch module (exporters.torch_modules)
+    io: ComponentIO
+    folder: Path  # the component's folder in the bundle being written
+    scratch: Path  # for intermediate graphs that do not ship
+    precision: str
+    vocab_size: int
+    opset: int
+    coreml_target: str
+    onnx: list[Path] | None = field(default=None)  # the ONNX graph's files, once one was exported
+
+    def onnx_graph(self) -> Path:
+        """The component's ONNX graph: the bundle's when ONNX is exported too (it comes first), else one in
+        the scratch folder — converters such as OpenVINO's read it (faster than tracing, and the same graph)."""
+        if self.onnx is None:
+            from .onnx_export import export_onnx
+
+            self.onnx = export_onnx(self.module, self.io, self.scratch / self.io.component, opset=self.opset,
+                                    precision=self.precision, vocab_size=self.vocab_size)
+        return self.onnx[0]
