@@ -124,8 +124,9 @@ class RuntimeTarget(Target):
     def __init__(self, location, config, backend: str | None = None):
         super().__init__(location, config)
         self.backend = backend or config.backend
-        self.device = config.device or {"onnx": "CPUExecutionProvider", "openvino": "CPU", "coreml": "ALL",
-                                        "torch": "cpu"}.get(self.backend, "")
+        from ..backends import get_backend
+
+        self.device = config.device or get_backend(self.backend).default_device
 
     @property
     def label(self) -> str:
@@ -133,7 +134,9 @@ class RuntimeTarget(Target):
 
     def _session_options(self) -> dict:
         opts: dict = {}
-        if self.config.threads and self.backend in ("onnx", "openvino", "torch"):
+        from ..backends import get_backend
+
+        if self.config.threads and get_backend(self.backend).threads:
             opts["threads"] = self.config.threads
         opts.update(device_options(self.backend, self.config.device))
         return opts
@@ -151,17 +154,17 @@ class RuntimeTarget(Target):
                                                 height=c.height, width=c.width))
 
     def size_bytes(self):
-        from ..manifest import GRAPH_FILE
+        from ..backends import get_backend, owners
 
         # what a device ships: this backend's graphs plus the tokenizer and manifest, not the other backends
-        graph = GRAPH_FILE.get(self.backend)
+        has_graphs = bool(get_backend(self.backend).graph_file)
         total = 0
         for f in Path(self.location).rglob("*"):
             if not f.is_file():
                 continue
-            rel = f.relative_to(self.location).parts
-            if len(rel) > 1 and rel[0] in COMPONENTS + ("vae_encoder",) and graph and self.backend != "torch":
-                if rel[0] == "vae_encoder" or not _belongs_to(rel[1], graph):
+            rel = f.relative_to(self.location)
+            if has_graphs and len(rel.parts) > 1 and rel.parts[0] in COMPONENTS + ("vae_encoder",):
+                if rel.parts[0] == "vae_encoder" or self.backend not in owners(rel.parts[0], rel.as_posix()):
                     continue
             total += f.stat().st_size
         return total
@@ -170,12 +173,6 @@ class RuntimeTarget(Target):
         from ..manifest import load_manifest
 
         return load_manifest(Path(self.location))["source"]["model"]
-
-
-def _belongs_to(name: str, graph_file: str) -> bool:
-    """Does a file in a component folder belong to the graph ``graph_file`` (its weights / data included)?"""
-    stem = graph_file.split(".")[0]
-    return name == graph_file or name.startswith(stem) or (graph_file.endswith(".mlpackage") and "mlpackage" in name)
 
 
 class DiffusersTarget(Target):
@@ -305,10 +302,10 @@ TARGET_KINDS: dict[str, type[Target]] = {
 def parse_spec(spec: str) -> tuple[str, str | None, str]:
     """``[kind:]location`` -> (kind, runtime backend or None, location); without a kind, a folder with
     ``edgeldm.json`` is a bundle, anything else a model for diffusers."""
-    from ..runtimes.backends import BACKENDS
+    from ..backends import graph_backends
 
     kind, sep, location = spec.partition(":")
-    if sep and kind in BACKENDS and kind != "torch":  # onnx:BUNDLE, openvino:BUNDLE, coreml:BUNDLE
+    if sep and kind in graph_backends():  # onnx:BUNDLE, openvino:BUNDLE, coreml:BUNDLE
         return "bundle", kind, location
     if not sep or kind not in TARGET_KINDS:
         return ("bundle" if (Path(spec) / "edgeldm.json").is_file() else "diffusers"), None, spec

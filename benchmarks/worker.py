@@ -17,9 +17,14 @@ import numpy as np
 from ..errors import EdgeLDMError
 
 
-def _child(conn, spec: str, config) -> None:
+def _child(conn, spec: str, config, backends=()) -> None:
+    from ..backends import BACKENDS, register_backend
     from .targets import BENCH_PROMPT, make_target
     from .timing import peak_rss_bytes
+
+    for backend in backends:  # the parent's registry, backends registered at run time included (plugins, tests)
+        if backend.name not in BACKENDS:
+            register_backend(backend)
 
     target = None
     while True:
@@ -66,10 +71,13 @@ class TargetProcess:
     """A target in a spawned child process; methods block until the child answers."""
 
     def __init__(self, spec: str, config):
+        from ..backends import BACKENDS
+
         self.spec = spec
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(child_conn, spec, config), daemon=True,
+        self._proc = ctx.Process(target=_child, args=(child_conn, spec, config, tuple(BACKENDS.values())),
+                                 daemon=True,
                                  name=f"edgeldm-bench[{spec}]")
         self._proc.start()
         child_conn.close()

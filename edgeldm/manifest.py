@@ -26,8 +26,6 @@ MANIFEST_FILE = "edgeldm.json"
 FORMAT = "edgeldm.bundle"
 #: 2: the configs peer loaders open are listed under "files"; every path must stay inside the bundle
 FORMAT_VERSION = 2
-#: backend -> the graph file a component folder holds for it (the runtime and peer loaders open this name)
-GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml", "coreml": "model.mlpackage"}
 logger = logging.getLogger("edgeldm")
 
 
@@ -145,12 +143,8 @@ def _listed_files(manifest: dict, backends: list[str] | None) -> tuple[dict[str,
             if backends is not None and backend not in backends:
                 continue
             files = entry.get("files") or {}
-            graph = f"{name}/{GRAPH_FILE.get(backend, '')}"
-            if backend == "coreml":
-                has_graph = any(f.startswith(graph + "/") for f in files)
-            else:
-                has_graph = graph in files
-            if not has_graph:
+            graph = f"{name}/{graph_name(backend)}"
+            if not (graph in files or any(f.startswith(graph + "/") for f in files)):  # a package is a folder
                 missing.append(f"{name}'s {backend} graph {graph}")
             listed.update(files)
         if f"{name}/config.json" not in shared and shared:
@@ -183,7 +177,7 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
         if backends is not None and b not in backends:
             continue
         for rel in sorted(files):
-            if _owner(c, rel) != b:
+            if b not in owners(c, rel):
                 problems.append(f"{rel} is listed under {c}'s {b} graph but is not one of its files")
     shared = set(manifest.get("files") or {}) | set(_tokenizer_files(manifest))
     folders = {rel.split("/")[0] for rel in listed if "/" in rel and not rel.startswith(("./", "/"))}
@@ -195,29 +189,31 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
             if not (f.is_file() or f.is_symlink()):
                 continue
             rel = f.relative_to(bundle).as_posix()
-            owner = _owner(folder, rel)
-            if rel in shared or (owner is not None and rel in by_backend.get((folder, owner), ())):
+            mine = owners(folder, rel)
+            if rel in shared or any(rel in by_backend.get((folder, o), ()) for o in mine):
                 continue
-            problems.append(f"{rel} is in the bundle but not in its manifest" if owner is None or
+            problems.append(f"{rel} is in the bundle but not in its manifest" if not mine or
                             not any(rel in fs for fs in by_backend.values()) else
-                            f"{rel} belongs to {folder}'s {owner} graph but is listed elsewhere")
+                            f"{rel} belongs to {folder}'s {' / '.join(sorted(mine))} graph but is listed elsewhere")
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n    " + "\n    ".join(problems),
                           hint="re-export the bundle; pass verify=False (--no-verify) only if you edited it on purpose")
 
 
-#: which backend's graph a file of a component folder belongs to, by its name (None: not a graph's file)
-_OWNED_BY = (("onnx", ("model.onnx",)), ("openvino", ("openvino_model.",)), ("coreml", ("model.mlpackage/",)))
+def graph_name(backend: str) -> str:
+    """The graph file a component folder holds for ``backend`` (the runtime and peer loaders open this name);
+    an unknown backend or one without graphs names nothing, which no listing contains."""
+    from .backends import BACKENDS
+
+    b = BACKENDS.get(backend)
+    return (b.graph_file if b is not None else None) or f"<no {backend} graph>"
 
 
-def _owner(component: str, rel: str) -> str | None:
-    if not rel.startswith(component + "/"):
-        return None
-    name = rel[len(component) + 1:]
-    for backend, prefixes in _OWNED_BY:
-        if name.startswith(prefixes):
-            return backend
-    return None
+def owners(component: str, rel: str) -> set[str]:
+    """Which backends' graph a file of a component folder belongs to, by its name (empty: none's)."""
+    from .backends import owners as _owners
+
+    return _owners(component, rel)
 
 
 def _tokenizer_files(manifest: dict) -> dict:
@@ -247,7 +243,7 @@ def graph_file(bundle: str | Path, manifest: dict, component: str, backend: str)
         files = manifest["components"][component]["backends"][backend].get("files") or {}
     except KeyError:
         raise BundleError(f"the bundle has no {backend} graph for {component!r}") from None
-    rel = f"{component}/{GRAPH_FILE[backend]}"
+    rel = f"{component}/{graph_name(backend)}"
     if rel not in files and not any(f.startswith(rel + "/") for f in files):
         raise BundleError(f"{rel} is not listed in the bundle's manifest", hint="re-export the bundle")
     return bundle_file(bundle, rel)
@@ -269,10 +265,13 @@ def session_config(manifest: dict, component: str, backend: str) -> dict:
 
 
 def default_backend(manifest: dict) -> str:
-    """The backend every component of a bundle has, onnx first: what a command runs unless told."""
+    """The backend every component of a bundle has, first in the registry's order (onnx first): what a
+    command runs unless told."""
+    from .backends import BACKENDS
+
     comps = manifest["components"].values()
     common = set.intersection(*(set(c["backends"]) for c in comps)) if comps else set()
-    for backend in ("onnx", "openvino", "coreml"):
+    for backend in BACKENDS:
         if backend in common:
             return backend
     raise BundleError("no backend has a graph for every component of this bundle", hint="re-export the bundle")

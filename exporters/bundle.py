@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,19 +22,13 @@ from ..errors import EdgeLDMError
 from ..io_spec import ComponentIO, text_encoder_io, unet_io, vae_decoder_io, vae_encoder_io
 from ..manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, digest_files, sha256_file
 from ..progress import progress_bar
+from ..backends import BACKENDS, load
+from .job import ExportJob
 from .validation import DEFAULT_TOLERANCES, ExportValidationError, ValidationReport
 
 logger = logging.getLogger("edgeldm")
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
-#: backend -> the function exporting one component into a folder (filled below, imported lazily)
-EXPORTERS: dict[str, str] = {
-    "onnx": "edgeldm.exporters.onnx_export:export_onnx",
-    "openvino": "edgeldm.exporters.openvino_export:export_openvino",
-    "coreml": "edgeldm.exporters.coreml_export:export_coreml",
-}
-
-
 @dataclass(frozen=True)
 class ExportConfig:
     backends: tuple[str, ...] = ("onnx", "openvino")
@@ -50,25 +43,21 @@ class ExportConfig:
     tolerances: dict = field(default_factory=dict)  # component -> Tolerances, overriding the defaults
 
     def check(self) -> None:
-        unknown = [b for b in self.backends if b not in EXPORTERS]
+        from ..backends import BACKENDS, exportable
+
+        unknown = [b for b in self.backends if b not in exportable()]
         if unknown:
-            raise EdgeLDMError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(EXPORTERS)}")
+            raise EdgeLDMError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(exportable())}")
         if not self.backends:
             raise EdgeLDMError("no backend to export to")
         if self.precision not in ("fp32", "fp16"):
             raise EdgeLDMError(f"--precision must be fp32 or fp16, got {self.precision!r}")
         if self.opset < 17:
             raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")
-        if "coreml" in self.backends and not self.static:
-            raise EdgeLDMError("the coreml backend needs fixed shapes (Core ML packages are exported static)",
-                               hint="add --static (ExportConfig(static=True))")
-
-
-def _load(ref: str):
-    import importlib
-
-    module, fn = ref.split(":")
-    return getattr(importlib.import_module(module), fn)
+        for name in self.backends:
+            if BACKENDS[name].needs_static and not self.static:
+                raise EdgeLDMError(f"the {name} backend needs fixed shapes (its graphs are exported static)",
+                                   hint="add --static (ExportConfig(static=True))")
 
 
 def component_ios(pipe, height: int, width: int) -> dict[str, ComponentIO]:
@@ -102,13 +91,6 @@ def _validate(module, io: ComponentIO, graph: Path, backend: str, precision: str
     checks = compare_outputs(reference, candidate, tolerances)
     shapes = {k: list(np.shape(v)) for k, v in inputs.items()}
     return ValidationReport(io.component, backend, precision, shapes, tolerances, checks)
-
-
-def _skip_reason(backend: str) -> str | None:
-    """Why ``backend``'s graph cannot run on this machine (its validation is then recorded as skipped)."""
-    if backend == "coreml" and sys.platform != "darwin":
-        return "Core ML prediction needs macOS"
-    return None
 
 
 def _skipped_validation(io: ComponentIO, precision: str, tolerances, reason: str) -> dict:
@@ -198,34 +180,22 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             tol = config.tolerances.get(comp, DEFAULT_TOLERANCES[precision])
             folder = tmp / comp
             entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
-            onnx_files = None
-            for backend in (b for b in ("onnx", "openvino", "coreml") if b in config.backends):
-                if backend == "coreml":  # from the torch module through torch.export, not from ONNX
-                    files = _load(EXPORTERS["coreml"])(module, io, folder, precision=precision, vocab_size=vocab,
-                                                         deployment_target=config.coreml_target)
-                elif backend == "onnx" or onnx_files is None:
-                    # OpenVINO converts from the ONNX graph (faster, and the very same graph)
-                    target = folder if "onnx" in config.backends else Path(scratch) / comp
-                    onnx_files = _load(EXPORTERS["onnx"])(module, io, target, opset=config.opset,
-                                                          precision=precision, vocab_size=vocab)
-                    if backend == "onnx":
-                        files = onnx_files
-                if backend == "openvino":
-                    files = _load(EXPORTERS["openvino"])(onnx_files[0], io, folder, precision=precision,
-                                                         vocab_size=vocab)
-                if skip := _skip_reason(backend):
-                    logger.info("%s %s: validation skipped (%s)", comp, backend, skip)
+            job = ExportJob(module, io, folder, Path(scratch), precision, vocab, config.opset, config.coreml_target)
+            for name in (b for b in BACKENDS if b in config.backends):  # registry order: ONNX before OpenVINO
+                backend = BACKENDS[name]
+                files = load(backend.exporter)(job)
+                if skip := backend.skip_reason():
+                    logger.info("%s %s: validation skipped (%s)", comp, name, skip)
                     validation = _skipped_validation(io, precision, tol, skip)
                 else:
-                    graph = folder / "model.mlpackage" if backend == "coreml" else files[0]
-                    report = _validate(module, io, graph, backend, precision, tol,
+                    report = _validate(module, io, folder / backend.graph_file, name, precision, tol,
                                        spatial_multiple=unet_downsampling(pipe.unet.config), vocab_size=vocab)
-                    logger.info("%s %s: %s", comp, backend, ", ".join(
+                    logger.info("%s %s: %s", comp, name, ", ".join(
                         f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
                     if not report.passed:
                         failures.append(report)
                     validation = report.to_dict()
-                entry["backends"][backend] = {"files": digest_files(tmp, files), "validation": validation}
+                entry["backends"][name] = {"files": digest_files(tmp, files), "validation": validation}
                 bar.update(1)
             _write_component_config(pipe, comp, folder)
             manifest_components[comp] = entry

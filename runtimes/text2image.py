@@ -16,7 +16,7 @@ import numpy as np
 
 from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
 from ..errors import EdgeLDMError, LatentsOverflowError
-from ..manifest import GRAPH_FILE, BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
+from ..manifest import BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
 from .backends import BACKENDS, open_session
 from .samplers import sampler_from_scheduler_config
@@ -24,7 +24,7 @@ from .tokenizer import PromptTokenizer
 
 logger = logging.getLogger("edgeldm")
 
-__all__ = ["COMPONENTS", "GRAPH_FILE", "Text2Image", "guidance_scale_embedding"]
+__all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding"]
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
-from ...manifest import GRAPH_FILE as GRAPH
+from ...backends import BACKENDS, get_backend
+from ...manifest import graph_name
 from ...manifest import MANIFEST_FILE, check_bundle, digest_files, graph_file, load_manifest
 from .schemes import QuantOptions, component_schemes
 from .validate import can_run, graph_parity, image_parity
@@ -57,7 +58,9 @@ def _other_backend_files(manifest: dict, backend: str) -> set[str]:
         for b, entry in comp["backends"].items():
             if b != backend:
                 skip.update(entry["files"])
-                skip.update(f.split(".mlpackage/")[0] + ".mlpackage" for f in entry["files"] if ".mlpackage/" in f)
+                if get_backend(b).graph_is_folder:  # the package folder itself, not only its files
+                    skip.update(f.split("/", 2)[0] + "/" + f.split("/", 2)[1] for f in entry["files"] if
+                                f.count("/") >= 2)
     return skip
 
 
@@ -74,7 +77,7 @@ def _copy_for_backend(bundle: Path, dst: Path, manifest: dict, backend: str) -> 
 def _capture_backend(manifest: dict, backend: str) -> str:
     """A backend this machine can run to capture inputs (the trajectory is the same on any backend)."""
     have = set.intersection(*(set(c["backends"]) for c in manifest["components"].values()))
-    for b in (backend, "onnx", "openvino"):
+    for b in (backend, *BACKENDS):
         if b in have and can_run(b) is None:
             return b
     return "torch"  # the source model through the torch reference session
@@ -190,11 +193,12 @@ def _sensitivity(config: QuantizeConfig, scheme) -> bool:
 def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantOptions, calib, io,
                         config: QuantizeConfig, runnable: str | None, *, scratch: Path) -> dict:
     # clear this component's fp32 graph for the backend out of the copy; the scheme writes the new one
-    target = dst / GRAPH[config.backend]
+    backend = get_backend(config.backend)
+    target = dst / graph_name(config.backend)
     if target.is_dir():
         shutil.rmtree(target)
-    for f in (target, target.with_suffix(".bin"), dst / "model.onnx_data"):
-        if f.is_file():
+    for f in list(dst.iterdir()):  # the graph and its data files (an OpenVINO .bin, ONNX external data)
+        if f.is_file() and backend.owns_file(f.name):
             f.unlink()
     files = scheme.quantize(src, dst, comp, options, calib)
     entry: dict = {"scheme": scheme.name, "exclude": list(options.exclude)}
@@ -259,15 +263,10 @@ def _compact(graph: Path, comp: str, calib, io, config: QuantizeConfig, scheme, 
 def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch):
     from .sensitivity import block_groups, search
 
-    if config.backend == "onnx":
-        import onnx
+    from ...backends import load
 
-        names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node]
-    else:
-        from ..._lazy import require
-
-        names = [op.get_friendly_name() for op in require("openvino").Core().read_model(str(src)).get_ops()]
-    groups = block_groups(names)
+    # each backend's schemes module reads its graph's node names (the sensitivity search excludes by name)
+    groups = block_groups(load(get_backend(config.backend).schemes).node_names(src))
     trial = scratch / "sensitivity"
 
     def psnr_with(excluded: tuple[str, ...]) -> float:

@@ -254,3 +254,10 @@ def int4_weights(src: Path, dst: Path, component: str, options: QuantOptions, ca
     _dequantize_linear_weights(model, tuple(o for o in ops if o not in blocked), options.exclude,
                                options.per_channel)
     return _save_model(model, dst, _large(src))
+
+
+def node_names(graph: Path) -> list[str]:
+    """The graph's node names, for the sensitivity search's exclusions."""
+    import onnx
+
+    return [n.name for n in onnx.load(str(graph), load_external_data=False).graph.node]

@@ -139,3 +139,8 @@ def w8a8(src: Path, dst: Path, component: str, options: QuantOptions, calib=None
                           ignored_scope=_ignored(model, options),
                           advanced_parameters=_smooth_quant(options.smooth_quant_alpha))
     return _save(model, dst)
+
+
+def node_names(graph: Path) -> list[str]:
+    """The graph's operation names, for the sensitivity search's exclusions."""
+    return [op.get_friendly_name() for op in require("openvino").Core().read_model(str(graph)).get_ops()]

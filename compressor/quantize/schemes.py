@@ -49,8 +49,6 @@ class Scheme:
         return ACTIVATION_MIN_PSNR_DB if self.calibrated else WEIGHT_ONLY_MIN_PSNR_DB
 
 
-#: backend -> the module of this package whose schemes quantize its graphs (imported on first use)
-BACKEND_MODULES = {"onnx": "onnxruntime_schemes", "openvino": "openvino_schemes", "coreml": "coreml_schemes"}
 #: ONNX Runtime's range estimators for static QDQ
 CALIBRATE_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_MIN_PSNR_DB = 52.0
@@ -95,12 +93,12 @@ def register_scheme(name: str, backend: str, summary: str, *, components=("text_
 
 
 def _load_backend(backend: str) -> None:
-    from importlib import import_module
+    """Import the module that registers ``backend``'s schemes (named by its ``edgeldm.backends`` entry)."""
+    from ...backends import BACKENDS, load, with_schemes
 
-    module = BACKEND_MODULES.get(backend)
-    if module is None:
-        raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"one of {', '.join(BACKEND_MODULES)}")
-    import_module(f"{__package__}.{module}")
+    if backend not in BACKENDS or not BACKENDS[backend].schemes:
+        raise EdgeLDMError(f"no quantization schemes for backend {backend!r}", hint=f"one of {', '.join(with_schemes())}")
+    load(BACKENDS[backend].schemes)
 
 
 def get_scheme(backend: str, name: str) -> Scheme:
@@ -137,6 +135,8 @@ def component_schemes(backend: str, spec: str, components: tuple[str, ...] | Non
 
 
 def list_schemes() -> list[Scheme]:
-    for b in BACKEND_MODULES:
+    from ...backends import with_schemes
+
+    for b in with_schemes():
         _load_backend(b)
     return sorted(SCHEMES.values(), key=lambda s: (s.backend, s.name))

@@ -4,7 +4,6 @@ on fixed prompts through the runtime. Both go into the manifest; the first gates
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,9 @@ from ...exporters.validation import cosine, tensor_psnr
 
 def can_run(backend: str) -> str | None:
     """None when this machine can run ``backend``'s graphs, else the reason it cannot."""
-    if backend == "coreml" and sys.platform != "darwin":
-        return "Core ML prediction needs macOS"
-    return None
+    from ...backends import get_backend
+
+    return get_backend(backend).skip_reason()
 
 
 def graph_parity(backend: str, reference: Path, candidate: Path, io, calib, component: str, *,

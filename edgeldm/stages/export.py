@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import BACKENDS
 from ..exporters.bundle import ExportConfig
 from ..options import check_positive, option, resolve, split_list
 from .common import StageResult, check_output, weights_bytes
@@ -13,16 +14,11 @@ from .common import StageResult, check_output, weights_bytes
 logger = logging.getLogger("edgeldm")
 
 
-def _backends() -> list[str]:
-    from ..exporters.bundle import EXPORTERS
-
-    return list(EXPORTERS)
-
-
 @dataclass(frozen=True)
 class ExportOptions:
-    backend: tuple[str, ...] = option(ExportConfig.backends, "comma-separated backends: "
-                                      + ", ".join(("onnx", "openvino", "coreml (needs --static)")), parse=split_list)
+    backend: tuple[str, ...] = option(ExportConfig.backends, "comma-separated backends: " + ", ".join(
+        f"{b.name} (needs --static)" if b.needs_static else b.name for b in BACKENDS.values() if b.exporter),
+        parse=split_list)
     precision: str = option(ExportConfig.precision, "graph precision; fp16 keeps the VAE in fp32 unless --fp16-vae",
                             choices=("fp32", "fp16"))
     fp16_vae: bool = option(ExportConfig.fp16_vae_decoder, "also export the VAE in fp16 (risk: black images)")

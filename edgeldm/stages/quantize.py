@@ -8,8 +8,9 @@ from pathlib import Path
 from ..arguments import argparse_type, check_psnr_floor
 from ..calibration.capture import CaptureConfig
 from ..compressor.quantize.bundle import QuantizeConfig
-from ..compressor.quantize.schemes import ACTIVATION_MIN_PSNR_DB, BACKEND_MODULES, CALIBRATE_METHODS, \
-    WEIGHT_ONLY_MIN_PSNR_DB, QuantOptions
+from ..backends import with_schemes
+from ..compressor.quantize.schemes import ACTIVATION_MIN_PSNR_DB, CALIBRATE_METHODS, WEIGHT_ONLY_MIN_PSNR_DB, \
+    QuantOptions
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, split_list
 from .common import StageResult, check_output, weights_bytes
@@ -19,7 +20,7 @@ PSNR_FLOOR = argparse_type(check_psnr_floor, "min-psnr")
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    backend: str | None = option(None, "the backend whose graphs are quantized", choices=tuple(BACKEND_MODULES))
+    backend: str | None = option(None, "the backend whose graphs are quantized", choices=with_schemes)
     scheme: str | None = option(None, "see the list below; or one per component, e.g. "
                                       "text_encoder=int4-weights,unet=int8-weights,vae_decoder=int8-weights")
     components: tuple[str, ...] | None = option(None, "comma-separated components to quantize (default: the "

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendSession
+from ..runtimes.backends.base import BackendSession
 
 
 @lru_cache(maxsize=2)
 def _source_pipeline(source: str):
-    from ...loading import load_pipeline
+    from ..loading import load_pipeline
 
     return load_pipeline(source)
 
@@ -28,7 +28,7 @@ class TorchSession(BackendSession):
         super().__init__(model_path, io)
         import torch
 
-        from ...exporters.torch_modules import component_module
+        from .torch_modules import component_module
 
         if threads:
             torch.set_num_threads(threads)
