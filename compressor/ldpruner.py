@@ -30,7 +30,8 @@ import torch
 
 from ..inventory import count_macs, count_macs_with_calls, operator_inventory, unet_example_inputs
 from .patches import _parent, apply_modification, modifications_for
-from .score_config import VARIANTS, ScoreConfig
+from .score_config import ScoreConfig
+from .scores import get_score, ld_score, paired_score  # noqa: F401  (re-exported for callers of this module)
 from .selection import overlaps  # noqa: F401  (re-exported: patches and tests use it from here)
 
 logger = logging.getLogger("edgeldm")
@@ -73,7 +74,7 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
     with the modification applied to the whole UNet. ``narrow_keep`` is the fraction of inner channels a
     ``narrow`` candidate keeps (None: no narrowing).
     """
-    from .narrow import channels_to_prune
+    from .patches import MODIFICATIONS
 
     inputs = unet_example_inputs(unet, height, width, vae_scale_factor=vae_scale_factor)
     ops = [op for op in operator_inventory(unet) if not any(overlaps(op.name, e) for e in exclude)]
@@ -85,8 +86,9 @@ def enumerate_candidates(unet, *, height: int, width: int, vae_scale_factor: int
         module = unet.get_submodule(op.name)
         for name in modifications_for(module, op.type, narrow=narrow_keep is not None):
             cand = Candidate(op.name, op.type, name)
-            if name == "narrow":
-                cand.params = {"keep": narrow_keep, "idxs": channels_to_prune(module, op.type, narrow_keep)}
+            params = MODIFICATIONS[(name, op.type)].params
+            if params is not None:  # a parameterised modification records what replays it (narrow: channels)
+                cand.params = params(module, op.type, narrow_keep)
             undo = cand.apply(unet)
             try:
                 if op.name in calls:
@@ -114,6 +116,7 @@ class LatentStatistics:
 
     def latents(self) -> np.ndarray:
         c, pipe = self.config, self.pipe
+        trajectory = get_score(c.variant).trajectory  # every step's latents, not only the final ones
         chunks = []
         for i in range(0, len(self.prompts), c.batch_size):
             prompts = self.prompts[i:i + c.batch_size]
@@ -127,25 +130,14 @@ class LatentStatistics:
             with torch.inference_mode():
                 final = pipe(prompts, num_inference_steps=c.steps, guidance_scale=c.guidance, generator=gens,
                              height=c.height, width=c.width, output_type="latent",
-                             callback_on_step_end=keep if c.variant == "trajectory" else None).images
-            lat = torch.stack(steps, dim=1) if c.variant == "trajectory" else final.float()
+                             callback_on_step_end=keep if trajectory else None).images
+            lat = torch.stack(steps, dim=1) if trajectory else final.float()
             chunks.append(lat.cpu().numpy())
         return np.concatenate(chunks)
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
         lat = self.latents().astype(np.float64)
         return lat.mean(axis=0), lat.std(axis=0)
-
-
-def ld_score(reference: tuple[np.ndarray, np.ndarray], modified: tuple[np.ndarray, np.ndarray]) -> float:
-    (mu_o, sd_o), (mu_m, sd_m) = reference, modified
-    return float(np.linalg.norm((mu_o - mu_m).ravel()) + np.linalg.norm((sd_o - sd_m).ravel()))
-
-
-def paired_score(reference: np.ndarray, modified: np.ndarray) -> float:
-    """Mean over samples of ||z_orig_i - z_mod_i||_2, latents of the same prompt and seed paired."""
-    diff = (reference.astype(np.float64) - modified.astype(np.float64)).reshape(len(reference), -1)
-    return float(np.linalg.norm(diff, axis=1).mean())
 
 
 def _latency_saved(unet, inputs: dict, undo_and_redo, repeat: int) -> float:
@@ -207,14 +199,12 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
 
     from ..progress import progress_bar
 
-    if config.variant not in VARIANTS:
-        raise ValueError(f"unknown score variant {config.variant!r}; choose one of {', '.join(VARIANTS)}")
+    variant = get_score(config.variant)
     cache = cache or ScoreCache(None, {})
     unet = pipe.unet
     stats = LatentStatistics(pipe, prompts, config)
-    # paired compares the latents themselves; the paper's variants their element-wise set statistics
-    measure, score = ((stats.latents, paired_score) if config.variant == "paired"
-                      else (stats.statistics, ld_score))
+    # the paper's variants compare the latents' element-wise set statistics, paired ones the latents themselves
+    measure, score = (stats.statistics if variant.statistics else stats.latents), variant.score
     reference = measure()
     config = default_config_for(pipe, config)
     step_inputs = {k: v.to(unet.device) for k, v in unet_example_inputs(

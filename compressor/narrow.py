@@ -103,3 +103,21 @@ def narrow(unet: nn.Module, op_name: str, op_type: str, idxs: list[int]) -> Call
             _set(unet, name, m)
 
     return undo
+
+
+def _apply(unet: nn.Module, op_name: str, op_type: str, params: dict) -> Callable[[], None]:
+    if "idxs" not in params:
+        raise ValueError(f"narrow does not apply to {op_name} ({op_type}) without channel indices")
+    return narrow(unet, op_name, op_type, params["idxs"])
+
+
+def _register() -> None:
+    from .patches import Modification, register_modification
+
+    for op_type in NARROWABLE:
+        register_modification(Modification(
+            "narrow", (op_type,), applies=lambda m, t=op_type: can_narrow(m, t), apply=_apply, optional=True,
+            params=lambda m, t, keep: {"keep": keep, "idxs": channels_to_prune(m, t, keep)}))
+
+
+_register()

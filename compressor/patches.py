@@ -70,10 +70,16 @@ class ZeroResidual(nn.Module):
 
 @dataclass(frozen=True)
 class Modification:
-    name: str  # "remove" | "replace"
+    name: str  # "remove", "replace", "narrow"
     op_types: tuple[str, ...]
     applies: Callable[[nn.Module], bool]
-    stand_in: Callable[[nn.Module], nn.Module | None]  # None: the attribute is set to None (mid-block)
+    # swap-in modifications: the stand-in module (None: the attribute is set to None, the mid-block)
+    stand_in: Callable[[nn.Module], nn.Module | None] | None = None
+    # in-place ones (narrow): (unet, op_name, op_type, params) -> undo
+    apply: Callable[[nn.Module, str, str, dict], Callable[[], None]] | None = None
+    # what a candidate records to replay it: (module, op_type, setting) -> params (narrow: the channels removed)
+    params: Callable[[nn.Module, str, float], dict] | None = None
+    optional: bool = False  # considered only when asked (narrow: --narrow-keep)
 
 
 #: (modification name, operator type) -> Modification; an operator gets at most one of each name
@@ -113,11 +119,9 @@ register_modification(Modification("remove", ("mid_block",), lambda m: True, lam
 
 
 def modifications_for(module: nn.Module, op_type: str, *, narrow: bool = True) -> list[str]:
-    """Names of the modifications that apply to this operator."""
-    from .narrow import can_narrow
-
-    names = [name for (name, t), mod in MODIFICATIONS.items() if t == op_type and mod.applies(module)]
-    return names + (["narrow"] if narrow and can_narrow(module, op_type) else [])
+    """Names of the modifications that apply to this operator (``narrow``: the optional ones too)."""
+    return [name for (name, t), mod in MODIFICATIONS.items()
+            if t == op_type and (narrow or not mod.optional) and mod.applies(module)]
 
 
 def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -127,17 +131,13 @@ def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
 
 def apply_modification(unet: nn.Module, op_name: str, op_type: str, modification: str,
                        params: dict | None = None) -> Callable[[], None]:
-    """Swap the operator ``op_name`` for its stand-in (or narrow it); returns a function that undoes it."""
-    if modification == "narrow":
-        from .narrow import can_narrow, narrow
-
-        if not can_narrow(unet.get_submodule(op_name), op_type) or not params or "idxs" not in params:
-            raise ValueError(f"narrow does not apply to {op_name} ({op_type}) without channel indices")
-        return narrow(unet, op_name, op_type, params["idxs"])
+    """Swap the operator ``op_name`` for its stand-in (or modify it in place); returns a function that undoes it."""
     mod = MODIFICATIONS.get((modification, op_type))
     original = unet.get_submodule(op_name)
     if mod is None or not mod.applies(original):
         raise ValueError(f"{modification!r} does not apply to {op_name} ({op_type})")
+    if mod.apply is not None:
+        return mod.apply(unet, op_name, op_type, params or {})
     parent, attr = _parent(unet, op_name)
     setattr(parent, attr, mod.stand_in(original))  # None is allowed for a registered submodule (mid-block)
 
@@ -145,3 +145,6 @@ def apply_modification(unet: nn.Module, op_name: str, op_type: str, modification
         setattr(parent, attr, original)
 
     return undo
+
+
+from . import narrow as _narrow  # noqa: E402,F401  (registers ``narrow``: Torch-Pruning's channel groups)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..errors import EdgeLDMError
 from ..inventory import count_macs, unet_example_inputs
 from .digest import weights_digest

@@ -10,8 +10,6 @@ DEFAULT_TARGET_MACS = 0.65
 #: removals between re-scorings of an iterative prune
 RESCORE_EVERY = 4
 
-#: what a score compares: the final latents' set statistics (the paper), every step's, or paired latents
-VARIANTS = ("final", "trajectory", "paired")
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,7 @@ class ScoreConfig:
     samples: int = 32  # calibration prompts, one seed each
     steps: int = 10  # sampler steps per latent
     guidance: float = 7.5
-    variant: str = "final"
+    variant: str = "final"  # a registered score variant (compressor/scores.py)
     seed: int = 0
     batch_size: int = 32
     height: int | None = None  # None: the model's default size

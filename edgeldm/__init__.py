@@ -6,9 +6,7 @@ functions below import them on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402  (version first: submodules read it)
+from .errors import (
     CheckpointError,
     CheckpointNotFoundError,
     CorruptWeightsError,
@@ -21,6 +19,7 @@ from .errors import (  # noqa: E402  (version first: submodules read it)
     UnsupportedPipelineError,
     WeightShapeMismatchError,
 )
+from .version import __version__
 
 
 def load_pipeline(source, *, allow_pickle: bool = False, seed: int = 0, dtype=None):

@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-from . import __version__
+from .version import __version__
 from .commands import add_subcommands
 from .errors import EdgeLDMError, Terminated
 

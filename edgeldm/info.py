@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from . import __version__
+from .version import __version__
 from .checkpoint import check_checkpoint, pruned_skeleton
 from .components import WEIGHTED_COMPONENTS, component_class, component_spec, read_json, vae_scale_factor
 from .inventory import unet_inventory_with_macs

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..atomic import atomic_output_dir
 from ..errors import EdgeLDMError
 from ..io_spec import ComponentIO, text_encoder_io, unet_io, vae_decoder_io, vae_encoder_io

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from .._lazy import require
 from ..errors import EdgeLDMError
 from ..io_spec import ComponentIO

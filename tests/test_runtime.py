@@ -168,7 +168,7 @@ def test_runtime_runs_where_torch_cannot_be_imported(tiny_random_bundle, tmp_pat
 def test_an_execution_provider_that_is_missing_or_fell_back_is_an_error(tiny_random_bundle):
     import onnxruntime as ort
 
-    from edgeldm.devices import check_ort_session
+    from edgeldm.runtimes.backends.devices import check_ort_session
 
     # ONNX Runtime itself would only warn and run on the CPU: a benchmark would file a CPU figure as a GPU's
     with pytest.raises(EdgeLDMError, match="has no NoSuchExecutionProvider"):
@@ -182,7 +182,7 @@ def test_an_execution_provider_that_is_missing_or_fell_back_is_an_error(tiny_ran
 
 def test_device_options_per_backend_and_unknown_devices(tiny_random_bundle, tmp_path, capsys):
     from edgeldm.cli import main
-    from edgeldm.devices import check_ov_device
+    from edgeldm.runtimes.backends.devices import check_ov_device
     from edgeldm.runtimes.backends import device_options
 
     assert device_options("onnx", None) == {}

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..arguments import argparse_type, check_guidance, check_seed
-from ..compressor.score_config import DEFAULT_TARGET_MACS, RESCORE_EVERY, VARIANTS, ScoreConfig
+from ..compressor.scores import SCORES
+from ..compressor.score_config import DEFAULT_TARGET_MACS, RESCORE_EVERY, ScoreConfig
 from ..errors import EdgeLDMError
 from ..options import check_exclusive, check_positive, option, resolve
 from .common import StageResult, check_output, existing, is_main_process
@@ -43,10 +44,9 @@ class PruneOptions:
     samples: int = option(ScoreConfig.samples, "calibration prompts x seeds per latent set")
     steps: int = option(ScoreConfig.steps, "sampler steps per calibration latent")
     guidance: float = option(ScoreConfig.guidance, "guidance scale of the calibration runs, >= 0", parse=GUIDANCE)
-    variant: str = option(ScoreConfig.variant, "score: set statistics of the final latents (the paper), of every "
-                                               "step's latents, or 'paired': the mean distance between the final "
-                                               "latents of the same prompt and seed, which sees prompt-conditional "
-                                               "damage such as colour binding", choices=VARIANTS)
+    variant: str = option(ScoreConfig.variant, "what the score compares: " + "; ".join(
+        f"{v.name}: {v.summary}" for v in SCORES.values()) + " (paired sees prompt-conditional damage such as "
+        "colour binding)", choices=lambda: list(SCORES))
     latency_repeat: int = option(ScoreConfig.latency_repeat,
                                  "UNet-step timings per candidate for the latency-saved column; 0 skips")
     narrow_keep: float | None = option(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._lazy import require
-from ...devices import check_ort_providers, check_ort_session
+from .devices import check_ort_providers, check_ort_session
 from .base import BackendSession
 
 

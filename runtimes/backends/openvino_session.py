@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._lazy import require
-from ...devices import check_ov_device
+from .devices import check_ov_device
 from .base import BackendSession
 
 
