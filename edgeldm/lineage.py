@@ -30,6 +30,11 @@ def read_lineage(source: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+#: how a model samples unless it or the user says otherwise: 25 guided steps, or 4 for an LCM UNet
+STANDARD_SAMPLING = {"steps": 25, "guidance": 7.5}
+LCM_SAMPLING = {"steps": 4, "guidance": 8.0}
+
+
 def sampling_defaults(source: str | Path | None, guidance_embedding: bool) -> dict:
     """Steps and guidance a model samples with unless told otherwise.
 
@@ -42,8 +47,7 @@ def sampling_defaults(source: str | Path | None, guidance_embedding: bool) -> di
         if isinstance(recorded, dict) and {"steps", "guidance"} <= set(recorded):
             return {"steps": int(recorded["steps"]), "guidance": float(recorded["guidance"]),
                     "guidance_embedding": guidance_embedding}
-    return {"steps": 4, "guidance": 8.0, "guidance_embedding": True} if guidance_embedding else \
-        {"steps": 25, "guidance": 7.5, "guidance_embedding": False}
+    return {**(LCM_SAMPLING if guidance_embedding else STANDARD_SAMPLING), "guidance_embedding": guidance_embedding}
 
 
 def default_sampling_of(path: str | Path) -> dict:

@@ -51,3 +51,30 @@ def image_output(path: str, overwrite: bool, *, inputs: tuple = ()) -> Path:
 def print_json(document) -> None:
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def add_image_arguments(p: argparse.ArgumentParser, *, own: str | None = None) -> None:
+    """Prompt, sampling and output arguments of the one-image commands (generate, run). ``own`` names where the
+    defaults come from when not fixed (``"the bundle's"``); None: 25 steps at guidance 7.5."""
+    from ..lineage import STANDARD_SAMPLING
+    from ..stages.evaluate import GUIDANCE_HELP
+
+    steps, guidance = (None, None) if own else (STANDARD_SAMPLING["steps"], STANDARD_SAMPLING["guidance"])
+    size = own or "the model's native size"
+    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
+    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (with guidance > 1)")
+    p.add_argument("--steps", type=int, default=steps, help=f"denoising steps (default {own or steps})")
+    p.add_argument("--guidance", type=GUIDANCE, default=guidance, help=f"{GUIDANCE_HELP} (default {own or guidance})")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
+    p.add_argument("--height", type=int, default=None, help=f"image height (default {size})")
+    p.add_argument("--width", type=int, default=None, help=f"image width (default {size})")
+    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def call_stage(function, options_class, args, source: str, **kwargs):
+    """Build a stage's options from the parsed arguments and run it on ``args.<source>`` into ``args.output``."""
+    from ..options import from_namespace
+
+    return function(getattr(args, source), args.output, from_namespace(options_class, args), overwrite=args.overwrite,
+                    **kwargs)

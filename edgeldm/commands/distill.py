@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument
+from .common import RAW, add_model_argument, add_output_argument, call_stage
 from .finetune import DATA_CACHE_HELP
 
 
@@ -40,17 +40,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..options import from_namespace
     from ..stages.distill import DistillOptions, distill
 
-    options = from_namespace(DistillOptions, args)
-    result = distill(args.model, args.output, options, overwrite=args.overwrite, allow_pickle=args.allow_pickle,
-                     data_cache=args.data_cache)
-    if result.output is None:
+    result = call_stage(distill, DistillOptions, args, "model", allow_pickle=args.allow_pickle,
+                        data_cache=args.data_cache)
+    if result.output is None:  # a helper process of accelerate launch
         return 0
     summary = result.details
     last = summary["validation"][-1] if summary["validation"] else {}
-    print(f"distilled {args.model} ({options.mode}, {options.steps} steps, {summary['seconds']:.0f} s); "
+    print(f"distilled {args.model} ({args.mode}, {args.steps} steps, {summary['seconds']:.0f} s); "
           f"1-step latent PSNR vs the teacher's ODE {last.get('latent_psnr_1step_db', float('nan')):.1f} dB; "
           f"wrote {args.output}")
     return 0

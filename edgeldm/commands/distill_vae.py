@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument
+from .common import RAW, add_model_argument, add_output_argument, call_stage
 
 
 @command("distill-vae")
@@ -35,15 +35,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..options import from_namespace
     from ..stages.distill_vae import DistillVaeOptions, distill_vae
 
-    options = from_namespace(DistillVaeOptions, args)
-    result = distill_vae(args.model, args.output, options, overwrite=args.overwrite, allow_pickle=args.allow_pickle)
-    if result.output is None:
+    result = call_stage(distill_vae, DistillVaeOptions, args, "model", allow_pickle=args.allow_pickle)
+    if result.output is None:  # a helper process of accelerate launch
         return 0
     summary, parity = result.details, result.details["parity"]
-    print(f"distilled {args.model}'s VAE into AutoencoderTiny ({options.steps} steps, {summary['seconds']:.0f} s); "
+    print(f"distilled {args.model}'s VAE into AutoencoderTiny ({args.steps} steps, {summary['seconds']:.0f} s); "
           f"held-out images {parity.get('decoder_psnr_db_mean', float('nan')):.1f} dB (min "
           f"{parity.get('decoder_psnr_db_min', float('nan')):.1f}) vs the original decoder, latents "
           f"{parity.get('encoder_latent_psnr_db_mean', float('nan')):.1f} dB vs its encoder; wrote {args.output}")

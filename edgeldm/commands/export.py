@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument
+from .common import RAW, add_model_argument, add_output_argument, call_stage
 
 
 @command("export")
@@ -28,9 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..options import from_namespace
     from ..stages.export import ExportOptions, export
 
-    export(args.model, args.output, from_namespace(ExportOptions, args), overwrite=args.overwrite,
-           allow_pickle=args.allow_pickle)
+    call_stage(export, ExportOptions, args, "model", allow_pickle=args.allow_pickle)
     return 0

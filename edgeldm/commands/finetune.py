@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument
+from .common import RAW, add_model_argument, add_output_argument, call_stage
 
 DATA_CACHE_HELP = ("folder of teacher generations shared between training runs: finetune and distill taught by the "
                    "same teacher with the same prompts, seed, samples, steps and guidance (their defaults) generate "
@@ -37,16 +37,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..options import from_namespace
     from ..stages.finetune import FinetuneOptions, finetune
 
-    options = from_namespace(FinetuneOptions, args)
-    result = finetune(args.pruned, args.output, options, overwrite=args.overwrite, allow_pickle=args.allow_pickle,
-                      data_cache=args.data_cache)
-    if result.output is None:
+    result = call_stage(finetune, FinetuneOptions, args, "pruned", allow_pickle=args.allow_pickle,
+                        data_cache=args.data_cache)
+    if result.output is None:  # a helper process of accelerate launch
         return 0
     history = result.details["history"]
     last = history[-1] if history else {}
-    print(f"finetuned {args.pruned} for {options.steps} steps ({result.details['seconds']:.0f} s, final loss "
+    print(f"finetuned {args.pruned} for {args.steps} steps ({result.details['seconds']:.0f} s, final loss "
           f"{last.get('loss', float('nan')):.4f}); wrote {args.output}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import command
-from .common import GUIDANCE, NEGATIVE_TEXT, RAW, SEED, TEXT, add_model_argument, check_positive, image_output
+from .common import RAW, add_image_arguments, add_model_argument, check_positive, image_output
 
 logger = logging.getLogger("edgeldm")
 
@@ -18,8 +18,6 @@ def _schedulers() -> list[str]:
 
 @command("generate")
 def add_parser(sub) -> None:
-    from ..stages.evaluate import GUIDANCE_HELP
-
     p = sub.add_parser(
         "generate", help="generate one image from a prompt (torch reference path through diffusers)",
         description="Generate an image with the diffusers pipeline of MODEL: the torch reference that exported "
@@ -29,17 +27,9 @@ def add_parser(sub) -> None:
         formatter_class=RAW,
     )
     add_model_argument(p)
-    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (used with guidance > 1)")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
-    p.add_argument("--guidance", type=GUIDANCE, default=7.5, help=f"{GUIDANCE_HELP} (default 7.5)")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
+    add_image_arguments(p)
     p.add_argument("--scheduler", choices=_schedulers(), default=None,
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
-    p.add_argument("--height", type=int, default=None, help="image height (default: the model's native size)")
-    p.add_argument("--width", type=int, default=None, help="image width (default: the model's native size)")
-    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 
 

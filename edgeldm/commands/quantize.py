@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_output_argument
+from .common import RAW, add_output_argument, call_stage
 
 
 @command("quantize")
@@ -36,11 +36,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..options import from_namespace
     from ..stages.quantize import QuantizeOptions, quantize
 
-    manifest = quantize(args.bundle, args.output, from_namespace(QuantizeOptions, args),
-                        overwrite=args.overwrite).details
+    manifest = call_stage(quantize, QuantizeOptions, args, "bundle").details
     q = manifest["quantization"]
     for comp in q["components"]:
         entry = manifest["components"][comp]["backends"][args.backend]["quantization"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import command
-from .common import GUIDANCE, NEGATIVE_TEXT, RAW, SEED, TEXT, check_positive, image_output
+from .common import RAW, add_image_arguments, check_positive, image_output
 
 logger = logging.getLogger("edgeldm")
 
@@ -16,7 +16,6 @@ def add_parser(sub) -> None:
     from ..runtimes.backends import BACKENDS
     from ..runtimes.samplers import SAMPLERS
     from ..runtimes.samplers.registry import _load_builtin_samplers
-    from ..stages.evaluate import GUIDANCE_HELP
 
     p = sub.add_parser(
         "run", help="generate an image from a bundle with the torch-free runtime",
@@ -28,16 +27,10 @@ def add_parser(sub) -> None:
     )
     _load_builtin_samplers()
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
-    p.add_argument("--prompt", required=True, type=TEXT, help="text prompt")
-    p.add_argument("--negative-prompt", default=None, type=NEGATIVE_TEXT, help="negative prompt (with guidance > 1)")
+    add_image_arguments(p, own="the bundle's")
     p.add_argument("--backend", default="onnx", choices=sorted(BACKENDS),
                    help="onnx, openvino, coreml (predicts on macOS only), or torch (the source model through "
                         "diffusers' modules, for reference; needs the compress extra) (default onnx)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the bundle's)")
-    p.add_argument("--guidance", type=GUIDANCE, default=None, help=f"{GUIDANCE_HELP} (default: the bundle's)")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed, 0 to 2^64 - 1 (default 0)")
-    p.add_argument("--height", type=int, default=None, help="image height (default: the bundle's)")
-    p.add_argument("--width", type=int, default=None, help="image width (default: the bundle's)")
     p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
                    help="the numpy sampler to use (default: the bundle's scheduler)")
     p.add_argument("--threads", type=argparse_type(check_threads, "threads"), default=None,
@@ -48,8 +41,6 @@ def add_parser(sub) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="BUNDLE: skip the SHA-256 check of the bundle's files against its manifest (paths must "
                         "still stay inside the bundle)")
-    p.add_argument("-o", "--output", required=True, help="output image; the suffix picks the format (.png, .jpg, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 
 

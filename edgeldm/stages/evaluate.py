@@ -8,6 +8,7 @@ from pathlib import Path
 from ..arguments import argparse_type, check_guidance, check_seed
 from ..benchmarks.evaluate import EvalConfig
 from ..errors import EdgeLDMError
+from ..lineage import LCM_SAMPLING, STANDARD_SAMPLING
 from ..options import check_positive, option, resolve
 from .common import StageResult
 
@@ -15,7 +16,8 @@ GUIDANCE = argparse_type(check_guidance, "guidance")
 SEED = argparse_type(check_seed, "seed")
 GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"
 #: the model's own sampling, when the options leave it open (lineage.sampling_defaults)
-OWN_SAMPLING = "the model's own: 25 / 7.5, or 4 / 8 for an LCM; a bundle's from its manifest"
+OWN_SAMPLING = (f"the model's own: {STANDARD_SAMPLING['steps']} / {STANDARD_SAMPLING['guidance']:g}, or "
+                f"{LCM_SAMPLING['steps']} / {LCM_SAMPLING['guidance']:g} for an LCM; a bundle's from its manifest")
 
 
 def _schedulers() -> list[str]:

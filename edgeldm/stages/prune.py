@@ -11,7 +11,7 @@ from ..compressor.scores import SCORES
 from ..compressor.score_config import DEFAULT_TARGET_MACS, RESCORE_EVERY, ScoreConfig
 from ..errors import EdgeLDMError
 from ..options import check_exclusive, check_positive, option, resolve
-from .common import StageResult, check_output, existing, is_main_process
+from .common import StageResult, check_output, existing, is_main_process, remove_work
 
 logger = logging.getLogger("edgeldm")
 GUIDANCE = argparse_type(check_guidance, "guidance")
@@ -119,7 +119,8 @@ def prune(model: str | Path, output: str | Path, options: PruneOptions | None = 
           allow_pickle: bool = False, cache_dir: str | Path | None = None, **kwargs) -> StageResult:
     """Prune ``model``'s UNet to the options' budget and write the pruned model to ``output``.
 
-    Scores are cached in ``cache_dir`` (default ``OUTPUT.work/scores``): an interrupted run resumes from it.
+    Scores are cached in ``cache_dir`` (default ``OUTPUT.work/scores``, removed once the model is written): an
+    interrupted run resumes from it.
     Under ``accelerate launch`` the processes share the scoring and the main one writes; the others return a
     result without an output.
     """
@@ -135,6 +136,8 @@ def prune(model: str | Path, output: str | Path, options: PruneOptions | None = 
     if not is_main_process():  # the other processes only helped score
         return StageResult("prune", None, {})
     save_pruned(pipe, plan, output, overwrite=overwrite, protect=existing(str(model)))
+    if cache_dir is None:  # the default cache only served to resume this run; a given one is the caller's
+        remove_work(Path(output))
     inherited = len(plan.operations) - len(plan.report["removed"])  # an already pruned input's operations first
     for o in plan.operations[inherited:]:
         logger.info("  %-8s %s", o.modification, o.op)
