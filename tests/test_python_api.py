@@ -18,7 +18,8 @@ def _blocks() -> list[str]:
 
 def test_the_page_has_an_example_per_stage():
     code = "\n".join(_blocks())
-    for stage in ("export", "prune", "finetune", "distill", "quantize", "evaluate", "bench", "compress"):
+    for stage in ("export", "prune", "finetune", "distill", "distill_vae", "quantize", "evaluate", "bench",
+                  "compress"):
         assert f"edgeldm.{stage}(" in code, stage
 
 
@@ -31,6 +32,7 @@ def test_every_example_runs_in_order(tmp_path, monkeypatch):
     assert (tmp_path / "bundles" / "lcm-int8" / "edgeldm.json").is_file()
     assert namespace["pruned"].metrics["operators"] == 2 and 0 < namespace["pruned"].metrics["macs_kept"] < 1
     assert namespace["small"].output == Path("bundles/lcm-int8")
+    assert (tmp_path / "models" / "lcm-taesd" / "vae" / "config.json").is_file()
     assert 0 <= namespace["scores"].metrics["joint_accuracy"] <= 1
     assert namespace["timing"].metrics["image_latency"] > 0
     assert Path(namespace["summary"]["final_bundle"]).is_dir()
