@@ -54,6 +54,8 @@ VALUES = {
 #: (shape, colour) pairs kept out of training entirely
 HELDOUT_COMBOS = frozenset({("triangle", "blue"), ("circle", "yellow"), ("square", "magenta"), ("cross", "green")})
 SPLIT_STREAMS = {"train": 0, "heldout": 1, "compositional": 2}
+#: the splits a model is evaluated on (never the training stream)
+EVAL_SPLITS = tuple(s for s in SPLIT_STREAMS if s != "train")
 
 SHAPE_WORDS = {
     "circle": ("circle", "disc", "round dot"),

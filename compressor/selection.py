@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # the selection is arithmetic on scores: torch-free, so the C
     from .ldpruner import Candidate
 
 STRATEGIES: dict[str, Callable] = {}
+#: what ldpruner divides a score by: the budget's unit (MACs or parameters) or the measured latency saved
+RANK_BY = ("budget", "latency")
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -128,8 +130,8 @@ def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str =
         # transformer block would remove its protected cross-attention too)
         kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
         candidates = [c for c in candidates if not any(overlaps(c.op, k) for k in kept)]
-    if rank_by not in ("budget", "latency"):
-        raise ValueError(f"rank_by must be budget or latency, got {rank_by!r}")
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}")
     cost = "latency" if rank_by == "latency" else "params" if budget.target_params is not None else "macs"
     order = STRATEGIES[strategy](candidates, unet, cost=cost, seed=seed)
     picked: list[Candidate] = list(already)

@@ -29,6 +29,10 @@ from .validation import DEFAULT_TOLERANCES, ExportValidationError, ValidationRep
 logger = logging.getLogger("edgeldm")
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: graph precisions an export writes (fp16 keeps the VAE in fp32 unless asked)
+PRECISIONS = ("fp32", "fp16")
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     backends: tuple[str, ...] = ("onnx", "openvino")
@@ -50,7 +54,7 @@ class ExportConfig:
             raise EdgeLDMError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(exportable())}")
         if not self.backends:
             raise EdgeLDMError("no backend to export to")
-        if self.precision not in ("fp32", "fp16"):
+        if self.precision not in PRECISIONS:
             raise EdgeLDMError(f"--precision must be fp32 or fp16, got {self.precision!r}")
         if self.opset < 17:
             raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")

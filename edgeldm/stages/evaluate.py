@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..arguments import argparse_type, check_guidance, check_seed
 from ..benchmarks.evaluate import EvalConfig
+from ..calibration.scenes import EVAL_SPLITS
 from ..errors import EdgeLDMError
 from ..lineage import LCM_SAMPLING, STANDARD_SAMPLING
 from ..options import check_positive, option, resolve
@@ -35,7 +36,7 @@ class EvaluateOptions:
     scheduler: str | None = option(EvalConfig.scheduler, "sampler to use instead of the model's own (default: the "
                                                          "model's scheduler)", choices=_schedulers)
     split: str = option(EvalConfig.split, "heldout: new scenes of trained combinations; compositional: (shape, "
-                                          "colour) pairs never seen in training", choices=("heldout", "compositional"))
+                                          "colour) pairs never seen in training", choices=EVAL_SPLITS)
     batch_size: int = option(EvalConfig.batch_size, "images per pipeline call")
     backend: str | None = option(None, "graphs a bundle runs: onnx, openvino, coreml (default: onnx if the bundle "
                                        "has it, else the backend it has)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import BACKENDS
-from ..exporters.bundle import ExportConfig
+from ..exporters.bundle import PRECISIONS, ExportConfig
 from ..options import check_positive, option, resolve, split_list
 from .common import StageResult, check_output, weights_bytes
 
@@ -20,7 +20,7 @@ class ExportOptions:
         f"{b.name} (needs --static)" if b.needs_static else b.name for b in BACKENDS.values() if b.exporter),
         parse=split_list)
     precision: str = option(ExportConfig.precision, "graph precision; fp16 keeps the VAE in fp32 unless --fp16-vae",
-                            choices=("fp32", "fp16"))
+                            choices=PRECISIONS)
     fp16_vae: bool = option(ExportConfig.fp16_vae_decoder, "also export the VAE in fp16 (risk: black images)")
     height: int | None = option(ExportConfig.height, "image height (default: the model's native size)")
     width: int | None = option(ExportConfig.width, "image width (default: the model's native size)")

@@ -24,6 +24,12 @@ def _strategies() -> list[str]:
     return list(STRATEGIES)
 
 
+def _rank_by() -> tuple[str, ...]:
+    from ..compressor.selection import RANK_BY
+
+    return RANK_BY
+
+
 @dataclass(frozen=True)
 class PruneOptions:
     target_macs: float | None = option(
@@ -38,7 +44,7 @@ class PruneOptions:
     rank_by: str = option("budget", "ldpruner ranks candidates by score per unit saved: of the budget (MACs or "
                                     "parameters) or of the UNet-step latency measured per candidate (needs "
                                     "--latency-repeat > 0; candidates measured to save no time never go)",
-                          choices=("budget", "latency"))
+                          choices=_rank_by)
     prompts: str | None = option(None, "calibration prompts, one per line (default: tiny's captions for "
                                        "tiny-derived models, else the shipped general set)", metavar="FILE")
     samples: int = option(ScoreConfig.samples, "calibration prompts x seeds per latent set")
