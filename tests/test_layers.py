@@ -27,9 +27,13 @@ def _lay_out(dst: Path) -> None:
 def _lint(tmp_path: Path, config: Path) -> subprocess.CompletedProcess:
     layout = tmp_path / "layout"
     _lay_out(layout)
-    lint = Path(sys.executable).with_name("lint-imports")
-    command = [str(lint)] if lint.exists() else [sys.executable, "-m", "importlinter.cli"]
-    return subprocess.run(command + [str(config), "--no-cache"], cwd=layout, capture_output=True,
+    return _run_lint(layout, config)
+
+
+def _run_lint(layout: Path, config: Path) -> subprocess.CompletedProcess:
+    """``lint-imports CONFIG`` with this interpreter, on ``layout`` only (not the editable install)."""
+    code = "import sys, importlinter.cli; sys.exit(importlinter.cli.lint_imports_command())"
+    return subprocess.run([sys.executable, "-c", code, str(config), "--no-cache"], cwd=layout, capture_output=True,
                           text=True, timeout=300, env={"PYTHONPATH": str(layout), "PATH": "/usr/bin:/bin"})
 
 
@@ -47,8 +51,6 @@ def test_a_broken_contract_is_caught(tmp_path):
     sampler.write_text(sampler.read_text() + "\n\ndef _bad():\n    import torch  # noqa\n")
     config = tmp_path / "config.toml"
     config.write_text((ROOT / "pyproject.toml").read_text())
-    proc = subprocess.run([sys.executable, "-c", "import importlinter.cli, sys; sys.exit(importlinter.cli.lint_imports_command())",
-                           str(config), "--no-cache"], cwd=tmp_path / "layout", capture_output=True,
-                          text=True, timeout=300, env={"PYTHONPATH": str(tmp_path / "layout"), "PATH": "/usr/bin:/bin"})
+    proc = _run_lint(tmp_path / "layout", config)
     assert proc.returncode != 0
     assert "the runtimes never import torch-side packages" in proc.stdout and "BROKEN" in proc.stdout
