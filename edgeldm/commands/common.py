@@ -78,3 +78,25 @@ def call_stage(function, options_class, args, source: str, **kwargs):
 
     return function(getattr(args, source), args.output, from_namespace(options_class, args), overwrite=args.overwrite,
                     **kwargs)
+
+
+DATA_CACHE_HELP = ("folder of teacher generations shared between training runs: finetune and distill taught by the "
+                   "same teacher with the same prompts, seed, samples, steps and guidance (their defaults) generate "
+                   "the teacher's latents once (default: none)")
+
+
+def add_stage_arguments(p: argparse.ArgumentParser, options_class, output_help: str, *, func, source: str = "model",
+                        metavar: str = "MODEL", source_help: str | None = None, required: tuple = (),
+                        output_required: bool = True, data_cache: bool = False) -> None:
+    """A stage command's arguments: its input (a model, with --allow-pickle), -o / --overwrite, one flag per field
+    of its options dataclass, and the handler."""
+    add_model_argument(p, source, metavar, source_help)
+    add_output_argument(p, output_help, required=output_required)
+    from ..options import add_arguments
+
+    add_arguments(p, options_class, required=required)
+    if data_cache:
+        from pathlib import Path
+
+        p.add_argument("--data-cache", type=Path, default=None, metavar="DIR", help=DATA_CACHE_HELP)
+    p.set_defaults(func=func)

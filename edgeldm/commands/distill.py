@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import command
-from .common import RAW, add_model_argument, add_output_argument, call_stage
-from .finetune import DATA_CACHE_HELP
+from .common import RAW, add_stage_arguments, call_stage
 
 
 @command("distill")
 def add_parser(sub) -> None:
-    from ..options import add_arguments
     from ..stages.distill import DistillOptions
 
     p = sub.add_parser(
@@ -32,11 +28,7 @@ def add_parser(sub) -> None:
                "edgeldm run tiny-lcm-bundle --steps 4 --prompt \"a small red circle in the top left\" -o x.png",
         formatter_class=RAW,
     )
-    add_model_argument(p)
-    add_output_argument(p, "distilled model folder to create")
-    add_arguments(p, DistillOptions)
-    p.add_argument("--data-cache", type=Path, default=None, metavar="DIR", help=DATA_CACHE_HELP)
-    p.set_defaults(func=run)
+    add_stage_arguments(p, DistillOptions, "distilled model folder to create", func=run, data_cache=True)
 
 
 def run(args) -> int:

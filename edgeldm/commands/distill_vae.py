@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument, call_stage
+from .common import RAW, add_stage_arguments, call_stage
 
 
 @command("distill-vae")
 def add_parser(sub) -> None:
-    from ..options import add_arguments
     from ..stages.distill_vae import DistillVaeOptions
 
     p = sub.add_parser(
@@ -28,10 +27,7 @@ def add_parser(sub) -> None:
                "-o x.png",
         formatter_class=RAW,
     )
-    add_model_argument(p)
-    add_output_argument(p, "model folder to create (MODEL with the tiny VAE)")
-    add_arguments(p, DistillVaeOptions)
-    p.set_defaults(func=run)
+    add_stage_arguments(p, DistillVaeOptions, "model folder to create (MODEL with the tiny VAE)", func=run)
 
 
 def run(args) -> int:

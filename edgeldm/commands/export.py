@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_model_argument, add_output_argument, call_stage
+from .common import RAW, add_stage_arguments, call_stage
 
 
 @command("export")
 def add_parser(sub) -> None:
-    from ..options import add_arguments
     from ..stages.export import ExportOptions
 
     p = sub.add_parser(
@@ -21,10 +20,7 @@ def add_parser(sub) -> None:
                "  edgeldm export ./sd15 -o bundles/sd15-npu --backend onnx --static --height 512 --width 512",
         formatter_class=RAW,
     )
-    add_model_argument(p)
-    add_output_argument(p, "bundle folder to create")
-    add_arguments(p, ExportOptions)
-    p.set_defaults(func=run)
+    add_stage_arguments(p, ExportOptions, "bundle folder to create", func=run)
 
 
 def run(args) -> int:

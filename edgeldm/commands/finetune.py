@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import command
-from .common import RAW, add_model_argument, add_output_argument, call_stage
-
-DATA_CACHE_HELP = ("folder of teacher generations shared between training runs: finetune and distill taught by the "
-                   "same teacher with the same prompts, seed, samples, steps and guidance (their defaults) generate "
-                   "the teacher's latents once (default: none)")
+from .common import RAW, add_stage_arguments, call_stage
 
 
 @command("finetune")
 def add_parser(sub) -> None:
-    from ..options import add_arguments
     from ..stages.finetune import FinetuneOptions
 
     p = sub.add_parser(
@@ -29,11 +22,9 @@ def add_parser(sub) -> None:
                "# + guided-output KD",
         formatter_class=RAW,
     )
-    add_model_argument(p, "pruned", "PRUNED", "a model written by `edgeldm prune` (or any diffusers folder)")
-    add_output_argument(p, "finetuned model folder to create")
-    add_arguments(p, FinetuneOptions, required=("teacher",))
-    p.add_argument("--data-cache", type=Path, default=None, metavar="DIR", help=DATA_CACHE_HELP)
-    p.set_defaults(func=run)
+    add_stage_arguments(p, FinetuneOptions, "finetuned model folder to create", func=run, source="pruned",
+                        metavar="PRUNED", source_help="a model written by `edgeldm prune` (or any diffusers folder)",
+                        required=("teacher",), data_cache=True)
 
 
 def run(args) -> int:

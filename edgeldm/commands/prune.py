@@ -7,12 +7,11 @@ import sys
 
 from ..errors import EdgeLDMError
 from . import command
-from .common import RAW, add_model_argument, add_output_argument, print_json
+from .common import RAW, add_stage_arguments, print_json
 
 
 @command("prune")
 def add_parser(sub) -> None:
-    from ..options import add_arguments
     from ..stages.prune import PruneOptions
 
     p = sub.add_parser(
@@ -32,15 +31,13 @@ def add_parser(sub) -> None:
                "# operators sharded",
         formatter_class=RAW,
     )
-    add_model_argument(p)
-    add_output_argument(p, "pruned model folder to create (not needed with --score-only)", required=False)
-    add_arguments(p, PruneOptions)
+    add_stage_arguments(p, PruneOptions, "pruned model folder to create (not needed with --score-only)", func=run,
+                        output_required=False)
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="score cache: an interrupted run resumes from it (default OUTPUT.work/scores; required "
                         "with accelerate launch)")
     p.add_argument("--score-only", action="store_true", help="score every candidate and report; prune nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
