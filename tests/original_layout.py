@@ -1,0 +1,98 @@
+"""Test helper: a diffusers Stable Diffusion pipeline's weights in the original (CompVis / LDM) single-file layout.
+
+Users hold checkpoints in this layout (``model.diffusion_model.*``, ``first_stage_model.*``,
+``cond_stage_model.*``); no library writes it, so the tests build such files themselves from the presets'
+seeded weights, and the product reads them back with diffusers' own single-file loader. The mapping follows
+the LDM module tree: UNet ``input_blocks`` / ``middle_block`` / ``output_blocks`` with ``in_layers`` /
+``out_layers`` / ``emb_layers`` ResNets, VAE ``down`` / ``mid`` / ``up`` with 1x1-conv attention, and the
+CLIP text model under ``cond_stage_model.transformer`` (SD 1.x).
+"""
+
+from __future__ import annotations
+
+_RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+           ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))
+_VAE_RESNET = (("conv_shortcut", "nin_shortcut"),)
+_VAE_ATTENTION = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out"))
+
+
+def _rename(key: str, pairs) -> str:
+    for new, old in pairs:
+        key = key.replace(f".{new}.", f".{old}.")
+    return key
+
+
+def _unet_prefixes(config) -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix) of every block of the UNet, longest first when applied."""
+    n = config["layers_per_block"]
+    levels = len(config["block_out_channels"])
+    out = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+           ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2.")]
+    for i in range(levels):
+        for j in range(n):
+            index = 1 + i * (n + 1) + j
+            out.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{index}.0."))
+            out.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{index}.1."))
+        if i < levels - 1:
+            out.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(i + 1) * (n + 1)}.0.op."))
+        for j in range(n + 1):
+            index = i * (n + 1) + j
+            out.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{index}.0."))
+            out.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{index}.1."))
+        if i < levels - 1:
+            has_attention = "CrossAttn" in config["up_block_types"][i]
+            out.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{i * (n + 1) + n}.{2 if has_attention else 1}."))
+    out.append(("mid_block.attentions.0.", "middle_block.1."))
+    out += [(f"mid_block.resnets.{j}.", f"middle_block.{2 * j}.") for j in range(2)]
+    return sorted(out, key=lambda p: -len(p[0]))
+
+
+def unet_state_dict(state: dict, config) -> dict:
+    prefixes = _unet_prefixes(config)
+    out = {}
+    for key, value in state.items():
+        new = next((old + key[len(pre):] for pre, old in prefixes if key.startswith(pre)), None)
+        if new is None:
+            raise KeyError(f"no LDM name for UNet weight {key}")
+        if ".resnets." in key or key.startswith("mid_block.resnets"):
+            new = _rename("." + new, _RESNET)[1:]
+        out["model.diffusion_model." + new] = value
+    return out
+
+
+def vae_state_dict(state: dict, config) -> dict:
+    levels = len(config["block_out_channels"])
+    out = {}
+    for key, value in state.items():
+        new = key
+        for part in ("encoder", "decoder"):
+            new = new.replace(f"{part}.conv_norm_out.", f"{part}.norm_out.")
+            new = new.replace(f"{part}.mid_block.resnets.0.", f"{part}.mid.block_1.")
+            new = new.replace(f"{part}.mid_block.resnets.1.", f"{part}.mid.block_2.")
+            new = new.replace(f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1.")
+        for i in range(levels):
+            new = new.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
+            new = new.replace(f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
+            # the decoder's levels count from the lowest resolution in diffusers, from the highest in LDM
+            new = new.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{levels - 1 - i}.block.")
+            new = new.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{levels - 1 - i}.upsample.")
+        new = _rename("." + new, _VAE_RESNET)[1:]
+        if ".mid.attn_1." in new:
+            new = _rename("." + new, _VAE_ATTENTION)[1:]
+            if new.endswith(".weight") and value.ndim == 2:  # LDM's attention projections are 1x1 convolutions
+                value = value[:, :, None, None]
+        out["first_stage_model." + new] = value
+    return out
+
+
+def text_encoder_state_dict(state: dict) -> dict:
+    """SD 1.x: the transformers CLIP text model as it is, under ``cond_stage_model.transformer``."""
+    return {"cond_stage_model.transformer." + k: v for k, v in state.items() if not k.endswith("position_ids")}
+
+
+def original_state_dict(pipe) -> dict:
+    """The whole pipeline's weights in the single-file layout of SD 1.x."""
+    out = unet_state_dict(pipe.unet.state_dict(), pipe.unet.config)
+    out.update(vae_state_dict(pipe.vae.state_dict(), pipe.vae.config))
+    out.update(text_encoder_state_dict(pipe.text_encoder.state_dict()))
+    return {k: v.contiguous() for k, v in out.items()}
