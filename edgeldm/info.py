@@ -28,6 +28,12 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
         config_dir = get_zoo_entry(source).folder
         components = build_components(config_dir, device="meta")
         files = {}
+    elif kind == "single-file":  # the embedded configs of the architecture its shapes match
+        from .single_file import config_folder
+
+        config_dir = config_folder(path, allow_pickle=allow_pickle)
+        components = build_components(config_dir, device="meta")
+        files = {}
     else:
         checked = check_checkpoint(path, allow_pickle=allow_pickle)
         config_dir = path

@@ -31,22 +31,27 @@ def ensure_offline() -> None:
 
 
 def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
-    """("folder", path) for an existing path, ("preset", None) or ("checkpoint", path) for a zoo name."""
+    """("folder", path) or ("single-file", path) for an existing path, ("preset", None) or ("checkpoint", path)
+    for a zoo name."""
+    from .single_file import is_single_file
+
     path = Path(source).expanduser()
     if path.exists():
-        return "folder", path
+        return ("single-file" if is_single_file(path) else "folder"), path
     if isinstance(source, str) and source in ZOO:
         entry = ZOO[source]
         return entry.kind, entry.folder if entry.kind == "checkpoint" else None
     if isinstance(source, str) and os.sep not in source and not source.startswith("."):
         get_zoo_entry(source)  # raises with the list of zoo names
     raise CheckpointNotFoundError(
-        f"{path} does not exist", hint=f"pass a diffusers folder or a zoo model ({', '.join(sorted(ZOO))})"
+        f"{path} does not exist",
+        hint=f"pass a diffusers folder, a single-file checkpoint or a zoo model ({', '.join(sorted(ZOO))})"
     )
 
 
 def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed: int = 0, dtype=None):
-    """Load a Stable-Diffusion-family pipeline from a diffusers folder or a zoo name.
+    """Load a Stable-Diffusion-family pipeline from a diffusers folder, a single-file checkpoint (original SD
+    layout, :mod:`edgeldm.single_file`) or a zoo name.
 
     ``allow_pickle`` admits ``.bin`` / ``.ckpt`` weights (read with ``torch.load(weights_only=True)``);
     ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load.
@@ -55,6 +60,10 @@ def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed
     kind, path = resolve_source(source)
     if kind == "preset":
         return build_preset(str(source), seed=seed, dtype=dtype)
+    if kind == "single-file":
+        from .single_file import load_single_file
+
+        return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype)
     return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype)
 
 

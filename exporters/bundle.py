@@ -110,6 +110,8 @@ def _source_digest(source, pipe) -> dict:
     kind, path = resolve_source(source)
     if kind == "preset":
         return {"model": str(source), "kind": "preset", "digest": f"preset:{source}:seed0"}
+    if kind == "single-file":
+        return {"model": str(path.resolve()), "kind": kind, "digest": f"sha256:{sha256_file(path)}"}
     weights = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
     h = __import__("hashlib").sha256()
     for w in weights:
@@ -167,7 +169,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
         ios = {k: v.static({"batch_size": unet_batch} if k == "unet" and unet_batch else None)
                for k, v in ios.items()}
     kind, path = resolve_source(source)
-    protect = (path,) if path is not None and kind == "folder" else ()
+    protect = (path,) if path is not None and kind in ("folder", "single-file") else ()
     vocab = pipe.text_encoder.config.vocab_size
     manifest_components: dict[str, dict] = {}
     failures: list[ValidationReport] = []

@@ -34,3 +34,75 @@ def test_the_converter_writes_the_layout_diffusers_reads(tiny_random_file):
         a, b = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
         assert set(a) == set(b), name
         assert all(bool((a[k] == b[k]).all()) for k in a), name  # bit-exact: every weight found its place
+
+
+def test_a_single_file_loads_as_its_folder_does(tiny_random_file):
+    from edgeldm.loading import load_pipeline
+
+    pipe, _, tmp = tiny_random_file
+    loaded = load_pipeline(tmp / "tiny-random.safetensors")
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(bool((a[k] == b[k]).all()) for k in a), name
+
+
+def test_info_reports_the_folders_parameters_and_macs(tiny_random_file):
+    from edgeldm.info import describe_model
+
+    _, _, tmp = tiny_random_file
+    file, folder = describe_model(str(tmp / "tiny-random.safetensors")), describe_model(str(tmp / "folder"))
+    params = [{k: v["parameters"] for k, v in d["components"].items() if "parameters" in v} for d in (file, folder)]
+    assert params[0] == params[1] and set(params[0]) == {"text_encoder", "unet", "vae"}
+    assert file["unet"]["macs_per_step"] == folder["unet"]["macs_per_step"] > 0
+
+
+def test_export_and_run_give_the_folders_image(tiny_random_file):
+    import numpy as np
+
+    import edgeldm
+    from edgeldm.runtimes.text2image import Text2Image
+
+    _, _, tmp = tiny_random_file
+    images = []
+    for source, out in ((tmp / "tiny-random.safetensors", tmp / "b-file"), (tmp / "folder", tmp / "b-folder")):
+        edgeldm.export(source, out, backend=("onnx",))
+        images.append(np.asarray(Text2Image(out)("a red circle", steps=3, seed=1), dtype=np.float64))
+    mse = np.mean((images[0] - images[1]) ** 2)
+    assert mse == 0 or 10 * np.log10(255.0 ** 2 / mse) >= 40
+
+
+def test_prune_accepts_the_file(tiny_random_file, capsys):
+    from edgeldm.cli import main
+
+    _, _, tmp = tiny_random_file
+    assert main(["--quiet", "prune", str(tmp / "tiny-random.safetensors"), "-o", str(tmp / "pruned"), "--remove",
+                 "1", "--samples", "2", "--steps", "2", "--latency-repeat", "0"]) == 0
+    assert (tmp / "pruned" / "unet" / "edgeldm_pruning.json").is_file()
+
+
+@pytest.mark.parametrize("make, message", [
+    ("foreign", "match no Stable Diffusion single-file layout"),
+    ("truncated", "not a readable safetensors file"),
+    ("pickle", "pickled checkpoint"),
+])
+def test_bad_single_files_get_one_line_and_nothing_is_written(tiny_random_file, tmp_path, capsys, make, message):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from edgeldm.cli import main
+
+    _, _, tmp = tiny_random_file
+    if make == "foreign":
+        bad = tmp_path / "lora.safetensors"
+        save_file({"lora_unet_down.alpha": np.ones(1, np.float32)}, str(bad))
+    elif make == "truncated":
+        bad = tmp_path / "cut.safetensors"
+        bad.write_bytes((tmp / "tiny-random.safetensors").read_bytes()[:5000])
+    else:
+        bad = tmp_path / "model.ckpt"
+        bad.write_bytes(b"\x80\x04not really a pickle")
+    out = tmp_path / "bundle"
+    assert main(["export", str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")]

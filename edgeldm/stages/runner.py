@@ -91,6 +91,8 @@ def model_bytes(model: str, info: dict) -> int:
     (``info``: the model's ``describe_model``)."""
     from ..zoo import ZOO
 
+    if Path(model).is_file():  # a single-file checkpoint: all of it is weights
+        return Path(model).stat().st_size
     if Path(model).exists():
         return weights_bytes(model)
     entry = ZOO[model]

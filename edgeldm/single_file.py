@@ -1,0 +1,137 @@
+"""Single-file checkpoints: one ``.safetensors`` (or, opted in, ``.ckpt``) in the original Stable Diffusion
+layout (``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.*``), the format of the
+A1111 / ComfyUI world.
+
+The architecture is told from the keys and shapes alone (the header, no weights read) and matched against
+edgeldm's embedded zoo configs, so loading works offline; the weights are then converted by diffusers' own
+``from_single_file`` with that config folder — no hand-written key mapping here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import CheckpointError, CorruptWeightsError, PickledWeightsError
+
+logger = logging.getLogger("edgeldm")
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
+_UNET = "model.diffusion_model."
+
+
+def is_single_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES
+
+
+def read_shapes(path: Path, *, allow_pickle: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every tensor's name and shape (a safetensors header is read without its data)."""
+    if path.suffix.lower() == ".ckpt":
+        if not allow_pickle:
+            raise PickledWeightsError(f"{path} is a pickled checkpoint (.ckpt); unpickling can run code",
+                                      hint="pass --allow-pickle to read it with torch.load(weights_only=True), "
+                                           "or convert it to .safetensors")
+        import torch
+
+        try:
+            state = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad pickle
+            raise CorruptWeightsError(f"{path} is not a readable checkpoint: {exc}") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else {}
+        return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError for a truncated or foreign file
+        raise CorruptWeightsError(f"{path} is not a readable safetensors file: {exc}",
+                                  hint="the file may be truncated (an interrupted download); fetch it again") from None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What tells the Stable Diffusion architectures apart, as read from a checkpoint or a config folder."""
+
+    unet_channels: int  # the UNet's first block width
+    unet_in_channels: int  # 4, or 9 for an inpainting UNet
+    input_blocks: int  # UNet input blocks (levels x layers + downsamplers + conv_in)
+    mid_block: bool
+    context_dim: int  # the text embedding width the cross-attentions take (768 SD 1.x, 1024 SD 2.x)
+    vae_channels: int
+
+
+def checkpoint_signature(shapes: dict[str, tuple[int, ...]], path: Path) -> Signature:
+    conv_in = shapes.get(_UNET + "input_blocks.0.0.weight")
+    vae_in = shapes.get("first_stage_model.encoder.conv_in.weight")
+    if conv_in is None or vae_in is None:
+        found = sorted({k.split(".")[0] for k in shapes})[:6]
+        raise CheckpointError(f"{path}: its keys match no Stable Diffusion single-file layout (top-level names "
+                              f"found: {', '.join(found) or 'none'}; {len(shapes)} tensors)",
+                              hint="expected model.diffusion_model.*, first_stage_model.*, cond_stage_model.* "
+                                   "(SD 1.x / 2.x); a diffusers folder loads as a folder")
+    blocks = {int(k[len(_UNET):].split(".")[1]) for k in shapes if k.startswith(_UNET + "input_blocks.")}
+    context = next((s[1] for k, s in shapes.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), 0)
+    return Signature(unet_channels=conv_in[0], unet_in_channels=conv_in[1], input_blocks=len(blocks),
+                     mid_block=any(k.startswith(_UNET + "middle_block.") for k in shapes), context_dim=context,
+                     vae_channels=vae_in[0])
+
+
+def config_signature(folder: Path) -> Signature:
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    levels, layers = len(unet["block_out_channels"]), unet.get("layers_per_block", 2)
+    has_attention = any("CrossAttn" in t for t in unet["down_block_types"] + unet["up_block_types"])
+    return Signature(unet_channels=unet["block_out_channels"][0], unet_in_channels=unet.get("in_channels", 4),
+                     input_blocks=1 + levels * layers + levels - 1,
+                     mid_block=unet.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None,
+                     context_dim=unet.get("cross_attention_dim", 1280) if has_attention else 0,
+                     vae_channels=vae["block_out_channels"][0])
+
+
+def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
+    """(zoo name, config folder) of the embedded architecture ``path``'s weights fit."""
+    from .zoo import ZOO
+
+    found = checkpoint_signature(read_shapes(path, allow_pickle=allow_pickle), path)
+    if found.unet_in_channels != 4:
+        raise CheckpointError(f"{path}: a {found.unet_in_channels}-channel UNet (an inpainting checkpoint) is not "
+                              "supported yet", hint="text-to-image checkpoints (4 latent channels) load")
+    for name, entry in ZOO.items():
+        if (entry.folder / "unet" / "config.json").is_file() and config_signature(entry.folder) == found:
+            return name, entry.folder
+    known = ", ".join(ZOO)
+    raise CheckpointError(f"{path}: no embedded architecture has these shapes ({json.dumps(asdict(found))})",
+                          hint=f"single files of these architectures load: {known}")
+
+
+def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None):
+    """A diffusers pipeline from a single-file checkpoint (see the module docstring)."""
+    from ._lazy import require
+
+    name, folder = match_config(path, allow_pickle=allow_pickle)
+    logger.info("loading %s as a single file of the %s architecture (configs embedded in edgeldm)", path, name)
+    require("torch")
+    diffusers = require("diffusers")
+    extra = {}
+    if not (folder / "tokenizer" / "vocab.json").is_file():  # a preset's configs: the embedded CLIP vocabulary
+        from .zoo.build import clip_tokenizer, read_json
+
+        extra["tokenizer"] = clip_tokenizer(read_json(folder / "tokenizer" / "tokenizer_config.json"))
+    try:
+        pipe = diffusers.StableDiffusionPipeline.from_single_file(
+            str(path), config=str(folder), local_files_only=True, torch_dtype=dtype, safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False, **extra)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"diffusers could not load the single file {path}: {exc}") from exc
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.eval()
+    return pipe
+
+
+def config_folder(path: Path, *, allow_pickle: bool = False) -> Path:
+    """The embedded config folder that describes a single-file checkpoint's architecture."""
+    return match_config(path, allow_pickle=allow_pickle)[1]
