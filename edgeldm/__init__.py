@@ -38,7 +38,7 @@ def describe_model(source, *, height: int | None = None, width: int | None = Non
 
 #: the library API (see docs/python-api.md): stage functions and their options, imported on first use so that
 #: ``import edgeldm`` stays light and torch-free
-_STAGE_API = ("prune", "score_operators", "finetune", "distill", "distill_vae", "export", "quantize", "evaluate",
+_STAGE_API = ("convert", "ConvertOptions", "prune", "score_operators", "finetune", "distill", "distill_vae", "export", "quantize", "evaluate",
               "bench", "compress", "StageResult", "PruneOptions", "FinetuneOptions", "DistillOptions",
               "DistillVaeOptions", "ExportOptions", "QuantizeOptions", "EvaluateOptions", "BenchOptions")
 

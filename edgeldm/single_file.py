@@ -67,6 +67,13 @@ class Signature:
 def checkpoint_signature(shapes: dict[str, tuple[int, ...]], path: Path) -> Signature:
     conv_in = shapes.get(_UNET + "input_blocks.0.0.weight")
     vae_in = shapes.get("first_stage_model.encoder.conv_in.weight")
+    if conv_in is None and any(k.startswith(("down_blocks.", "encoder.down_blocks.", "text_model.")) for k in shapes):
+        from .errors import NotADiffusersFolderError
+
+        raise NotADiffusersFolderError(f"{path} is a file holding one diffusers component, not a whole model",
+                                       hint="pass the diffusers folder it belongs to (the one with "
+                                            "model_index.json), or a single-file checkpoint in the original SD "
+                                            "layout")
     if conv_in is None or vae_in is None:
         found = sorted({k.split(".")[0] for k in shapes})[:6]
         raise CheckpointError(f"{path}: its keys match no Stable Diffusion single-file layout (top-level names "

@@ -106,3 +106,28 @@ def test_bad_single_files_get_one_line_and_nothing_is_written(tiny_random_file, 
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")]
+
+
+def test_convert_writes_a_diffusers_folder_with_its_lineage(tiny_random_file, tmp_path):
+    import json
+
+    import edgeldm
+    from edgeldm.cli import main
+    from edgeldm.loading import load_pipeline
+    from edgeldm.manifest import sha256_file
+
+    pipe, _, tmp = tiny_random_file
+    file = tmp / "tiny-random.safetensors"
+    before = sorted(p.name for p in tmp.iterdir())
+    assert main(["--quiet", "convert", str(file), "-o", str(tmp_path / "out"), "--prediction-type",
+                 "v_prediction"]) == 0
+    assert sorted(p.name for p in tmp.iterdir()) == before  # nothing written beside the input
+    lineage = json.loads((tmp_path / "out" / "edgeldm_source.json").read_text())
+    assert lineage["stage"] == "convert" and lineage["source_sha256"] == sha256_file(file)
+    scheduler = json.loads((tmp_path / "out" / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["prediction_type"] == "v_prediction"
+    again = load_pipeline(tmp_path / "out")
+    a, b = pipe.unet.state_dict(), again.unet.state_dict()
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+    with pytest.raises(edgeldm.OutputExistsError):
+        edgeldm.convert(file, tmp_path / "out")

@@ -15,8 +15,8 @@ from typing import Callable
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
 #: the modules that register commands, in the order `edgeldm --help` lists them
-MODULES = ("info", "zoo", "generate", "evaluate", "export", "run", "prune", "finetune", "distill", "distill_vae",
-           "quantize", "compress", "bench")
+MODULES = ("info", "zoo", "convert", "generate", "evaluate", "export", "run", "prune", "finetune", "distill",
+           "distill_vae", "quantize", "compress", "bench")
 
 
 def command(name: str):

@@ -1,7 +1,7 @@
 """The library API: one function per stage, each owning its whole lifecycle.
 
-``prune``, ``finetune``, ``distill``, ``distill_vae``, ``export``, ``quantize``, ``evaluate``, ``bench`` and
-``compress`` take their input, their output path and their options dataclass (keyword options work as a
+``convert``, ``prune``, ``finetune``, ``distill``, ``distill_vae``, ``export``, ``quantize``, ``evaluate``,
+``bench`` and ``compress`` take their input, their output path and their options dataclass (keyword options work as a
 shortcut: ``export("tiny", "bundle", static=True)``). Each checks its input and output before any work,
 refuses an existing output unless ``overwrite=True``, writes atomically with its lineage, resumes from its
 work folder and removes it when done, and returns a :class:`StageResult` whose ``metrics`` are what a recipe
@@ -21,6 +21,7 @@ API = {
     "quantize": "quantize", "QuantizeOptions": "quantize",
     "evaluate": "evaluate", "EvaluateOptions": "evaluate",
     "bench": "bench", "BenchOptions": "bench",
+    "convert": "convert", "ConvertOptions": "convert",
     "compress": "runner",
     "StageResult": "common",
 }
