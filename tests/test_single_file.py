@@ -131,3 +131,19 @@ def test_convert_writes_a_diffusers_folder_with_its_lineage(tiny_random_file, tm
     assert all(bool((a[k] == b[k]).all()) for k in a)
     with pytest.raises(edgeldm.OutputExistsError):
         edgeldm.convert(file, tmp_path / "out")
+
+
+def test_a_ckpt_loads_only_when_pickles_are_allowed(tiny_random_file, tmp_path):
+    import torch
+
+    from edgeldm.errors import PickledWeightsError
+    from edgeldm.loading import load_pipeline
+
+    pipe, state, _ = tiny_random_file
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": state}, ckpt)  # the usual wrapping of the original checkpoints
+    with pytest.raises(PickledWeightsError, match="--allow-pickle"):
+        load_pipeline(ckpt)
+    loaded = load_pipeline(ckpt, allow_pickle=True)
+    a, b = pipe.vae.state_dict(), loaded.vae.state_dict()
+    assert all(bool((a[k] == b[k]).all()) for k in a)
