@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import get_backend, owners
 from ..errors import EdgeLDMError
 from ..runtimes.backends import device_options
 
@@ -128,9 +129,8 @@ class RuntimeTarget(Target):
     def __init__(self, location, config, backend: str | None = None):
         super().__init__(location, config)
         self.backend = backend or config.backend
-        from ..backends import get_backend
-
-        self.device = config.device or get_backend(self.backend).default_device
+        self.description = get_backend(self.backend)  # edgeldm.backends: its device, threads, graph files
+        self.device = config.device or self.description.default_device
 
     @property
     def label(self) -> str:
@@ -138,9 +138,7 @@ class RuntimeTarget(Target):
 
     def _session_options(self) -> dict:
         opts: dict = {}
-        from ..backends import get_backend
-
-        if self.config.threads and get_backend(self.backend).threads:
+        if self.config.threads and self.description.threads:
             opts["threads"] = self.config.threads
         opts.update(device_options(self.backend, self.config.device))
         return opts
@@ -158,10 +156,8 @@ class RuntimeTarget(Target):
                                                 height=c.height, width=c.width))
 
     def size_bytes(self):
-        from ..backends import get_backend, owners
-
         # what a device ships: this backend's graphs plus the tokenizer and manifest, not the other backends
-        has_graphs = bool(get_backend(self.backend).graph_file)
+        has_graphs = bool(self.description.graph_file)
         total = 0
         for f in Path(self.location).rglob("*"):
             if not f.is_file():

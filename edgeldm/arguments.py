@@ -109,3 +109,13 @@ def argparse_type(check: Callable, name: str) -> Callable[[str], object]:
 
     parse.__name__ = name
     return parse
+
+
+# the argparse types of the shared values, for the options dataclasses (edgeldm/stages) and the commands
+GUIDANCE = argparse_type(check_guidance, "guidance")
+SEED = argparse_type(check_seed, "seed")
+THREADS = argparse_type(check_threads, "threads")
+PSNR_FLOOR = argparse_type(check_psnr_floor, "min-psnr")
+TEXT = argparse_type(check_text, "prompt")
+NEGATIVE_TEXT = argparse_type(check_text, "negative prompt")
+GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"

@@ -19,6 +19,7 @@ import json
 import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from .backends import BACKENDS, owners
 from .errors import EdgeLDMError
 from .io_spec import ComponentIO
 
@@ -203,17 +204,8 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
 def graph_name(backend: str) -> str:
     """The graph file a component folder holds for ``backend`` (the runtime and peer loaders open this name);
     an unknown backend or one without graphs names nothing, which no listing contains."""
-    from .backends import BACKENDS
-
     b = BACKENDS.get(backend)
     return (b.graph_file if b is not None else None) or f"<no {backend} graph>"
-
-
-def owners(component: str, rel: str) -> set[str]:
-    """Which backends' graph a file of a component folder belongs to, by its name (empty: none's)."""
-    from .backends import owners as _owners
-
-    return _owners(component, rel)
 
 
 def _tokenizer_files(manifest: dict) -> dict:
@@ -267,8 +259,6 @@ def session_config(manifest: dict, component: str, backend: str) -> dict:
 def default_backend(manifest: dict) -> str:
     """The backend every component of a bundle has, first in the registry's order (onnx first): what a
     command runs unless told."""
-    from .backends import BACKENDS
-
     comps = manifest["components"].values()
     common = set.intersection(*(set(c["backends"]) for c in comps)) if comps else set()
     for backend in BACKENDS:

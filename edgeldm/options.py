@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -58,7 +59,7 @@ def described_fields(cls) -> list[tuple[dataclasses.Field, Meta]]:
 def _base_type(cls, name: str):
     hint = typing.get_type_hints(cls)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         hint = args[0]
     if typing.get_origin(hint) is tuple:
         hint = typing.get_args(hint)[0]
@@ -233,11 +234,9 @@ def resolve(cls, options, overrides: dict):
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise TypeError(f"{cls.__name__} has no option {unknown[0]!r}; " + choices_hint(unknown[0], sorted(names)))
-    given = [k for k in overrides if exclusive_with(cls, k)]
-    clash = [(k, o) for k in given for o in exclusive_with(cls, k) if getattr(options, o) is not None and o not in
-             overrides]
-    if clash:  # a keyword replaces its rival of the same exclusive group, as on the command line
-        overrides = {**overrides, **{o: None for _, o in clash}}
+    # a keyword replaces its rivals of the same exclusive group, as on the command line (both given: an error later)
+    rivals = {o: None for k in overrides for o in exclusive_with(cls, k) if o not in overrides}
+    overrides = {**rivals, **overrides}
     return dataclasses.replace(options, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
@@ -260,3 +259,10 @@ def check_positive_values(**values) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise EdgeLDMError(f"{flag(name)} must be positive, got {value}")
+
+
+def to_config(config_cls, options, **overrides):
+    """The algorithm's config dataclass from a stage's options: every field both share by name, then
+    ``overrides`` (renamed or derived fields). Fields the options do not offer keep the config's defaults."""
+    shared = {f.name: getattr(options, f.name) for f in dataclasses.fields(config_cls) if hasattr(options, f.name)}
+    return config_cls(**{**shared, **overrides})

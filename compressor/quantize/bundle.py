@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
-from ...backends import BACKENDS, get_backend
+from ...backends import BACKENDS, get_backend, load
 from ...manifest import graph_name
 from ...manifest import MANIFEST_FILE, check_bundle, digest_files, graph_file, load_manifest
 from .schemes import QuantOptions, component_schemes
@@ -54,13 +54,12 @@ class QuantizeConfig:
 
 def _other_backend_files(manifest: dict, backend: str) -> set[str]:
     skip = set()
-    for comp in manifest["components"].values():
+    for name, comp in manifest["components"].items():
         for b, entry in comp["backends"].items():
             if b != backend:
                 skip.update(entry["files"])
                 if get_backend(b).graph_is_folder:  # the package folder itself, not only its files
-                    skip.update(f.split("/", 2)[0] + "/" + f.split("/", 2)[1] for f in entry["files"] if
-                                f.count("/") >= 2)
+                    skip.add(f"{name}/{graph_name(b)}")
     return skip
 
 
@@ -262,8 +261,6 @@ def _compact(graph: Path, comp: str, calib, io, config: QuantizeConfig, scheme, 
 
 def _mixed_precision(scheme, src, dst, comp, options, calib, io, config, scratch):
     from .sensitivity import block_groups, search
-
-    from ...backends import load
 
     # each backend's schemes module reads its graph's node names (the sensitivity search excludes by name)
     groups = block_groups(load(get_backend(config.backend).schemes).node_names(src))

@@ -65,13 +65,8 @@ def run(args) -> int:
     from ..stages.bench import BenchOptions, bench
     from ..stages.common import check_output
 
-    options = from_namespace(BenchOptions, args)
-    options.check()
-    max_regression = None
-    if args.gate is not None:
-        if not args.history:
-            raise EdgeLDMError("--gate compares with a history: give --history DIR too")
-        max_regression = parse_regression(args.gate)
+    options = from_namespace(BenchOptions, args)  # bench() checks it, and --gate against --history
+    max_regression = None if args.gate is None else parse_regression(args.gate)
     # every output is checked before the measurement: a bad path must not cost the run its results
     if args.json and args.json != "-":
         check_output(args.json, True, folder=False)

@@ -7,15 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..arguments import argparse_type, check_guidance, check_seed, check_text
+from ..arguments import GUIDANCE, GUIDANCE_HELP, NEGATIVE_TEXT, SEED, TEXT
 from ..errors import EdgeLDMError
 from ..options import check_positive_values as check_positive  # noqa: F401  (commands' own values)
 from ..stages.common import check_output
 
-GUIDANCE = argparse_type(check_guidance, "guidance")
-SEED = argparse_type(check_seed, "seed")
-TEXT = argparse_type(check_text, "prompt")
-NEGATIVE_TEXT = argparse_type(check_text, "negative prompt")
 #: image formats -o writes (PIL writes them from an RGB image; others fail only after the work)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 RAW = argparse.RawDescriptionHelpFormatter
@@ -57,7 +53,6 @@ def add_image_arguments(p: argparse.ArgumentParser, *, own: str | None = None) -
     """Prompt, sampling and output arguments of the one-image commands (generate, run). ``own`` names where the
     defaults come from when not fixed (``"the bundle's"``); None: 25 steps at guidance 7.5."""
     from ..lineage import STANDARD_SAMPLING
-    from ..stages.evaluate import GUIDANCE_HELP
 
     steps, guidance = (None, None) if own else (STANDARD_SAMPLING["steps"], STANDARD_SAMPLING["guidance"])
     size = own or "the model's native size"

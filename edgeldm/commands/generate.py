@@ -10,12 +10,6 @@ from .common import RAW, add_image_arguments, add_model_argument, check_positive
 logger = logging.getLogger("edgeldm")
 
 
-def _schedulers() -> list[str]:
-    from ..schedulers import SCHEDULERS
-
-    return sorted(SCHEDULERS)
-
-
 @command("generate")
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -28,7 +22,9 @@ def add_parser(sub) -> None:
     )
     add_model_argument(p)
     add_image_arguments(p)
-    p.add_argument("--scheduler", choices=_schedulers(), default=None,
+    from ..schedulers import SCHEDULERS
+
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
                    help="sampler to use instead of the model's own (default: the model's scheduler)")
     p.set_defaults(func=run)
 

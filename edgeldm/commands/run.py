@@ -12,7 +12,7 @@ logger = logging.getLogger("edgeldm")
 
 @command("run")
 def add_parser(sub) -> None:
-    from ..arguments import argparse_type, check_threads
+    from ..arguments import THREADS
     from ..runtimes.backends import BACKENDS
     from ..runtimes.samplers import SAMPLERS
     from ..runtimes.samplers.registry import _load_builtin_samplers
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                         "diffusers' modules, for reference; needs the compress extra) (default onnx)")
     p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
                    help="the numpy sampler to use (default: the bundle's scheduler)")
-    p.add_argument("--threads", type=argparse_type(check_threads, "threads"), default=None,
+    p.add_argument("--threads", type=THREADS, default=None,
                    help="backend CPU threads (default: the backend's choice)")
     p.add_argument("--device", default=None,
                    help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "

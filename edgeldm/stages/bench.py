@@ -7,15 +7,13 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..arguments import argparse_type, check_guidance, check_threads
+from ..arguments import GUIDANCE, THREADS
 from ..benchmarks.targets import BenchConfig
 from ..errors import EdgeLDMError
-from ..options import check_positive, option, resolve
+from ..options import check_positive, option, resolve, to_config
 from .common import StageResult
 
 logger = logging.getLogger("edgeldm")
-GUIDANCE = argparse_type(check_guidance, "guidance")
-THREADS = argparse_type(check_threads, "threads")
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,8 @@ def configs(target: str, options: BenchOptions) -> tuple[BenchConfig, BenchConfi
     """The two sides' settings: an option given applies to both; otherwise each target samples as it was made
     to (an LCM bundle at its 4 steps against its teacher's 25), which is the comparison a user means."""
     own = target_sampling(target)
-    config = BenchConfig(steps=options.steps or own["steps"], guidance=_first(options.guidance, own["guidance"]),
-                         height=options.height, width=options.width, repeat=options.repeat, warmup=options.warmup,
-                         threads=options.threads, backend=options.backend, device=options.device,
-                         quality_prompts=options.quality_prompts, verify=options.verify)
+    config = to_config(BenchConfig, options, steps=options.steps or own["steps"],
+                       guidance=_first(options.guidance, own["guidance"]))
     vs_own = target_sampling(options.vs) if options.vs else own
     vs_config = replace(config, steps=options.vs_steps or options.steps or vs_own["steps"],
                         guidance=_first(options.vs_guidance, options.guidance, vs_own["guidance"]))

@@ -24,12 +24,13 @@ class StageResult:
     extra: dict = field(default_factory=dict, repr=False)  # stage-specific objects (images, samples)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in self.metrics.items())
+        shown = ", ".join(f"{k}={short(v)}" for k, v in self.metrics.items())
         where = f" -> {self.output}" if self.output is not None else ""
         return f"<{self.stage}{where}: {shown}>"
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A metric as printed: floats to four significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -39,8 +40,7 @@ def check_output(path, overwrite: bool, *, folder: bool = True, inputs: tuple = 
     check again at the rename)."""
     from ..atomic import check_output as _check
 
-    _check(path, folder=folder, overwrite=overwrite,
-           protect=tuple(p for p in inputs if p is not None and Path(p).exists()))
+    _check(path, folder=folder, overwrite=overwrite, protect=existing(*inputs))
 
 
 def existing(*paths) -> tuple:

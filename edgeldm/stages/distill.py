@@ -6,13 +6,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import argparse_type, check_seed
+from ..arguments import SEED
 from ..compressor.distill_config import LOSSES, MODES, DistillConfig as _Defaults
 from ..errors import EdgeLDMError
-from ..options import check_positive, option, resolve
+from ..options import check_positive, option, resolve, to_config
 from .common import StageResult, check_output, existing, is_main_process, remove_work, same_model, weights_bytes
-
-SEED = argparse_type(check_seed, "seed")
 
 
 @dataclass(frozen=True)
@@ -45,11 +43,7 @@ class DistillOptions:
 
     def config(self) -> _Defaults:
         check_positive(self, "steps", "batch_size", "teacher_samples", "ddim_steps", "lora_rank", "lr")
-        config = _Defaults(mode=self.mode, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                           w_min=self.w_min, w_max=self.w_max, ddim_steps=self.ddim_steps, loss=self.loss,
-                           loss_c=self.loss_c, ema_decay=self.ema_decay, lora_rank=self.lora_rank,
-                           teacher_samples=self.teacher_samples, teacher_draws=self.teacher_draws,
-                           validate_every=self.validate_every or self.steps, seed=self.seed)
+        config = to_config(_Defaults, self, validate_every=self.validate_every or self.steps)
         config.check()
         return config
 

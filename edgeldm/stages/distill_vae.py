@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import argparse_type, check_seed
+from ..arguments import SEED
 from ..compressor.vae_distill_config import VaeDistillConfig as _Defaults
 from ..errors import EdgeLDMError
-from ..options import option, resolve
+from ..options import option, resolve, to_config
 from .common import StageResult, check_output, existing, is_main_process, remove_work, weights_bytes
-
-SEED = argparse_type(check_seed, "seed")
 
 
 def block_counts(text: str) -> tuple[int, ...]:
@@ -45,9 +43,7 @@ class DistillVaeOptions:
     seed: int = option(_Defaults.seed, "random seed", parse=SEED)
 
     def config(self) -> _Defaults:
-        config = _Defaults(steps=self.steps, batch_size=self.batch_size, lr=self.lr, channels=self.channels,
-                           decoder_blocks=self.decoder_blocks, encoder_blocks=self.encoder_blocks,
-                           teacher_samples=self.teacher_samples, scene_samples=self.scene_samples, seed=self.seed)
+        config = to_config(_Defaults, self)
         config.check()
         return config
 

@@ -5,26 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import argparse_type, check_guidance, check_seed
+from ..arguments import GUIDANCE, GUIDANCE_HELP, SEED
 from ..benchmarks.evaluate import EvalConfig
 from ..calibration.scenes import EVAL_SPLITS
 from ..errors import EdgeLDMError
 from ..lineage import LCM_SAMPLING, STANDARD_SAMPLING
-from ..options import check_positive, option, resolve
+from ..options import check_positive, option, resolve, to_config
+from ..schedulers import SCHEDULERS
 from .common import StageResult
 
-GUIDANCE = argparse_type(check_guidance, "guidance")
-SEED = argparse_type(check_seed, "seed")
-GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"
 #: the model's own sampling, when the options leave it open (lineage.sampling_defaults)
 OWN_SAMPLING = (f"the model's own: {STANDARD_SAMPLING['steps']} / {STANDARD_SAMPLING['guidance']:g}, or "
                 f"{LCM_SAMPLING['steps']} / {LCM_SAMPLING['guidance']:g} for an LCM; a bundle's from its manifest")
-
-
-def _schedulers() -> list[str]:
-    from ..schedulers import SCHEDULERS
-
-    return sorted(SCHEDULERS)
 
 
 @dataclass(frozen=True)
@@ -34,7 +26,7 @@ class EvaluateOptions:
     guidance: float | None = option(None, f"{GUIDANCE_HELP} (default {OWN_SAMPLING})", parse=GUIDANCE)
     seed: int = option(EvalConfig.seed, "random seed, 0 to 2^64 - 1", parse=SEED)
     scheduler: str | None = option(EvalConfig.scheduler, "sampler to use instead of the model's own (default: the "
-                                                         "model's scheduler)", choices=_schedulers)
+                                                         "model's scheduler)", choices=lambda: sorted(SCHEDULERS))
     split: str = option(EvalConfig.split, "heldout: new scenes of trained combinations; compositional: (shape, "
                                           "colour) pairs never seen in training", choices=EVAL_SPLITS)
     batch_size: int = option(EvalConfig.batch_size, "images per pipeline call")
@@ -82,10 +74,8 @@ def evaluate(model: str | Path, options: EvaluateOptions | None = None, *, allow
 
         pipe = load_pipeline(model, allow_pickle=allow_pickle)
         defaults = default_sampling(pipe, lineage_base(model))
-    config = EvalConfig(prompts=options.prompts, steps=options.steps or defaults["steps"],
-                        guidance=defaults["guidance"] if options.guidance is None else options.guidance,
-                        seed=options.seed, split=options.split, scheduler=options.scheduler,
-                        batch_size=options.batch_size)
+    config = to_config(EvalConfig, options, steps=options.steps or defaults["steps"],
+                       guidance=defaults["guidance"] if options.guidance is None else options.guidance)
     if pipe is None:
         result = evaluate_bundle(model, config, backend=backend, verify=options.verify)
     else:

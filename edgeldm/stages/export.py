@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..backends import BACKENDS
 from ..exporters.bundle import PRECISIONS, ExportConfig
-from ..options import check_positive, option, resolve, split_list
+from ..options import check_positive, option, resolve, split_list, to_config
 from .common import StageResult, check_output, weights_bytes
 
 logger = logging.getLogger("edgeldm")
@@ -33,9 +33,7 @@ class ExportOptions:
 
     def config(self) -> ExportConfig:
         check_positive(self, "height", "width")
-        return ExportConfig(backends=tuple(self.backend), precision=self.precision, height=self.height,
-                            width=self.width, static=self.static, vae_encoder=self.vae_encoder,
-                            fp16_vae_decoder=self.fp16_vae, coreml_target=self.coreml_target)
+        return to_config(ExportConfig, self, backends=tuple(self.backend), fp16_vae_decoder=self.fp16_vae)
 
 
 def export(model: str | Path, output: str | Path, options: ExportOptions | None = None, *, overwrite: bool = False,

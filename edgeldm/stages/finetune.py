@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import argparse_type, check_guidance, check_seed
+from ..arguments import GUIDANCE, SEED
 from ..compressor.finetune_config import FinetuneConfig as _Defaults
 from ..errors import EdgeLDMError
-from ..options import check_positive, option, resolve
+from ..options import check_positive, option, resolve, to_config
 from .common import StageResult, check_output, existing, is_main_process, remove_work, weights_bytes
-
-GUIDANCE = argparse_type(check_guidance, "guidance")
-SEED = argparse_type(check_seed, "seed")
 
 
 @dataclass(frozen=True)
@@ -40,10 +37,7 @@ class FinetuneOptions:
         check_positive(self, "steps", "batch_size", "teacher_samples")
         if self.guided_kd_weight < 0:
             raise EdgeLDMError(f"--guided-kd-weight must be >= 0, got {self.guided_kd_weight}", hint="0 turns it off")
-        return _Defaults(steps=self.steps, batch_size=self.batch_size, lr=self.lr, task_weight=self.task_weight,
-                         out_kd_weight=self.out_kd_weight, feat_kd_weight=self.feat_kd_weight,
-                         guided_kd_weight=self.guided_kd_weight, guided_kd_scale=self.guided_kd_scale,
-                         teacher_samples=self.teacher_samples, scene_samples=self.scene_samples, seed=self.seed)
+        return to_config(_Defaults, self)
 
 
 def finetune(pruned: str | Path, output: str | Path, options: FinetuneOptions | None = None, *,

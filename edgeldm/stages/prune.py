@@ -6,28 +6,15 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..arguments import argparse_type, check_guidance, check_seed
-from ..compressor.scores import SCORES
+from ..arguments import GUIDANCE, SEED
 from ..compressor.score_config import DEFAULT_TARGET_MACS, RESCORE_EVERY, ScoreConfig
+from ..compressor.scores import SCORES
+from ..compressor.selection import RANK_BY, STRATEGIES
 from ..errors import EdgeLDMError
 from ..options import check_exclusive, check_positive, option, resolve
 from .common import StageResult, check_output, existing, is_main_process, remove_work
 
 logger = logging.getLogger("edgeldm")
-GUIDANCE = argparse_type(check_guidance, "guidance")
-SEED = argparse_type(check_seed, "seed")
-
-
-def _strategies() -> list[str]:
-    from ..compressor.selection import STRATEGIES
-
-    return list(STRATEGIES)
-
-
-def _rank_by() -> tuple[str, ...]:
-    from ..compressor.selection import RANK_BY
-
-    return RANK_BY
 
 
 @dataclass(frozen=True)
@@ -40,11 +27,11 @@ class PruneOptions:
         None, "fraction of the UNet's parameters to keep (of the unpruned architecture too)", group="budget")
     remove: int | None = option(None, "number of operators to remove", group="budget")
     strategy: str = option("ldpruner", "ldpruner (the score), or an ablation baseline: random order, lowest weight "
-                                       "magnitude, BK-SDM's fixed removal", choices=_strategies)
+                                       "magnitude, BK-SDM's fixed removal", choices=lambda: list(STRATEGIES))
     rank_by: str = option("budget", "ldpruner ranks candidates by score per unit saved: of the budget (MACs or "
                                     "parameters) or of the UNet-step latency measured per candidate (needs "
                                     "--latency-repeat > 0; candidates measured to save no time never go)",
-                          choices=_rank_by)
+                          choices=RANK_BY)
     prompts: str | None = option(None, "calibration prompts, one per line (default: tiny's captions for "
                                        "tiny-derived models, else the shipped general set)", metavar="FILE")
     samples: int = option(ScoreConfig.samples, "calibration prompts x seeds per latent set")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arguments import argparse_type, check_psnr_floor
+from ..arguments import PSNR_FLOOR
 from ..calibration.capture import CaptureConfig
 from ..compressor.quantize.bundle import QuantizeConfig
 from ..backends import with_schemes
@@ -14,8 +14,6 @@ from ..compressor.quantize.schemes import ACTIVATION_MIN_PSNR_DB, CALIBRATE_METH
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, split_list
 from .common import StageResult, check_output, weights_bytes
-
-PSNR_FLOOR = argparse_type(check_psnr_floor, "min-psnr")
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,18 @@ import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import EdgeLDMError
 from ..options import choices_hint, convert, exclusive_with, to_argv
-from .bench import BenchOptions
-from .distill import DistillOptions
-from .distill_vae import DistillVaeOptions
-from .evaluate import EvaluateOptions
-from .export import ExportOptions
-from .finetune import FinetuneOptions
-from .prune import PruneOptions
-from .quantize import QuantizeOptions
+from .bench import BenchOptions, bench
+from .distill import DistillOptions, distill
+from .distill_vae import DistillVaeOptions, distill_vae
+from .evaluate import EvaluateOptions, evaluate
+from .export import ExportOptions, export
+from .finetune import FinetuneOptions, finetune
+from .prune import PruneOptions, prune
+from .quantize import QuantizeOptions, quantize
 
 RECIPES_DIR = Path(__file__).parent.parent / "recipes"
 
@@ -45,6 +46,7 @@ RECIPES_DIR = Path(__file__).parent.parent / "recipes"
 class StageKind:
     command: str  # the edgeldm subcommand that runs the same stage
     options: type  # its options dataclass: what a recipe may set
+    run: Callable  # its library function (edgeldm.prune, ...), which the runner calls
     consumes: str  # "model", "bundle" or "any" (the latest artifact)
     produces: str | None  # "model", "bundle" or None (measurement only)
     metrics: tuple[str, ...]  # what a gate can test
@@ -62,19 +64,19 @@ _RUNNER = StageKind.runner_sets
 
 #: the one registry of stage kinds
 STAGE_KINDS: dict[str, StageKind] = {
-    "prune": StageKind("prune", PruneOptions, "model", "model", _SIZE + ("macs_kept", "params_kept", "operators"),
+    "prune": StageKind("prune", PruneOptions, prune, "model", "model", _SIZE + ("macs_kept", "params_kept", "operators"),
                        _SIZE, _RUNNER + ("score_only", "json", "cache")),
-    "finetune": StageKind("finetune", FinetuneOptions, "model", "model", _SIZE + ("final_loss",), _SIZE,
+    "finetune": StageKind("finetune", FinetuneOptions, finetune, "model", "model", _SIZE + ("final_loss",), _SIZE,
                           _RUNNER + ("pruned", "data_cache")),
-    "distill": StageKind("distill", DistillOptions, "model", "model", _SIZE + ("ode_psnr_1step",), _SIZE,
+    "distill": StageKind("distill", DistillOptions, distill, "model", "model", _SIZE + ("ode_psnr_1step",), _SIZE,
                          _RUNNER + ("data_cache",)),
-    "distill-vae": StageKind("distill-vae", DistillVaeOptions, "model", "model", _SIZE + ("decoder_psnr",), _SIZE),
-    "export": StageKind("export", ExportOptions, "model", "bundle", _SIZE + ("validation_psnr_min",), _SIZE),
-    "quantize": StageKind("quantize", QuantizeOptions, "bundle", "bundle",
+    "distill-vae": StageKind("distill-vae", DistillVaeOptions, distill_vae, "model", "model", _SIZE + ("decoder_psnr",), _SIZE),
+    "export": StageKind("export", ExportOptions, export, "model", "bundle", _SIZE + ("validation_psnr_min",), _SIZE),
+    "quantize": StageKind("quantize", QuantizeOptions, quantize, "bundle", "bundle",
                           _SIZE + ("output_psnr_min", "image_psnr_mean"), _SIZE, _RUNNER + ("bundle",)),
-    "evaluate": StageKind("eval", EvaluateOptions, "any", None, _EVAL, _EVAL,
+    "evaluate": StageKind("eval", EvaluateOptions, evaluate, "any", None, _EVAL, _EVAL,
                           _RUNNER + ("json", "sheet", "vae_ceiling")),
-    "bench": StageKind("bench", BenchOptions, "any", None, _BENCH + ("joint_accuracy", "fd"),
+    "bench": StageKind("bench", BenchOptions, bench, "any", None, _BENCH + ("joint_accuracy", "fd"),
                        _BENCH + ("joint_accuracy", "fd"), _RUNNER + ("target", "json", "history", "sheet", "markdown",
                                                                      "gate")),
 }

@@ -38,7 +38,7 @@ import numpy as np
 from ..atomic import atomic_output_dir, atomic_write_text
 from ..errors import EdgeLDMError
 from ..options import to_argv
-from .common import weights_bytes
+from .common import short, weights_bytes
 from .recipe import STAGE_KINDS, Recipe, Stage, load_recipe, options_digest
 
 logger = logging.getLogger("edgeldm")
@@ -259,8 +259,8 @@ def _execute(state: RunState, index: int, stage: Stage, sdir: Path, inp: Artifac
         with _stage_log(sdir / "log.txt") as captured:
             metrics, baseline, argv = _STAGE_RUNNERS[stage.kind](state, stage, sdir, inp)
             # the stage's one-line outcome, on the console and in its log (the equivalent command first)
-            print(f"edgeldm {stage.spec.command} {' '.join(argv)}\n  -> " + ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+            print(f"edgeldm {stage.spec.command} {' '.join(argv)}\n  -> "
+                  + ", ".join(f"{k} {short(v)}" for k, v in metrics.items()))
     except KeyboardInterrupt:
         _write_record(sdir, {**record, "status": "interrupted", "finished": _now()})
         raise
@@ -312,13 +312,6 @@ def _advance(state: RunState, stage: Stage, sdir: Path, record: dict, inp: Artif
 
 
 def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
-    from .distill import distill
-    from .distill_vae import distill_vae
-    from .export import export
-    from .finetune import finetune
-    from .prune import prune
-    from .quantize import quantize
-
     output = sdir / stage.spec.produces
     options = dict(stage.options)
     kwargs: dict = {"overwrite": True}
@@ -333,11 +326,9 @@ def _artifact_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) ->
         options["teacher"] = state.original.path
     if options.get("teacher") == ORIGINAL:  # `teacher: original` = the model the recipe started from
         options["teacher"] = state.original.path
-    if stage.kind != "quantize":
+    if stage.spec.consumes == "model":  # bundles hold no pickles
         kwargs["allow_pickle"] = state.allow_pickle
-    run = {"prune": prune, "finetune": finetune, "distill": distill, "distill-vae": distill_vae, "export": export,
-           "quantize": quantize}[stage.kind]
-    result = run(inp.path, output, Stage(stage.kind, options).build(), **kwargs)
+    result = stage.spec.run(inp.path, output, Stage(stage.kind, options).build(), **kwargs)
     argv = [inp.path, "-o", str(output), "--overwrite"] + to_argv(stage.spec.options, options)
     return result.metrics, {"size_bytes": state.rows[0]["size_bytes"]}, argv
 
@@ -356,10 +347,8 @@ def _measure_options(stage: Stage, inp: Artifact) -> dict:
 
 
 def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
-    from .evaluate import evaluate
-
     options = _measure_options(stage, inp)
-    result = evaluate(inp.path, Stage("evaluate", options).build(), allow_pickle=state.allow_pickle)
+    result = stage.spec.run(inp.path, Stage("evaluate", options).build(), allow_pickle=state.allow_pickle)
     _save_samples(sdir / SAMPLES, result.extra["result"].images, result.extra["result"].captions)
     (sdir / "eval.json").write_text(json.dumps(result.details, indent=2) + "\n")
     argv = [inp.path] + to_argv(stage.spec.options, options)
@@ -368,8 +357,6 @@ def _evaluate_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) ->
 
 def _baseline_eval(state: RunState, stage: Stage) -> dict:
     """The original model evaluated with the stage's prompts and seed, at its own steps and guidance."""
-    from .evaluate import evaluate
-
     options = {k: v for k, v in stage.options.items() if k not in ("steps", "guidance", "scheduler", "backend")}
     probe = Stage("evaluate", options)
     key = hashlib.sha256(json.dumps([options_digest(probe), state.original.digest]).encode()).hexdigest()[:16]
@@ -378,7 +365,7 @@ def _baseline_eval(state: RunState, stage: Stage) -> dict:
     if cached.is_file():
         return json.loads(cached.read_text())["metrics"]
     logger.info("baseline: evaluating the original model %s", state.model)
-    result = evaluate(state.original.path, probe.build(), allow_pickle=state.allow_pickle)
+    result = stage.spec.run(state.original.path, probe.build(), allow_pickle=state.allow_pickle)
     bdir.mkdir(exist_ok=True)
     _save_samples(bdir / f"samples-{key}.npz", result.extra["result"].images, result.extra["result"].captions)
     argv = [state.original.path] + probe.argv()
@@ -389,7 +376,6 @@ def _baseline_eval(state: RunState, stage: Stage) -> dict:
 
 def _bench_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tuple[dict, dict, list]:
     from ..lineage import default_sampling_of
-    from .bench import bench
 
     options = _measure_options(stage, inp)
     options.setdefault("vs", f"diffusers:{state.original.path}")
@@ -398,14 +384,13 @@ def _bench_stage(state: RunState, stage: Stage, sdir: Path, inp: Artifact) -> tu
                        ("vs_steps", original["steps"]), ("vs_guidance", original["guidance"])):
         options.setdefault(key, value)
     argv = [inp.path] + to_argv(stage.spec.options, options)
-    result = bench(inp.path, Stage("bench", options).build(), command=" ".join(["edgeldm", "bench"] + argv))
+    result = stage.spec.run(inp.path, Stage("bench", options).build(), command=" ".join(["edgeldm", "bench"] + argv))
     atomic_write_text(sdir / "bench.json", json.dumps(result.details, indent=2) + "\n")
     _save_samples(sdir / SAMPLES, *result.extra["samples"])
     return result.metrics, result.extra["baseline"], argv
 
 
-_STAGE_RUNNERS = {**{k: _artifact_stage for k in ("prune", "finetune", "distill", "distill-vae", "export",
-                                                  "quantize")},
+_STAGE_RUNNERS = {**{k: _artifact_stage for k, spec in STAGE_KINDS.items() if spec.produces},
                   "evaluate": _evaluate_stage, "bench": _bench_stage}
 assert set(_STAGE_RUNNERS) == set(STAGE_KINDS)
 
