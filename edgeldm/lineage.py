@@ -80,6 +80,34 @@ def _zoo_names() -> set[str]:
     return set(ZOO)
 
 
+def lineage_records(source: str | Path, limit: int = 8):
+    """The lineage records from ``source`` back to its root: a bundle's ``source.model``, then each model
+    folder's ``edgeldm_source.json`` ``base``."""
+    import json
+
+    path = Path(source)
+    for _ in range(limit):
+        if not path.is_dir():
+            return
+        manifest = path / "edgeldm.json"
+        try:
+            if manifest.is_file():
+                path = Path(json.loads(manifest.read_text())["source"]["model"])
+                continue
+        except (ValueError, KeyError, TypeError, OSError):
+            return
+        record = read_lineage(path)
+        if record is None:
+            return
+        yield record
+        path = Path(record.get("base", ""))
+
+
+def adapters_of(source: str | Path) -> dict:
+    """The adapters (LoRA files, a replacement VAE) baked into a model along its lineage (``edgeldm convert``)."""
+    return next((r["adapters"] for r in lineage_records(source) if isinstance(r.get("adapters"), dict)), {})
+
+
 def derives_from_tiny(source: str, _depth: int = 0) -> bool:
     """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
 

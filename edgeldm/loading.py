@@ -117,16 +117,6 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 def _fuse_lora(pipe, path: Path) -> None:
-    try:
-        import peft  # noqa: F401  (diffusers' LoRA loading goes through peft)
-    except ImportError:
-        raise CheckpointError(f"{path} holds a LoRA adapter ({LORA_FILE}); loading it needs peft",
-                              hint="pip install 'edgeldm[compress]'") from None
-    try:
-        pipe.load_lora_weights(str(path), weight_name=LORA_FILE, adapter_name="edgeldm")
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"the LoRA adapter {path / LORA_FILE} does not load: {exc}",
-                              hint="it must come from this model's UNet (same architecture and pruning)") from None
-    pipe.fuse_lora(adapter_names=["edgeldm"])
-    pipe.unload_lora_weights()  # after fusing: plain modules again, the adapter's effect stays in the weights
-    logger.info("LoRA adapter %s fused into the UNet", path / LORA_FILE)
+    from .lora import LoraSpec, fuse_loras
+
+    fuse_loras(pipe, [LoraSpec(path / LORA_FILE)])

@@ -122,6 +122,13 @@ def _source_digest(source, pipe) -> dict:
     return {"model": model, "kind": kind, "digest": f"sha256:{h.hexdigest()}"}
 
 
+def _adapters(source) -> dict:
+    from ..lineage import adapters_of
+
+    adapters = adapters_of(source)
+    return {"adapters": adapters} if adapters else {}
+
+
 def _toolchain() -> dict:
     from importlib import metadata
 
@@ -237,7 +244,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             "format_version": FORMAT_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "toolchain": _toolchain(),
-            "source": _source_digest(source, pipe),
+            "source": {**_source_digest(source, pipe), **_adapters(source)},
             "recipe": {"stage": "export", "options": {**asdict(config), "tolerances": {
                 k: asdict(v) for k, v in config.tolerances.items()}}},
             "pipeline": pipe.config["_class_name"] if "_class_name" in pipe.config else type(pipe).__name__,

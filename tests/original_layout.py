@@ -90,9 +90,53 @@ def text_encoder_state_dict(state: dict) -> dict:
     return {"cond_stage_model.transformer." + k: v for k, v in state.items() if not k.endswith("position_ids")}
 
 
-def original_state_dict(pipe) -> dict:
-    """The whole pipeline's weights in the single-file layout of SD 1.x."""
+def original_state_dict(pipe, *, open_clip: bool | None = None) -> dict:
+    """The whole pipeline's weights in the single-file layout: SD 1.x (CLIP), or SD 2.x (OpenCLIP; the default
+    for a 1024-wide text encoder, as SD 2.x has)."""
     out = unet_state_dict(pipe.unet.state_dict(), pipe.unet.config)
     out.update(vae_state_dict(pipe.vae.state_dict(), pipe.vae.config))
-    out.update(text_encoder_state_dict(pipe.text_encoder.state_dict()))
+    if open_clip is None:
+        open_clip = pipe.text_encoder.config.hidden_size == 1024
+    if open_clip:
+        # diffusers drops exactly resblocks.23 (SD 2.x's unused 24th layer): a smaller tower is written as it is
+        out.update(open_clip_state_dict(pipe.text_encoder,
+                                        final_layer=pipe.text_encoder.config.num_hidden_layers == 23))
+    else:
+        out.update(text_encoder_state_dict(pipe.text_encoder.state_dict()))
     return {k: v.contiguous() for k, v in out.items()}
+
+
+_OPEN_CLIP = "cond_stage_model.model."
+_OPEN_CLIP_LAYER = (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
+                    ("self_attn.out_proj", "attn.out_proj"))
+
+
+def open_clip_state_dict(text_encoder, *, final_layer: bool = True) -> dict:
+    """SD 2.x: the OpenCLIP text tower under ``cond_stage_model.model`` - one fused ``in_proj`` per attention,
+    ``ln_1`` / ``ln_2`` / ``c_fc`` / ``c_proj``, and a ``text_projection``. The real files hold all 24 OpenCLIP
+    layers while SD 2.x (and diffusers' converter, which drops ``resblocks.23``) uses the penultimate one's output:
+    ``final_layer`` writes that unused last layer too, as the 24-layer files do."""
+    import torch
+
+    state = {k: v for k, v in text_encoder.state_dict().items() if not k.endswith("position_ids")}
+    out = {_OPEN_CLIP + "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
+           _OPEN_CLIP + "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
+           _OPEN_CLIP + "ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
+           _OPEN_CLIP + "ln_final.bias": state.pop("text_model.final_layer_norm.bias")}
+    layers = text_encoder.config.num_hidden_layers
+    for i in range(layers):
+        pre, new = f"text_model.encoder.layers.{i}.", f"{_OPEN_CLIP}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[new + f"attn.in_proj_{kind}"] = torch.cat([state.pop(pre + f"self_attn.{p}_proj.{kind}")
+                                                          for p in ("q", "k", "v")])
+            for old, ldm in _OPEN_CLIP_LAYER:
+                out[new + f"{ldm}.{kind}"] = state.pop(pre + f"{old}.{kind}")
+    if state:
+        raise KeyError(f"no OpenCLIP name for text encoder weights {sorted(state)[:3]}")
+    if final_layer:
+        last = f"{_OPEN_CLIP}transformer.resblocks.{layers - 1}."
+        out.update({k.replace(last, f"{_OPEN_CLIP}transformer.resblocks.{layers}."): v.clone()
+                    for k, v in list(out.items()) if k.startswith(last)})
+    hidden = text_encoder.config.hidden_size
+    out[_OPEN_CLIP + "text_projection"] = torch.eye(hidden)  # the contrastive head: unused by SD, present in files
+    return out

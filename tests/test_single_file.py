@@ -147,3 +147,28 @@ def test_a_ckpt_loads_only_when_pickles_are_allowed(tiny_random_file, tmp_path):
     loaded = load_pipeline(ckpt, allow_pickle=True)
     a, b = pipe.vae.state_dict(), loaded.vae.state_dict()
     assert all(bool((a[k] == b[k]).all()) for k in a)
+
+
+@pytest.mark.parametrize("preset", ["sd15", "sd21-base"])
+def test_a_preset_written_as_a_single_file_loads_bit_exact_with_the_same_info(preset, tmp_path):
+    """The SD 1.5 (CLIP) and SD 2.x (OpenCLIP: fused in_proj, 24 layers of which the last goes unused) layouts at
+    full size, in fp16 as most shared files are: the file finds its architecture, every weight its place."""
+    import torch
+    from safetensors.torch import save_file
+
+    from edgeldm.info import describe_model
+    from edgeldm.loading import load_pipeline
+
+    pipe = load_pipeline(preset, dtype=torch.float16)
+    file = tmp_path / f"{preset}.safetensors"
+    save_file({k: v.half() for k, v in original_state_dict(pipe).items()}, str(file))
+    loaded = load_pipeline(file, dtype=torch.float16)
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert set(a) == set(b), name
+        assert all(bool((a[k].half() == b[k]).all()) for k in a), name
+    del pipe, loaded
+    ours, theirs = describe_model(str(file)), describe_model(preset)
+    assert ours["unet"]["macs_per_step"] == theirs["unet"]["macs_per_step"] > 0
+    params = [{k: v["parameters"] for k, v in d["components"].items() if "parameters" in v} for d in (ours, theirs)]
+    assert params[0] == params[1]

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..lora import check_lora_text
 from ..options import option, resolve
 from .common import StageResult, check_output, weights_bytes
 
@@ -19,17 +20,27 @@ class ConvertOptions:
         None, "what the UNet predicts, where the weights cannot tell: epsilon (SD 1.x, SD 2.x 512 px) or "
               "v_prediction (SD 2.x 768 px) (default: the matched architecture's scheduler config)",
         choices=PREDICTION_TYPES)
+    lora: tuple[str, ...] = option(
+        (), "a LoRA adapter to fuse into the UNet and text encoder, FILE or FILE:SCALE (diffusers / PEFT or kohya "
+            "keys; repeat the flag for several, fused in order)", repeat=True, metavar="FILE[:SCALE]",
+        parse=check_lora_text)
+    vae: str | None = option(
+        None, "a replacement VAE: an AutoencoderKL folder or a .safetensors file (default: the model's own)",
+        metavar="PATH")
 
 
 def convert(source: str | Path, output: str | Path, options: ConvertOptions | None = None, *,
             overwrite: bool = False, allow_pickle: bool = False, **kwargs) -> StageResult:
-    """Load ``source`` (a single-file checkpoint, a folder or a zoo name) and write it to ``output`` as a diffusers
-    folder (safetensors) that any diffusers-based tool loads with ``from_pretrained``; the source is recorded in
-    the folder's lineage."""
+    """Load ``source`` (a single-file checkpoint, a folder or a zoo name), fuse the LoRA adapters of
+    ``options.lora`` and write it to ``output`` as a diffusers folder (safetensors) that any diffusers-based tool
+    loads with ``from_pretrained``; the source and each adapter (name, digest, scale) are recorded in the folder's
+    lineage, and from there in the manifest of every bundle exported from it."""
     from ..atomic import atomic_output_dir
     from ..lineage import write_lineage
     from ..loading import load_pipeline, resolve_source
+    from ..lora import LoraSpec, fuse_loras
     from ..manifest import sha256_file
+    from ..replacement_vae import replace_vae
     from ..saving import save_pipeline
 
     options = resolve(ConvertOptions, options, kwargs)
@@ -43,9 +54,14 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     elif kind == "single-file":
         logger.warning("assumed %s prediction (the matched architecture's scheduler); pass --prediction-type if "
                        "the checkpoint was trained otherwise (SD 2.x 768-px models predict v)", scheduler)
+    loras = fuse_loras(pipe, [LoraSpec.parse(text) for text in options.lora])
+    vae = replace_vae(pipe, options.vae) if options.vae else None
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         save_pipeline(pipe, tmp)
         record = {"source_kind": kind, "prediction_type": pipe.scheduler.config.get("prediction_type")}
+        adapters = {k: v for k, v in (("lora", loras), ("vae", vae)) if v}
+        if adapters:
+            record["adapters"] = adapters
         if kind == "single-file":
             record["source_sha256"] = sha256_file(path)
         write_lineage(tmp, str(path.resolve()) if path is not None else str(source), "convert", **record)

@@ -31,6 +31,8 @@ from typing import Callable
 from ..errors import EdgeLDMError
 from ..options import choices_hint, convert, exclusive_with, to_argv
 from .bench import BenchOptions, bench
+from .convert import ConvertOptions
+from .convert import convert as convert_model
 from .distill import DistillOptions, distill
 from .distill_vae import DistillVaeOptions, distill_vae
 from .evaluate import EvaluateOptions, evaluate
@@ -64,6 +66,9 @@ _RUNNER = StageKind.runner_sets
 
 #: the one registry of stage kinds
 STAGE_KINDS: dict[str, StageKind] = {
+    # first in a recipe: bakes LoRA adapters into the user's model; its output is what later stages call the
+    # original (the finetune teacher, the baseline)
+    "convert": StageKind("convert", ConvertOptions, convert_model, "model", "model", _SIZE, _SIZE),
     "prune": StageKind("prune", PruneOptions, prune, "model", "model", _SIZE + ("macs_kept", "params_kept", "operators"),
                        _SIZE, _RUNNER + ("score_only", "json", "cache")),
     "finetune": StageKind("finetune", FinetuneOptions, finetune, "model", "model", _SIZE + ("final_loss",), _SIZE,
@@ -322,7 +327,10 @@ def _apply_overrides(stages: list[Stage], overrides) -> list[Stage]:
 
 def _check_chain(stages: list[Stage], path) -> None:
     have_bundle = False
-    for s in stages:
+    for i, s in enumerate(stages):
+        if s.kind == "convert" and i:
+            raise EdgeLDMError(f"{path}:{s.line}: a convert stage bakes adapters into the model the recipe starts "
+                               "from, so it comes first", hint="move it to the top of the stages")
         if s.spec.consumes == "model" and have_bundle:
             raise EdgeLDMError(f"{path}:{s.line}: a {s.kind} stage needs a model, but an earlier stage already "
                                "exported a bundle", hint="put model stages (prune, finetune, distill) before export")

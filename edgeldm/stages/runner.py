@@ -298,6 +298,8 @@ def _advance(state: RunState, stage: Stage, sdir: Path, record: dict, inp: Artif
         macs = None if inp.macs is None else int(round(inp.macs * kept))
         art = Artifact(path, spec.produces, record["artifact_digest"], sdir.name, macs)
         state.current[spec.produces] = state.latest = art
+        if stage.kind == "convert":  # the adapters baked in: teachers and baselines start from this model
+            state.original = art
         state.rows.append({"label": sdir.name, "stage": stage.kind, "path": path, "kind": spec.produces,
                            "size_bytes": record["metrics"]["size_bytes"], "macs": macs})
         return
