@@ -142,3 +142,22 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None):
 def config_folder(path: Path, *, allow_pickle: bool = False) -> Path:
     """The embedded config folder that describes a single-file checkpoint's architecture."""
     return match_config(path, allow_pickle=allow_pickle)[1]
+
+
+def read_original_config(path: Path) -> dict:
+    """What an original LDM ``.yaml`` (``v1-inference.yaml``, ``v2-inference-v.yaml``) says that the weights
+    cannot: the parameterization, plus the UNet's input channels and text width to check the file against."""
+    import yaml
+
+    from .errors import CheckpointNotFoundError
+
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"original config {path} does not exist")
+    try:
+        params = yaml.safe_load(path.read_text())["model"]["params"]
+        unet = params["unet_config"]["params"]
+    except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not an original LDM config (model.params.unet_config.params): {exc}",
+                              hint="the .yaml that came with the checkpoint, e.g. v2-inference-v.yaml") from None
+    return {"prediction_type": "v_prediction" if params.get("parameterization") == "v" else "epsilon",
+            "in_channels": unet.get("in_channels"), "context_dim": unet.get("context_dim")}

@@ -172,3 +172,38 @@ def test_a_preset_written_as_a_single_file_loads_bit_exact_with_the_same_info(pr
     assert ours["unet"]["macs_per_step"] == theirs["unet"]["macs_per_step"] > 0
     params = [{k: v["parameters"] for k, v in d["components"].items() if "parameters" in v} for d in (ours, theirs)]
     assert params[0] == params[1]
+
+
+def _ldm_yaml(path, parameterization, in_channels=4, context_dim=32):
+    path.write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n"
+                    f"    parameterization: {parameterization}\n    unet_config:\n      params:\n"
+                    f"        in_channels: {in_channels}\n        context_dim: {context_dim}\n")
+    return path
+
+
+def test_the_original_config_sets_the_prediction_type_and_is_checked(tiny_random_file, tmp_path, capsys):
+    import json
+    import shutil
+
+    from edgeldm.cli import main
+    from edgeldm.loading import load_pipeline
+
+    pipe, _, tmp = tiny_random_file
+    width = pipe.unet.config.cross_attention_dim
+    yaml = _ldm_yaml(tmp_path / "v2-inference-v.yaml", '"v"', context_dim=width)
+    assert main(["--quiet", "convert", str(tmp / "tiny-random.safetensors"), "-o", str(tmp_path / "v"),
+                 "--original-config", str(yaml)]) == 0
+    config = json.loads((tmp_path / "v" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    # the A1111 habit: model.yaml beside model.safetensors is picked up
+    shutil.copy(tmp / "tiny-random.safetensors", tmp_path / "model.safetensors")
+    _ldm_yaml(tmp_path / "model.yaml", "v", context_dim=width)
+    assert main(["--quiet", "convert", str(tmp_path / "model.safetensors"), "-o", str(tmp_path / "beside")]) == 0
+    assert json.loads((tmp_path / "beside" / "scheduler" / "scheduler_config.json").read_text())[
+        "prediction_type"] == "v_prediction"
+    wrong = _ldm_yaml(tmp_path / "inpaint.yaml", "eps", in_channels=9, context_dim=width)
+    assert main(["convert", str(tmp / "tiny-random.safetensors"), "-o", str(tmp_path / "x"),
+                 "--original-config", str(wrong)]) == 1
+    assert "in_channels 9; the weights have 4" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert load_pipeline(tmp_path / "v").scheduler.config.prediction_type == "v_prediction"
