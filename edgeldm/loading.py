@@ -49,12 +49,14 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
     )
 
 
-def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed: int = 0, dtype=None):
+def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed: int = 0, dtype=None,
+                  inpainting: bool = False):
     """Load a Stable-Diffusion-family pipeline from a diffusers folder, a single-file checkpoint (original SD
     layout, :mod:`edgeldm.single_file`) or a zoo name.
 
     ``allow_pickle`` admits ``.bin`` / ``.ckpt`` weights (read with ``torch.load(weights_only=True)``);
-    ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load.
+    ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load; ``inpainting``
+    admits an inpainting single file (``edgeldm convert``; the other stages take text-to-image models).
     """
     ensure_offline()
     kind, path = resolve_source(source)
@@ -63,7 +65,7 @@ def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed
     if kind == "single-file":
         from .single_file import load_single_file
 
-        return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype)
+        return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting)
     return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype)
 
 

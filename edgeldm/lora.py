@@ -54,16 +54,19 @@ def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
     from .single_file import read_shapes
 
     if not path.is_file():
-        raise CheckpointNotFoundError(f"LoRA file {path} does not exist")
+        raise CheckpointNotFoundError(f"LoRA adapter {path} does not exist")
     if path.suffix.lower() != ".safetensors":
-        raise CheckpointError(f"LoRA file {path}: only .safetensors adapters load (no pickles)")
-    return read_shapes(path)
+        raise CheckpointError(f"LoRA adapter {path}: only .safetensors adapters load (no pickles)")
+    try:
+        return read_shapes(path)
+    except CheckpointError as exc:  # name what the file was meant to be
+        raise type(exc)(f"LoRA adapter {exc.message}", hint=exc.hint) from None
 
 
 def lora_format(path: Path, shapes: dict) -> str:
     if any(k.startswith(_KOHYA + ("lora_te2_",)) for k in shapes):
         return "kohya"
-    if any(k.startswith(_DIFFUSERS + ("text_encoder_2.",)) and ".lora" in k for k in shapes):
+    if any(k.startswith(_DIFFUSERS + ("text_encoder_2.",)) and "lora" in k for k in shapes):
         return "diffusers"
     raise CheckpointError(f"{path}: its keys match no LoRA format (e.g. {', '.join(sorted(shapes)[:3]) or 'none'})",
                           hint="LoRA files in the diffusers / PEFT format (unet.*, text_encoder.*) or kohya's "

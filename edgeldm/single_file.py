@@ -100,26 +100,67 @@ def config_signature(folder: Path) -> Signature:
 
 
 def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
-    """(zoo name, config folder) of the embedded architecture ``path``'s weights fit."""
+    """(zoo name, config folder) of the embedded architecture ``path``'s weights fit; an inpainting file (a
+    9-channel ``conv_in``: latents, mask, masked-image latents) gets that architecture's configs with the UNet's
+    input widened and the inpainting pipeline class (:func:`inpainting_configs`)."""
+    from dataclasses import replace
+
     from .zoo import ZOO
 
     found = checkpoint_signature(read_shapes(path, allow_pickle=allow_pickle), path)
-    if found.unet_in_channels != 4:
-        raise CheckpointError(f"{path}: a {found.unet_in_channels}-channel UNet (an inpainting checkpoint) is not "
-                              "supported yet", hint="text-to-image checkpoints (4 latent channels) load")
+    if found.unet_in_channels not in (4, INPAINT_CHANNELS):
+        raise CheckpointError(f"{path}: a UNet with {found.unet_in_channels} input channels is not a text-to-image "
+                              f"(4) or inpainting ({INPAINT_CHANNELS}) Stable Diffusion UNet")
+    base = replace(found, unet_in_channels=4)
     for name, entry in ZOO.items():
-        if (entry.folder / "unet" / "config.json").is_file() and config_signature(entry.folder) == found:
+        if (entry.folder / "unet" / "config.json").is_file() and config_signature(entry.folder) == base:
+            if found.unet_in_channels == INPAINT_CHANNELS:
+                return f"{name}-inpainting", inpainting_configs(name, entry.folder)
             return name, entry.folder
     known = ", ".join(ZOO)
     raise CheckpointError(f"{path}: no embedded architecture has these shapes ({json.dumps(asdict(found))})",
-                          hint=f"single files of these architectures load: {known}")
+                          hint=f"single files of these architectures (and their inpainting variants) load: {known}")
 
 
-def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None):
-    """A diffusers pipeline from a single-file checkpoint (see the module docstring)."""
+INPAINT_CHANNELS = 9
+
+
+def inpainting_configs(name: str, folder: Path) -> Path:
+    """The embedded configs of ``name`` as an inpainting model: a folder under the temporary directory (never
+    beside the user's input), written once and atomically, reused after."""
+    import shutil
+    import tempfile
+
+    from .version import __version__
+
+    target = Path(tempfile.gettempdir()) / f"edgeldm-{__version__}-configs" / f"{name}-inpainting"
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    shutil.copytree(folder, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    unet = json.loads((tmp / "unet" / "config.json").read_text())
+    (tmp / "unet" / "config.json").write_text(json.dumps({**unet, "in_channels": INPAINT_CHANNELS}, indent=2))
+    index = json.loads((tmp / "model_index.json").read_text())
+    (tmp / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionInpaintPipeline"},
+                                                     indent=2))
+    try:
+        tmp.rename(target)
+    except OSError:  # another process wrote it first: theirs is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False):
+    """A diffusers pipeline from a single-file checkpoint (see the module docstring); an inpainting checkpoint
+    only where the caller takes one (``inpainting``)."""
     from ._lazy import require
 
     name, folder = match_config(path, allow_pickle=allow_pickle)
+    if name.endswith("-inpainting") and not inpainting:
+        raise CheckpointError(f"{path} is an inpainting checkpoint (a {INPAINT_CHANNELS}-channel UNet); `edgeldm "
+                              "info` and `edgeldm convert` take it, the compression stages, export and the runtimes "
+                              "do not yet", hint="use a text-to-image checkpoint (4-channel UNet) for those")
     logger.info("loading %s as a single file of the %s architecture (configs embedded in edgeldm)", path, name)
     require("torch")
     diffusers = require("diffusers")
@@ -129,7 +170,8 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None):
 
         extra["tokenizer"] = clip_tokenizer(read_json(folder / "tokenizer" / "tokenizer_config.json"))
     try:
-        pipe = diffusers.StableDiffusionPipeline.from_single_file(
+        pipeline_cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["_class_name"])
+        pipe = pipeline_cls.from_single_file(
             str(path), config=str(folder), local_files_only=True, torch_dtype=dtype, safety_checker=None,
             feature_extractor=None, requires_safety_checker=False, **extra)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:

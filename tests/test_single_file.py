@@ -207,3 +207,38 @@ def test_the_original_config_sets_the_prediction_type_and_is_checked(tiny_random
     assert "in_channels 9; the weights have 4" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert load_pipeline(tmp_path / "v").scheduler.config.prediction_type == "v_prediction"
+
+
+def test_an_inpainting_file_is_described_and_converted_and_refused_elsewhere(tiny_random_file, tmp_path, capsys):
+    """A 9-channel conv_in (latents, mask, masked-image latents): info and convert take it (the inpainting
+    pipeline class, the UNet widened), the text-to-image stages say they do not yet."""
+    import json
+
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from edgeldm.cli import main
+    from edgeldm.info import describe_model
+    from original_layout import original_state_dict
+
+    pipe, _, _ = tiny_random_file
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config({**pipe.unet.config, "in_channels": 9})
+    pipe_9 = StableDiffusionInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                            unet=unet, scheduler=pipe.scheduler, safety_checker=None,
+                                            feature_extractor=None, requires_safety_checker=False)
+    file = tmp_path / "inpaint.safetensors"
+    save_file(original_state_dict(pipe_9), str(file))
+    info = describe_model(str(file))
+    assert info["components"]["unet"]["parameters"] == sum(p.numel() for p in unet.parameters())
+    assert main(["--quiet", "convert", str(file), "-o", str(tmp_path / "folder")]) == 0
+    assert json.loads((tmp_path / "folder" / "model_index.json").read_text())["_class_name"] == \
+        "StableDiffusionInpaintPipeline"
+    loaded = StableDiffusionInpaintPipeline.from_pretrained(str(tmp_path / "folder"), local_files_only=True)
+    assert all(torch.equal(loaded.unet.state_dict()[k], v) for k, v in unet.state_dict().items())
+    capsys.readouterr()
+    assert main(["export", str(file), "-o", str(tmp_path / "bundle")]) == 1
+    err = capsys.readouterr().err
+    assert "inpainting checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "bundle").exists()

@@ -50,7 +50,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     options = resolve(ConvertOptions, options, kwargs)
     kind, path = resolve_source(source)
     check_output(output, overwrite, inputs=(str(source),))
-    pipe = load_pipeline(source, allow_pickle=allow_pickle)
+    pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
     scheduler = pipe.scheduler.config.get("prediction_type")
     prediction = _prediction_type(pipe, options, path if kind == "single-file" else None)
     if prediction is not None and prediction != scheduler:
