@@ -80,60 +80,51 @@ def _zoo_names() -> set[str]:
     return set(ZOO)
 
 
-def lineage_records(source: str | Path, limit: int = 8):
-    """The lineage records from ``source`` back to its root: a bundle's ``source.model``, then each model
-    folder's ``edgeldm_source.json`` ``base``."""
+def lineage_chain(source: str | Path, limit: int = 8):
+    """``source``, then what it was made from, back to the root, as recorded: a bundle's ``source.model``, a
+    model folder's ``edgeldm_source.json`` ``base`` (written by the compression stages and ``convert``)."""
     import json
 
-    path = Path(source)
-    for _ in range(limit):
+    current = str(source)
+    for _ in range(limit + 1):
+        yield current
+        path = Path(current)
         if not path.is_dir():
             return
-        manifest = path / "edgeldm.json"
-        try:
-            if manifest.is_file():
-                path = Path(json.loads(manifest.read_text())["source"]["model"])
-                continue
-        except (ValueError, KeyError, TypeError, OSError):
+        for name, key in (("edgeldm.json", ("source", "model")), (LINEAGE_FILE, ("base",))):
+            f = path / name
+            if f.is_file():
+                try:
+                    value = json.loads(f.read_text())
+                    for k in key:
+                        value = value[k]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                current = str(value)
+                break
+        else:
             return
-        record = read_lineage(path)
-        if record is None:
-            return
-        yield record
-        path = Path(record.get("base", ""))
 
 
 def adapters_of(source: str | Path) -> dict:
     """The adapters (LoRA files, a replacement VAE) baked into a model along its lineage (``edgeldm convert``)."""
-    return next((r["adapters"] for r in lineage_records(source) if isinstance(r.get("adapters"), dict)), {})
+    for step in lineage_chain(source):
+        adapters = (read_lineage(step) or {}).get("adapters")
+        if isinstance(adapters, dict):
+            return adapters
+    return {}
 
 
-def derives_from_tiny(source: str, _depth: int = 0) -> bool:
+def derives_from_tiny(source: str) -> bool:
     """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
 
     Follows a bundle's ``source.model`` and an ``edgeldm_source.json`` (``{"base": ...}``, written by the
-    compression stages) back to the root.
+    compression stages) back to the root (:func:`lineage_chain`).
     """
-    import json
-
     from .zoo import ZOO
 
-    if source == "tiny":
-        return True
-    path = Path(source)
     tiny = ZOO.get("tiny")
-    if tiny is not None and path.exists() and path.resolve() == Path(tiny.folder).resolve():
-        return True
-    if _depth > 8 or not path.is_dir():
-        return False
-    for name, key in (("edgeldm.json", ("source", "model")), (LINEAGE_FILE, ("base",))):
-        f = path / name
-        if f.is_file():
-            try:
-                value = json.loads(f.read_text())
-                for k in key:
-                    value = value[k]
-            except (ValueError, KeyError, TypeError):
-                continue
-            return derives_from_tiny(str(value), _depth + 1)
-    return False
+    tiny_folder = Path(tiny.folder).resolve() if tiny is not None else None
+    return any(step == "tiny" or (tiny_folder is not None and Path(step).exists()
+                                  and Path(step).resolve() == tiny_folder)
+               for step in lineage_chain(source))
