@@ -76,6 +76,18 @@ def check_psnr_floor(value: float | str, name: str = "min-psnr") -> float:
     return _finite_nonnegative(value, name, "a number of dB")
 
 
+def check_strength(value: float | str, name: str = "strength") -> float:
+    """Image-to-image strength in (0, 1]: how much of the schedule runs (1 repaints from pure noise)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a number in (0, 1], got {value!r}") from None
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise InvalidArgumentError(f"{name} must lie in (0, 1], got {value}",
+                                   hint="0.2 keeps the input close, 0.6 keeps its layout, 1.0 ignores it")
+    return value
+
+
 def check_text(value: str, name: str = "prompt") -> str:
     """Text that UTF-8 can encode: command-line bytes that are not UTF-8 arrive as lone surrogates, which the
     tokenizer cannot take."""
@@ -116,6 +128,7 @@ GUIDANCE = argparse_type(check_guidance, "guidance")
 SEED = argparse_type(check_seed, "seed")
 THREADS = argparse_type(check_threads, "threads")
 PSNR_FLOOR = argparse_type(check_psnr_floor, "min-psnr")
+STRENGTH = argparse_type(check_strength, "strength")
 TEXT = argparse_type(check_text, "prompt")
 NEGATIVE_TEXT = argparse_type(check_text, "negative prompt")
 GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .components import (
+    INPAINTING_PIPELINES,
     REQUIRED_COMPONENTS,
     SUPPORTED_PIPELINES,
     WEIGHTED_COMPONENTS,
     build_model_from_config,
     component_spec,
+    inpainting_refused,
     read_json,
 )
 from .errors import (
@@ -96,12 +98,17 @@ def read_model_index(path: Path) -> dict:
     return index
 
 
-def check_checkpoint(path: str | Path, *, allow_pickle: bool = False, check_shapes: bool = True) -> CheckpointFolder:
-    """Validate a diffusers folder; raise a :class:`CheckpointError` subclass on the first problem."""
+def check_checkpoint(path: str | Path, *, allow_pickle: bool = False, check_shapes: bool = True,
+                     inpainting: bool = False) -> CheckpointFolder:
+    """Validate a diffusers folder; raise a :class:`CheckpointError` subclass on the first problem. An
+    inpainting pipeline passes only where the caller takes one (``inpainting``)."""
     path = Path(path)
     index = read_model_index(path)
     pipeline_class = index["_class_name"]
-    if pipeline_class not in SUPPORTED_PIPELINES:
+    if pipeline_class in INPAINTING_PIPELINES and not inpainting:
+        raise UnsupportedPipelineError(inpainting_refused(path),
+                                       hint="use a text-to-image model (4-channel UNet) for those")
+    if pipeline_class not in SUPPORTED_PIPELINES + INPAINTING_PIPELINES:
         raise UnsupportedPipelineError(
             f"{path} holds a {pipeline_class}; edgeldm supports {', '.join(SUPPORTED_PIPELINES)}",
             hint="SDXL, SD3 and video pipelines have other components and are not supported yet",

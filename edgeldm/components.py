@@ -13,12 +13,22 @@ from ._lazy import require
 
 #: pipelines whose components edgeldm knows how to compress, export and run
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")
+#: inpainting pipelines (a 9-channel UNet): read by ``info`` and ``convert``, not yet by the other stages
+INPAINTING_PIPELINES = ("StableDiffusionInpaintPipeline",)
+#: input channels of an inpainting UNet: latents, mask, masked-image latents
+INPAINT_CHANNELS = 9
 #: every supported pipeline needs all of these
 REQUIRED_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
 #: components that carry weights (the ones compression works on)
 WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
 #: listed in many model_index.json files but never needed on the edge; never loaded
 SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+
+
+def inpainting_refused(path) -> str:
+    """The one-line refusal of an inpainting model (file or folder) by a stage that takes text-to-image ones."""
+    return (f"{path} is an inpainting model (a {INPAINT_CHANNELS}-channel UNet); `edgeldm info` and `edgeldm "
+            "convert` take it, the compression stages, export and the runtimes do not yet")
 
 
 def read_json(path: Path) -> dict:

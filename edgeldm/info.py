@@ -35,7 +35,7 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
         components = build_components(config_dir, device="meta")
         files = {}
     else:
-        checked = check_checkpoint(path, allow_pickle=allow_pickle)
+        checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=True)
         config_dir = path
         library, class_name = component_spec(checked.model_index, "tokenizer")
         tokenizer = component_class(library, class_name).from_pretrained(str(path / "tokenizer"))

@@ -56,7 +56,7 @@ def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed
 
     ``allow_pickle`` admits ``.bin`` / ``.ckpt`` weights (read with ``torch.load(weights_only=True)``);
     ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load; ``inpainting``
-    admits an inpainting single file (``edgeldm convert``; the other stages take text-to-image models).
+    admits an inpainting model (``edgeldm convert``; the other stages take text-to-image models).
     """
     ensure_offline()
     kind, path = resolve_source(source)
@@ -66,7 +66,7 @@ def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed
         from .single_file import load_single_file
 
         return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting)
-    return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype)
+    return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting)
 
 
 def _pruning_plan(unet_folder: Path):
@@ -75,9 +75,9 @@ def _pruning_plan(unet_folder: Path):
     return read_plan(unet_folder) if (unet_folder / PLAN_FILE).is_file() else None
 
 
-def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None):
+def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False):
     ensure_offline()
-    checked = check_checkpoint(path, allow_pickle=allow_pickle)
+    checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=inpainting)
     require("torch")
     pipeline_cls = component_class("diffusers", checked.pipeline_class)
     if not progress_enabled():  # --quiet: diffusers' own "Loading pipeline components" bar too

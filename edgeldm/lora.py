@@ -50,6 +50,13 @@ def check_lora_text(text: str) -> str:
     return text
 
 
+def read_lora(spec: LoraSpec) -> tuple[dict[str, tuple[int, ...]], str]:
+    """(tensor shapes, format) of an adapter file, from its header only: a missing, unreadable or foreign file
+    is refused before the model loads."""
+    shapes = _read_header(spec.path)
+    return shapes, lora_format(spec.path, shapes)
+
+
 def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
     from .single_file import read_shapes
 
@@ -100,8 +107,7 @@ def fuse_loras(pipe, specs) -> list[dict]:
         raise CheckpointError("fusing LoRA adapters needs peft", hint="pip install 'edgeldm[compress]'") from None
     records = []
     for i, spec in enumerate(specs):
-        shapes = _read_header(spec.path)
-        fmt = lora_format(spec.path, shapes)
+        shapes, fmt = read_lora(spec)
         _check_family(pipe, spec.path, shapes)
         name = f"edgeldm_lora_{i}"
         try:

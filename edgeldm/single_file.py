@@ -14,6 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .components import INPAINT_CHANNELS, inpainting_refused
 from .errors import CheckpointError, CorruptWeightsError, PickledWeightsError
 
 logger = logging.getLogger("edgeldm")
@@ -122,7 +123,6 @@ def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
                           hint=f"single files of these architectures (and their inpainting variants) load: {known}")
 
 
-INPAINT_CHANNELS = 9
 
 
 def inpainting_configs(name: str, folder: Path) -> Path:
@@ -158,9 +158,8 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpa
 
     name, folder = match_config(path, allow_pickle=allow_pickle)
     if name.endswith("-inpainting") and not inpainting:
-        raise CheckpointError(f"{path} is an inpainting checkpoint (a {INPAINT_CHANNELS}-channel UNet); `edgeldm "
-                              "info` and `edgeldm convert` take it, the compression stages, export and the runtimes "
-                              "do not yet", hint="use a text-to-image checkpoint (4-channel UNet) for those")
+        raise CheckpointError(inpainting_refused(path),
+                              hint="use a text-to-image checkpoint (4-channel UNet) for those")
     logger.info("loading %s as a single file of the %s architecture (configs embedded in edgeldm)", path, name)
     require("torch")
     diffusers = require("diffusers")

@@ -1,10 +1,18 @@
-"""``Text2Image``: prompt -> image over an exported bundle, without torch or diffusers.
+"""``Text2Image``: prompt (and, for image-to-image, an input image) -> image over an exported bundle, without
+torch or diffusers.
 
 Steps mirror diffusers' pipelines: 1. tokenize, 2. encode the prompt (and the negative / empty prompt
 for classifier-free guidance), 3. draw the initial latents, 4. denoise with a numpy sampler — the
 conditional and unconditional halves in *one* UNet call — or, for an LCM bundle, with the guidance
 scale fed as an embedding (``timestep_cond``), 5. decode with the VAE. Sessions, the sampler and the
 manifest are shared and never mutated by a call, so one ``Text2Image`` serves several threads.
+
+Image-to-image (``image=``, ``strength=``) follows diffusers' img2img pipelines: the image is encoded by the
+bundle's VAE encoder (a draw from its posterior), noised to the timestep where the truncated schedule starts
+(the sampler's ``img2img_start`` / ``add_noise``: LCM shortens its schedule, the others skip its first part),
+then denoised as above. Inpainting (``mask=``, white = repaint) follows diffusers' inpainting pipeline: an
+inpainting UNet (9 input channels) takes the latent mask and the masked image's latents beside the latents at
+every call; an ordinary UNet gets the known region blended back into the latents after every step.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_text
+from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_strength, check_text
 from ..errors import EdgeLDMError, LatentsOverflowError
 from ..manifest import BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
@@ -26,6 +34,8 @@ logger = logging.getLogger("edgeldm")
 
 __all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding"]
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: opened when the bundle has them: the VAE encoder serves image-to-image
+OPTIONAL_COMPONENTS = ("vae_encoder",)
 
 
 def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
@@ -73,16 +83,19 @@ class Text2Image:
             logger.warning("%s was kept although it failed its quantization floor (--keep-failed): %s", self.bundle,
                            "; ".join(gate.get("failures", [])))
         self.backend = backend
-        self.ios = {c: component_io(self.manifest, c) for c in COMPONENTS}
+        listed = self.manifest["components"]
+        components = COMPONENTS + tuple(c for c in OPTIONAL_COMPONENTS if c in listed and (
+            backend == "torch" or backend in listed[c].get("backends", {})))
+        self.ios = {c: component_io(self.manifest, c) for c in components}
         if backend == "torch":
             session_options.setdefault("source", self.manifest["source"]["model"])
-            graphs = {c: self.bundle / c for c in COMPONENTS}  # the torch session loads the source model
+            graphs = {c: self.bundle / c for c in components}  # the torch session loads the source model
         else:  # only graphs the manifest lists, inside the bundle (verified above)
-            graphs = {c: graph_file(self.bundle, self.manifest, c, backend) for c in COMPONENTS}
+            graphs = {c: graph_file(self.bundle, self.manifest, c, backend) for c in components}
         self.sampler = _sampler(self.manifest, sampler)
         self.sessions = {c: open_session(backend, graphs[c], self.ios[c],
                                          **session_options, **session_config(self.manifest, c, backend))
-                         for c in COMPONENTS}
+                         for c in components}
         tok = self.manifest["tokenizer"]
         tok_file = bundle_file(self.bundle, f"{tok['folder']}/tokenizer.json")
         self.tokenizer = PromptTokenizer(tok_file.parent, max_length=tok["model_max_length"],
@@ -92,6 +105,8 @@ class Text2Image:
         unet_inputs = {t.name: t for t in self.ios["unet"].inputs}
         self.guidance_embedding_dim = unet_inputs["timestep_cond"].shape[1] if "timestep_cond" in unet_inputs else None
         self.unet_batch = unet_inputs["sample"].shape[0]  # an int for static bundles
+        # 9 for an inpainting UNet: latents, mask and masked-image latents side by side
+        self.unet_in_channels = unet_inputs["sample"].shape[1]
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -132,14 +147,57 @@ class Text2Image:
 
     # -- the call --------------------------------------------------------------------------------
 
+    def encode(self, pixels: np.ndarray, noise=None) -> np.ndarray:
+        """(1, 3, H, W) image in [-1, 1] -> scaled latents: a draw from the VAE posterior with ``noise(shape)``
+        (diffusers' ``latent_dist.sample``), or its mean when ``noise`` is None."""
+        self._require_encoder()
+        moments = self.sessions["vae_encoder"](sample=np.asarray(pixels, dtype=np.float32))["latent_parameters"]
+        mean, logvar = np.split(moments.astype(np.float64), 2, axis=1)
+        if noise is not None:  # diffusers clamps the log-variance before taking the std
+            mean = mean + np.exp(0.5 * np.clip(logvar, -30.0, 20.0)) * np.asarray(noise(mean.shape), np.float64)
+        return (mean * self.image["scaling_factor"]).astype(np.float32)
+
+    def _require_encoder(self) -> None:
+        if "vae_encoder" not in self.sessions:
+            raise BundleError(f"bundle {self.bundle} has no VAE encoder ({self.backend}): image-to-image needs one",
+                              hint="re-export with `edgeldm export MODEL -o DIR --vae-encoder`")
+
+    @property
+    def inpainting_unet(self) -> bool:
+        return self.unet_in_channels == self.image["latent_channels"] * 2 + 1
+
+    def _input_images(self, image, mask, height: int | None, width: int | None, resize: bool):
+        """The input image (and mask, same size) opened and fitted to the size multiple."""
+        from .images import fit_image, open_image
+
+        image = open_image(image)
+        if mask is not None:
+            mask = open_image(mask, "mask")
+            if mask.size != image.size:
+                raise EdgeLDMError(f"the mask is {mask.width}x{mask.height}; the image is {image.width}x{image.height}",
+                                   hint="the mask must have the image's size (white = repaint)")
+            mask = fit_image(mask, self.size_multiple, resize=resize, what="mask")
+        fitted = fit_image(image, self.size_multiple, resize=resize)
+        if (height or fitted.height, width or fitted.width) != (fitted.height, fitted.width):
+            raise EdgeLDMError(f"the input image is {fitted.width}x{fitted.height}; asked for {width}x{height}",
+                               hint="leave out --height/--width: image-to-image keeps the input's size")
+        return fitted, mask
+
     def latents(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
                 guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,
-                initial_latents: np.ndarray | None = None, noise=None) -> np.ndarray:
+                initial_latents: np.ndarray | None = None, noise=None, *, image=None, mask=None,
+                strength: float | None = None, resize: bool = True) -> np.ndarray:
         """The final (scaled) latents of one image.
 
         ``initial_latents`` replaces the first noise draw; ``noise`` — a callable ``shape -> float32 array`` —
         replaces every draw (initial latents, and the re-noising of samplers such as LCM), e.g. to replay
         torch's generator and reproduce a diffusers pipeline image exactly. Default: numpy seeded by ``seed``.
+
+        ``image`` (a path, PIL image or HWC uint8 array) turns on image-to-image at ``strength`` (default 0.8, as
+        diffusers): the output keeps the image's size, which is shrunk to the size multiple with a warning
+        unless ``resize`` is false. Its draws, in diffusers' order: the posterior sample, the start noise, then
+        the sampler's. ``mask`` (same size, white = repaint) turns it into inpainting, at strength 1.0 by default
+        (pure noise inside the mask); a bundle with an inpainting UNet takes nothing else.
         """
         steps = check_positive_int(steps or self.defaults["steps"], "steps")
         guidance = check_guidance(self.defaults["guidance"] if guidance is None else guidance)
@@ -147,6 +205,19 @@ class Text2Image:
         check_text(prompt, "prompt")
         if negative_prompt is not None:
             check_text(negative_prompt, "negative prompt")
+        if image is None and (strength is not None or mask is not None):
+            raise EdgeLDMError(f"{'a mask' if mask is not None else 'strength'} applies to an input image: pass the "
+                               "image too")
+        if self.inpainting_unet and mask is None:
+            raise EdgeLDMError(f"{self.bundle} holds an inpainting UNet ({self.unet_in_channels} input channels): it "
+                               "takes an image and a mask", hint="pass --image and --mask (white = repaint)")
+        if image is not None:
+            if initial_latents is not None:
+                raise EdgeLDMError("initial_latents and an input image exclude each other")
+            strength = check_strength((1.0 if mask is not None else 0.8) if strength is None else strength)
+            self._require_encoder()
+            image, mask = self._input_images(image, mask, height, width, resize)
+            height, width = image.height, image.width
         height, width = height or self.image["height"], width or self.image["width"]
         self._check_size(height, width)
         factor = self.image["vae_scale_factor"]
@@ -156,10 +227,15 @@ class Text2Image:
             def noise(shape):
                 return rng.standard_normal(shape).astype(np.float32)
         try:
-            plan = self.sampler.plan(steps)
+            if image is None:
+                plan = self.sampler.plan(steps)
+                state = self.sampler.initial_state(plan)
+            else:
+                plan, state = self.sampler.img2img_start(steps, strength)
         except ValueError as exc:  # the sampler's own range (the training schedule, LCM's original steps)
-            raise EdgeLDMError(f"{steps} steps: {exc}", hint="choose fewer steps") from None
-        state = self.sampler.initial_state(plan)
+            raise EdgeLDMError(f"{steps} steps: {exc}",
+                               hint="choose fewer steps" if image is None else "change the steps or the strength") \
+                from None
         # 1-2. prompt embeddings; guidance doubles the batch unless the UNet embeds the guidance scale
         use_embedding = self.guidance_embedding_dim is not None
         do_cfg = guidance > 1.0 and not use_embedding
@@ -169,14 +245,35 @@ class Text2Image:
             if use_embedding else None
         # 3. initial latents
         shape = (1, self.image["latent_channels"], height // factor, width // factor)
-        if initial_latents is not None:
-            latents = np.asarray(initial_latents, dtype=np.float32).reshape(shape)
+        known = extra = None  # inpainting: the region kept, and the inpainting UNet's extra input channels
+        if image is not None:  # the input's latents, noised to where the truncated schedule starts
+            from .images import mask_array, to_model_input
+
+            pixels = to_model_input(image)
+            # diffusers' inpainting starts from pure noise at full strength: an inpainting UNet needs no clean latents
+            pure = mask is not None and strength == 1.0
+            clean = None if pure and self.inpainting_unet else self.encode(pixels, noise)
+            start = np.asarray(noise(shape), np.float32)
+            if pure:
+                latents = (start * plan.init_noise_sigma).astype(np.float32)
+            else:
+                latents = self.sampler.add_noise(clean, start, plan, state)
+            if mask is not None:
+                repaint = mask_array(mask)
+                latent_mask = repaint[:, :, ::factor, ::factor]  # torch's nearest interpolation at an integer factor
+                if self.inpainting_unet:
+                    extra = np.concatenate([latent_mask, self.encode(pixels * (repaint < 0.5), noise)], axis=1)
+                else:
+                    known = (clean, start, latent_mask)
         else:
-            latents = np.asarray(noise(shape), dtype=np.float32)
-        latents = (latents * plan.init_noise_sigma).astype(np.float32)
-        # 4. denoise
-        for t in plan.timesteps:
+            latents = np.asarray(noise(shape) if initial_latents is None else initial_latents,
+                                 dtype=np.float32).reshape(shape)
+            latents = (latents * plan.init_noise_sigma).astype(np.float32)
+        # 4. denoise (image-to-image enters the plan at the state's step)
+        for t in plan.timesteps[state.step_index:]:
             model_in = self.sampler.scale_model_input(latents, plan, state).astype(np.float32)
+            if extra is not None:
+                model_in = np.concatenate([model_in, extra], axis=1)
             if do_cfg:
                 out = self._unet(np.concatenate([model_in, model_in]), t, cond, timestep_cond)
                 uncond, text = out[:1], out[1:]
@@ -189,6 +286,11 @@ class Text2Image:
             eps = np.asarray(noise(latents.shape), dtype=np.float32) \
                 if self.sampler.requires_noise(plan, state) else None
             latents, _, state = self.sampler.step(out, latents, plan, state, noise=eps)
+            if known is not None:  # the kept region, at the noise level of the next step (clean after the last)
+                clean, start, latent_mask = known
+                proper = self.sampler.add_noise(clean, start, plan, state) \
+                    if state.step_index < len(plan.timesteps) else clean
+                latents = (1.0 - latent_mask) * proper + latent_mask * latents
             latents = latents.astype(np.float32)
         if not np.isfinite(latents).all():
             raise LatentsOverflowError(guidance, steps)
@@ -201,8 +303,12 @@ class Text2Image:
         return image.transpose(1, 2, 0)
 
     def __call__(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
-                 guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None):
-        """One PIL image for ``prompt``."""
+                 guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,
+                 *, image=None, mask=None, strength: float | None = None, resize: bool = True):
+        """One PIL image for ``prompt`` (from ``image`` at ``strength`` for image-to-image, with ``mask`` for
+        inpainting: see :meth:`latents`)."""
         from PIL import Image
 
-        return Image.fromarray(self.decode(self.latents(prompt, negative_prompt, steps, guidance, seed, height, width)))
+        return Image.fromarray(self.decode(self.latents(prompt, negative_prompt, steps, guidance, seed, height, width,
+                                                        image=image, mask=mask, strength=strength,
+                                                        resize=resize)))

@@ -185,3 +185,19 @@ def test_a_vae_with_other_latent_channels_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "16 latent channels" in err and "takes 4" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--lora", "--vae"])
+def test_a_missing_adapter_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, flag):
+    """Headers and paths are checked first: a typo costs no model load (minutes for an SD 1.5 file)."""
+    import edgeldm.loading
+    from edgeldm.cli import main
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the adapter was checked")
+
+    monkeypatch.setattr(edgeldm.loading, "load_pipeline", must_not_load)
+    assert main(["convert", "tiny", "-o", str(tmp_path / "out"), flag, str(tmp_path / "nope.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()

@@ -197,6 +197,79 @@ def test_alphas_cumprod_match_diffusers(beta_schedule, zero_snr):
     np.testing.assert_allclose(ours, ref, rtol=2e-6, atol=1e-9)
 
 
+# ---- image-to-image: the truncated schedule and the noised start -----------------------------------------
+
+IMG2IMG_CASES = [("ddim", SD_CONFIG), ("euler", SD_CONFIG), ("dpm++2m", SD_CONFIG),
+                 ("pndm", dict(SD_CONFIG, skip_prk_steps=True)), ("lcm", SD_CONFIG)]
+
+
+def run_reference_img2img(name, config, steps, strength, x0, noise, bias, seed):
+    """diffusers' img2img pipelines: get_timesteps + set_begin_index (LCM: set_timesteps(strength=)), then
+    add_noise at the first remaining timestep, then the usual loop."""
+    scheduler = reference_scheduler(name, config)
+    if name == "lcm":
+        scheduler.set_timesteps(steps, strength=strength)
+        timesteps = scheduler.timesteps
+    else:
+        scheduler.set_timesteps(steps)
+        init = min(int(steps * strength), steps)
+        start = max(steps - init, 0) * scheduler.order
+        timesteps = scheduler.timesteps[start:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+    x = scheduler.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), timesteps[:1])
+    generator = torch.Generator().manual_seed(seed)
+    out = [x.numpy()]
+    for t in timesteps:
+        model_in = scheduler.scale_model_input(x, t)
+        model_out = torch.from_numpy(fake_model(model_in.numpy(), float(t), bias))
+        kwargs = {"generator": generator} if name == "lcm" else {}
+        x = scheduler.step(model_out, t, x, **kwargs).prev_sample
+        out.append(x.numpy())
+    return timesteps.numpy(), out
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.6, 1.0])
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("name,config", IMG2IMG_CASES, ids=[c[0] for c in IMG2IMG_CASES])
+def test_img2img_matches_diffusers(name, config, steps, strength):
+    rng = np.random.default_rng(steps)
+    x0, noise = (rng.standard_normal(SHAPE).astype(np.float32) for _ in range(2))
+    bias = (0.3 * rng.standard_normal(SHAPE)).astype(np.float32)
+    sampler = S.sampler_from_scheduler_config(config, name=name)
+    if min(int(steps * strength), steps) < 1 and name != "lcm":  # diffusers would run no step at all
+        with pytest.raises(ValueError, match="leaves no step"):
+            sampler.img2img_start(steps, strength)
+        return
+    try:
+        ref_timesteps, ref = run_reference_img2img(name, config, steps, strength, x0, noise, bias, seed=3)
+    except ValueError:  # LCM: the shortened schedule holds fewer timesteps than the steps asked for
+        with pytest.raises(ValueError, match="fewer than"):
+            sampler.img2img_start(steps, strength)
+        return
+    plan, state = sampler.img2img_start(steps, strength)
+    np.testing.assert_array_equal(plan.timesteps[state.step_index:], ref_timesteps)
+    x = sampler.add_noise(x0, noise, plan, state)
+    ours = [x]
+    generator = torch.Generator().manual_seed(3)
+    for t in plan.timesteps[state.step_index:]:
+        model_in = sampler.scale_model_input(x, plan, state)
+        eps = torch.randn(SHAPE, generator=generator).numpy() if sampler.requires_noise(plan, state) else None
+        x, _, state = sampler.step(fake_model(model_in, float(t), bias), x, plan, state, noise=eps)
+        ours.append(x)
+    assert len(ours) == len(ref)
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert rel_diff(a, b) <= REL_TOL, f"{'noised start' if i == 0 else f'step {i}'}: {rel_diff(a, b):.2e}"
+
+
+def test_img2img_refuses_a_strength_outside_the_unit_interval():
+    for name, config in IMG2IMG_CASES:
+        sampler = S.sampler_from_scheduler_config(config, name=name)
+        for strength in (0.0, -0.5, 1.5):
+            with pytest.raises(ValueError, match="outside"):
+                sampler.img2img_start(4, strength)
+
+
 # ---- purity, dtype, aliasing -----------------------------------------------------------------------------
 
 

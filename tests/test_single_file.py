@@ -1,6 +1,8 @@
 """#26 groundwork: checkpoints in the original single-file layout, written by the tests' own converter and read
 back by diffusers' single-file loader with edgeldm's embedded configs, offline."""
 
+from pathlib import Path
+
 import pytest
 
 from original_layout import original_state_dict
@@ -78,6 +80,22 @@ def test_prune_accepts_the_file(tiny_random_file, capsys):
     assert main(["--quiet", "prune", str(tmp / "tiny-random.safetensors"), "-o", str(tmp / "pruned"), "--remove",
                  "1", "--samples", "2", "--steps", "2", "--latency-repeat", "0"]) == 0
     assert (tmp / "pruned" / "unet" / "edgeldm_pruning.json").is_file()
+
+
+def test_compress_accepts_the_file_and_writes_nothing_beside_it(tiny_random_file, tmp_path):
+    import json
+
+    import edgeldm
+
+    _, _, tmp = tiny_random_file
+    before = sorted(p.name for p in tmp.iterdir())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: file\nstages:\n  - prune: {remove: 1, samples: 2, steps: 2, latency-repeat: 0}\n"
+                      "  - export: {backend: onnx}\n")
+    summary = edgeldm.compress(tmp / "tiny-random.safetensors", recipe, tmp_path / "run")
+    bundle = Path([r["path"] for r in summary["rows"] if r["kind"] == "bundle"][-1])
+    assert json.loads((bundle / "edgeldm.json").read_text())["components"]["unet"]
+    assert sorted(p.name for p in tmp.iterdir()) == before
 
 
 @pytest.mark.parametrize("make, message", [
@@ -240,5 +258,12 @@ def test_an_inpainting_file_is_described_and_converted_and_refused_elsewhere(tin
     capsys.readouterr()
     assert main(["export", str(file), "-o", str(tmp_path / "bundle")]) == 1
     err = capsys.readouterr().err
-    assert "inpainting checkpoint" in err and "Traceback" not in err
+    assert "inpainting model" in err and "Traceback" not in err
     assert not (tmp_path / "bundle").exists()
+    # the folder convert wrote is edgeldm's own input again: described, converted, refused by the other stages
+    assert describe_model(str(tmp_path / "folder"))["components"]["unet"]["parameters"] == \
+        info["components"]["unet"]["parameters"]
+    assert main(["prune", str(tmp_path / "folder"), "-o", str(tmp_path / "pruned"), "--remove", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "inpainting model" in err and "Traceback" not in err
+    assert not (tmp_path / "pruned").exists()

@@ -12,22 +12,41 @@ logger = logging.getLogger("edgeldm")
 
 @command("run")
 def add_parser(sub) -> None:
-    from ..arguments import THREADS
+    from ..arguments import STRENGTH, THREADS
     from ..runtimes.backends import BACKENDS
     from ..runtimes.samplers import SAMPLERS
     from ..runtimes.samplers.registry import _load_builtin_samplers
 
     p = sub.add_parser(
         "run", help="generate an image from a bundle with the torch-free runtime",
-        description="Text-to-image over an exported bundle through ONNX Runtime or OpenVINO: numpy samplers, the "
-                    "bundle's tokenizer, one backend; no torch, no diffusers. Verifies the bundle's file digests.",
-        epilog='example:\n  edgeldm run bundles/tiny --prompt "a small red circle in the top left on a white '
-               'background" --backend openvino -o x.png',
+        description="Text-to-image, or image-to-image with --image (inpainting with --mask too), over an exported "
+                    "bundle through ONNX Runtime "
+                    "or OpenVINO: numpy samplers, the bundle's tokenizer, one backend; no torch, no diffusers. "
+                    "Verifies the bundle's file digests.",
+        epilog='examples:\n  edgeldm run bundles/tiny --prompt "a small red circle in the top left on a white '
+               'background" --backend openvino -o x.png\n'
+               '  edgeldm run bundles/tiny --image x.png --strength 0.6 --prompt "a small blue circle in the top '
+               'left on a white background" -o y.png   # a bundle exported with --vae-encoder\n'
+               '  edgeldm run bundles/tiny --image x.png --mask m.png --prompt "a small green triangle in the '
+               'bottom right on a white background" -o z.png',
         formatter_class=RAW,
     )
     _load_builtin_samplers()
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `edgeldm export`")
     add_image_arguments(p, own="the bundle's")
+    image = p.add_argument_group("image-to-image and inpainting")
+    image.add_argument("--image", default=None, metavar="IN.png",
+                       help="start from this image instead of noise (needs a bundle exported with --vae-encoder); "
+                            "the output keeps its size")
+    image.add_argument("--mask", default=None, metavar="MASK.png",
+                       help="with --image: inpaint where the mask is white, keep the image where it is black (same "
+                            "size as the image); an inpainting bundle (9-channel UNet) needs it")
+    image.add_argument("--strength", type=STRENGTH, default=None,
+                       help="with --image: how much of the schedule runs, in (0, 1]; low keeps the input, 1 ignores "
+                            "it (default 0.8; 1.0 with --mask)")
+    image.add_argument("--no-resize", dest="resize", action="store_false",
+                       help="with --image: refuse an image whose sides are not multiples of the model's size "
+                            "multiple, instead of shrinking it with a warning")
     p.add_argument("--backend", default="onnx", choices=sorted(BACKENDS),
                    help="onnx, openvino, coreml (predicts on macOS only), or torch (the source model through "
                         "diffusers' modules, for reference; needs the compress extra) (default onnx)")
@@ -46,16 +65,27 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..atomic import atomic_write_bytes, image_bytes
+    from ..errors import EdgeLDMError
     from ..runtimes.backends import device_options
+    from ..runtimes.images import open_image
     from ..runtimes.text2image import Text2Image
 
     check_positive(steps=args.steps, height=args.height, width=args.width, threads=args.threads)
-    out = image_output(args.output, args.overwrite, inputs=(args.bundle,))
+    if args.image is None:
+        for flag, given in (("--mask", args.mask is not None), ("--strength", args.strength is not None),
+                            ("--no-resize", not args.resize)):
+            if given:
+                raise EdgeLDMError(f"{flag} needs --image", hint="pass the input image with --image IN.png")
+    out = image_output(args.output, args.overwrite, inputs=(args.bundle, args.image, args.mask))
+    # a bad file fails before the bundle is opened
+    image = open_image(args.image) if args.image else None
+    mask = open_image(args.mask, "mask") if args.mask else None
     options = {"threads": args.threads} if args.threads else {}
     options.update(device_options(args.backend, args.device))
     t2i = Text2Image(args.bundle, backend=args.backend, verify=args.verify, sampler=args.sampler, **options)
-    image = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
-                seed=args.seed, height=args.height, width=args.width)
-    atomic_write_bytes(out, image_bytes(image, out.suffix))
+    result = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
+                seed=args.seed, height=args.height, width=args.width, image=image, mask=mask, strength=args.strength,
+                resize=args.resize)
+    atomic_write_bytes(out, image_bytes(result, out.suffix))
     logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
     return 0

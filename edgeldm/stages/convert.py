@@ -42,14 +42,19 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     from ..atomic import atomic_output_dir
     from ..lineage import write_lineage
     from ..loading import load_pipeline, resolve_source
-    from ..lora import LoraSpec, fuse_loras
+    from ..lora import LoraSpec, fuse_loras, read_lora
     from ..manifest import sha256_file
-    from ..replacement_vae import replace_vae
+    from ..replacement_vae import read_vae_source, replace_vae
     from ..saving import save_pipeline
 
     options = resolve(ConvertOptions, options, kwargs)
     kind, path = resolve_source(source)
     check_output(output, overwrite, inputs=(str(source),))
+    specs = [LoraSpec.parse(text) for text in options.lora]
+    for spec in specs:  # headers only: a missing or foreign adapter or VAE is refused before the model loads
+        read_lora(spec)
+    if options.vae:
+        read_vae_source(options.vae)
     pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
     scheduler = pipe.scheduler.config.get("prediction_type")
     prediction = _prediction_type(pipe, options, path if kind == "single-file" else None)
@@ -59,7 +64,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
         logger.warning("assumed %s prediction (the matched architecture's scheduler); pass --prediction-type or "
                        "--original-config if the checkpoint was trained otherwise (SD 2.x 768-px models predict v)",
                        scheduler)
-    loras = fuse_loras(pipe, [LoraSpec.parse(text) for text in options.lora])
+    loras = fuse_loras(pipe, specs)
     vae = replace_vae(pipe, options.vae) if options.vae else None
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         save_pipeline(pipe, tmp)

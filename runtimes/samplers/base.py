@@ -86,6 +86,23 @@ class Sampler(ABC):
         self._check_plan(plan)
         return self.state_class()
 
+    def img2img_start(self, num_inference_steps: int, strength: float) -> tuple[SamplerPlan, SamplerState]:
+        """The plan and first state of an image-to-image run, as diffusers' img2img pipelines set them: the plan of
+        ``num_inference_steps``, entered after its first ``(1 - strength)`` part (``get_timesteps`` and the
+        scheduler's begin index). The input image is noised to the timestep of the returned state
+        (:meth:`add_noise`)."""
+        plan = self.plan(num_inference_steps)
+        start = num_inference_steps - img2img_steps(num_inference_steps, strength)
+        return plan, dataclasses.replace(self.initial_state(plan), step_index=start)
+
+    def add_noise(self, sample: np.ndarray, noise: np.ndarray, plan: SamplerPlan, state: SamplerState) -> np.ndarray:
+        """``sample`` (clean latents) noised to the timestep of ``state``, as diffusers' ``scheduler.add_noise``:
+        sqrt(a) x + sqrt(1 - a) eps, a the training schedule's ``alphas_cumprod`` there. Samplers that work on
+        sigmas override it."""
+        i = self._check_step(plan, state)
+        alpha = float(self.alphas_cumprod[int(plan.timesteps[i])])
+        return noised(sample, noise, alpha**0.5, (1.0 - alpha) ** 0.5)
+
     def requires_noise(self, plan: SamplerPlan, state: SamplerState) -> bool:
         """Whether ``step`` at this state needs the caller's ``noise`` (LCM between steps, DDIM with eta > 0)."""
         return False
@@ -122,6 +139,24 @@ class Sampler(ABC):
                 "(the sampling loop already finished?)"
             )
         return state.step_index
+
+
+def img2img_steps(num_inference_steps: int, strength: float) -> int:
+    """How many of ``num_inference_steps`` an image-to-image run of ``strength`` makes (diffusers' rule)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength {strength} is outside (0, 1]")
+    steps = min(int(num_inference_steps * strength), num_inference_steps)
+    if steps < 1:
+        raise ValueError(f"strength {strength} of {num_inference_steps} steps leaves no step to run "
+                         f"(it needs at least {int(np.ceil(1 / strength))} steps)")
+    return steps
+
+
+def noised(sample: np.ndarray, noise: np.ndarray, a: float, b: float) -> np.ndarray:
+    """a * sample + b * noise, in the sample's dtype."""
+    if np.shape(noise) != np.shape(sample):
+        raise ValueError(f"noise has shape {np.shape(noise)}, expected {np.shape(sample)}")
+    return (a * as_f64(sample) + b * as_f64(noise)).astype(output_dtype(sample))
 
 
 def output_dtype(*arrays: np.ndarray) -> np.dtype:

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Sampler, SamplerPlan, SamplerState, StepResult, as_f64, clean_x0, frozen_copy, output_dtype
+from .base import (
+    Sampler,
+    SamplerPlan,
+    SamplerState,
+    StepResult,
+    as_f64,
+    clean_x0,
+    frozen_copy,
+    noised,
+    output_dtype,
+)
 from .config import DPMSolverConfig
 from .registry import register_sampler
 from .schedule import check_num_inference_steps, make_alphas_cumprod
@@ -84,6 +94,11 @@ class DPMSolverMultistepSampler(Sampler):
             sigmas_vp=sigmas_vp,
             lambdas=lambdas,
         )
+
+    def add_noise(self, sample: np.ndarray, noise: np.ndarray, plan: DPMSolverPlan, state: SamplerState) -> np.ndarray:
+        """alpha_t x + sigma_t eps at the plan's (interpolated) sigma there, as diffusers' DPM-Solver computes it."""
+        i = self._check_step(plan, state)
+        return noised(sample, noise, float(plan.alphas[i]), float(plan.sigmas_vp[i]))
 
     def _data_prediction(self, out: np.ndarray, x: np.ndarray, plan: DPMSolverPlan, i: int) -> np.ndarray:
         cfg = self.config

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Sampler, SamplerPlan, SamplerState, StepResult, as_f64, output_dtype
+from .base import Sampler, SamplerPlan, SamplerState, StepResult, noised, as_f64, output_dtype
 from .config import EulerConfig
 from .registry import register_sampler
 from .schedule import check_num_inference_steps, make_alphas_cumprod, spaced_timesteps
@@ -53,6 +53,10 @@ class EulerSampler(Sampler):
         else:
             init_noise_sigma = float(np.sqrt(np.float32(max_sigma) ** 2 + np.float32(1.0)))
         return EulerPlan(num_inference_steps=n, timesteps=timesteps, init_noise_sigma=init_noise_sigma, sigmas=sigmas)
+
+    def add_noise(self, sample: np.ndarray, noise: np.ndarray, plan: EulerPlan, state: SamplerState) -> np.ndarray:
+        """x + sigma * eps: the variance-exploding view (diffusers' ``EulerDiscreteScheduler.add_noise``)."""
+        return noised(sample, noise, 1.0, float(plan.sigmas[self._check_step(plan, state)]))
 
     def scale_model_input(self, sample: np.ndarray, plan: EulerPlan, state: SamplerState) -> np.ndarray:
         i = self._check_step(plan, state)

@@ -47,7 +47,9 @@ class LCMSampler(Sampler):
         self.alphas_cumprod = make_alphas_cumprod(self.config)
         self.final_alpha_cumprod = 1.0 if self.config.set_alpha_to_one else float(self.alphas_cumprod[0])
 
-    def plan(self, num_inference_steps: int) -> LCMPlan:
+    def plan(self, num_inference_steps: int, strength: float = 1.0) -> LCMPlan:
+        """``strength`` < 1 (image-to-image) keeps the least noisy ``strength`` part of the distillation schedule
+        and spreads all ``num_inference_steps`` over it, as diffusers' ``LCMScheduler.set_timesteps``."""
         cfg = self.config
         n = check_num_inference_steps(num_inference_steps, cfg.num_train_timesteps)
         original_steps = cfg.original_inference_steps
@@ -58,7 +60,11 @@ class LCMSampler(Sampler):
             )
         # The distillation schedule (skipping k training steps), then n evenly picked entries of it.
         k = cfg.num_train_timesteps // original_steps
-        origin = (np.arange(1, original_steps + 1) * k - 1)[::-1]
+        kept = int(original_steps * strength)
+        if kept // n < 1:
+            raise ValueError(f"strength {strength} keeps {kept} of LCM's {original_steps} distillation timesteps, "
+                             f"fewer than the {n} steps asked for")
+        origin = (np.arange(1, kept + 1) * k - 1)[::-1]
         picks = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
         timesteps = origin[picks].astype(np.int64)
 
@@ -78,6 +84,13 @@ class LCMSampler(Sampler):
             c_skip=_SIGMA_DATA**2 / (scaled**2 + _SIGMA_DATA**2),
             c_out=scaled / (scaled**2 + _SIGMA_DATA**2) ** 0.5,
         )
+
+    def img2img_start(self, num_inference_steps: int, strength: float) -> tuple[LCMPlan, SamplerState]:
+        """Every step runs, on a schedule shortened by ``strength`` (diffusers' LCM img2img pipeline)."""
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength {strength} is outside (0, 1]")
+        plan = self.plan(num_inference_steps, strength)
+        return plan, self.initial_state(plan)
 
     def requires_noise(self, plan: LCMPlan, state: SamplerState) -> bool:
         return state.step_index < len(plan.timesteps) - 1

@@ -7,11 +7,22 @@ prediction, warmed up by one Heun-like step that re-evaluates the first timestep
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Sampler, SamplerPlan, SamplerState, StepResult, as_f64, frozen_copy, output_dtype, predict_x0_and_eps
+from .base import (
+    Sampler,
+    SamplerPlan,
+    SamplerState,
+    StepResult,
+    as_f64,
+    frozen_copy,
+    img2img_steps,
+    output_dtype,
+    predict_x0_and_eps,
+)
 from .config import PNDMConfig
 from .registry import register_sampler
 from .schedule import check_num_inference_steps, make_alphas_cumprod, spaced_timesteps
@@ -62,6 +73,17 @@ class PNDMSampler(Sampler):
             plms = ascending[:-3][::-1]
         timesteps = np.concatenate([prk, plms]).astype(np.int64)
         return PNDMPlan(num_inference_steps=n, timesteps=timesteps, init_noise_sigma=1.0, num_prk_steps=len(prk))
+
+    def img2img_start(self, num_inference_steps: int, strength: float) -> tuple[PNDMPlan, PNDMState]:
+        """PNDM's warm-up counts its own calls, not the plan's index: diffusers slices the timesteps and starts
+        the multistep history afresh, so the plan is cut here and entered at its (new) start."""
+        if not self.config.skip_prk_steps:
+            raise ValueError("image-to-image with PNDM needs skip_prk_steps (the Runge-Kutta warm-up would start "
+                             "mid-schedule); choose another sampler")
+        plan = self.plan(num_inference_steps)
+        start = num_inference_steps - img2img_steps(num_inference_steps, strength)
+        cut = dataclasses.replace(plan, timesteps=np.array(plan.timesteps[start:]))
+        return cut, self.initial_state(cut)
 
     def _alpha(self, timestep: int) -> float:
         return float(self.alphas_cumprod[timestep]) if timestep >= 0 else self.final_alpha_cumprod
