@@ -13,7 +13,8 @@ from ._lazy import require
 
 #: pipelines whose components edgeldm knows how to compress, export and run
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")
-#: inpainting pipelines (a 9-channel UNet): read by ``info`` and ``convert``, not yet by the other stages
+#: inpainting pipelines (a 9-channel UNet): read by ``info``, ``convert`` and ``export`` (the runtime inpaints with
+#: them), not yet by the compression stages
 INPAINTING_PIPELINES = ("StableDiffusionInpaintPipeline",)
 #: input channels of an inpainting UNet: latents, mask, masked-image latents
 INPAINT_CHANNELS = 9
@@ -27,8 +28,8 @@ SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 
 def inpainting_refused(path) -> str:
     """The one-line refusal of an inpainting model (file or folder) by a stage that takes text-to-image ones."""
-    return (f"{path} is an inpainting model (a {INPAINT_CHANNELS}-channel UNet); `edgeldm info` and `edgeldm "
-            "convert` take it, the compression stages, export and the runtimes do not yet")
+    return (f"{path} is an inpainting model (a {INPAINT_CHANNELS}-channel UNet); `edgeldm info`, `convert` and "
+            "`export` take it, the compression stages do not yet")
 
 
 def read_json(path: Path) -> dict:

@@ -13,7 +13,7 @@ import datetime
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..version import __version__
@@ -152,17 +152,22 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                   allow_pickle: bool = False) -> dict:
     """Export ``source`` (zoo name or diffusers folder) to a bundle at ``output``; returns the manifest."""
     from ..arguments import check_image_size
-    from ..components import size_multiple, unet_downsampling, vae_scale_factor
+    from ..components import INPAINT_CHANNELS, size_multiple, unet_downsampling, vae_scale_factor
     from ..loading import load_pipeline, resolve_source
     from .torch_modules import component_module
 
     config.check()
-    pipe = load_pipeline(source, allow_pickle=allow_pickle)
+    # an inpainting model exports as any other: its UNet's sample input is 9 channels wide (unet_io reads them)
+    pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
     factor = vae_scale_factor(pipe.vae.config)
     height = config.height or pipe.unet.config.sample_size * factor
     width = config.width or pipe.unet.config.sample_size * factor
     multiple = size_multiple(pipe.vae.config, pipe.unet.config)
     check_image_size(height, width, multiple, why=f"VAE factor {factor} x the UNet's downsamplings")
+    if pipe.unet.config.in_channels == INPAINT_CHANNELS and not config.vae_encoder:
+        # an inpainting UNet takes the masked image's latents at every call: without the encoder it cannot run
+        logger.info("an inpainting model: exporting its VAE encoder too (the masked image's latents)")
+        config = replace(config, vae_encoder=True)
     if config.vae_encoder and not hasattr(pipe.vae, "quant_conv"):
         # optimum's bundle layout gives the encoder graph a posterior (mean, log-variance); AutoencoderTiny's encoder
         # returns the latents themselves, which no consumer of that layout would read right
@@ -249,7 +254,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                 k: asdict(v) for k, v in config.tolerances.items()}}},
             "pipeline": pipe.config["_class_name"] if "_class_name" in pipe.config else type(pipe).__name__,
             "image": {"height": height, "width": width, "vae_scale_factor": factor, "size_multiple": multiple,
-                      "latent_channels": pipe.unet.config.in_channels,
+                      "latent_channels": pipe.vae.config.latent_channels,
                       "scaling_factor": pipe.vae.config.scaling_factor, "static": config.static},
             "defaults": default_sampling(pipe, source),
             "scheduler": {"class": type(pipe.scheduler).__name__, "config": dict(pipe.scheduler.config)},

@@ -1,5 +1,6 @@
-"""#27 image-to-image in the torch-free runtime: the image diffusers' img2img pipelines make from the same draws
-(every sampler, LCM's own schedule truncation included), and one-line errors for bad input."""
+"""#27 image-to-image and inpainting in the torch-free runtime: the image diffusers' img2img and inpainting
+pipelines make from the same draws (every sampler, LCM's own schedule truncation, an ordinary and an inpainting
+UNet), and one-line errors for bad input."""
 
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def encoder_bundle(tmp_path_factory, tiny_random_dir):
     import edgeldm
 
     out = tmp_path_factory.mktemp("img2img") / "bundle"
-    edgeldm.export(tiny_random_dir, out, backend=("onnx",), vae_encoder=True)
+    edgeldm.export(tiny_random_dir, out, backend=("onnx", "openvino"), vae_encoder=True)
     return out
 
 
@@ -48,6 +49,37 @@ def lcm_encoder_bundle(tmp_path_factory, tiny_random_pipe):
     root = tmp_path_factory.mktemp("lcm-img2img")
     pipe.save_pretrained(str(root / "src"), safe_serialization=True)
     edgeldm.export(root / "src", root / "bundle", backend=("onnx",), vae_encoder=True)
+    return pipe, root / "bundle"
+
+
+def _mask(size=64):
+    """White (repaint) over the lower right, black (keep) elsewhere; grey edges the 0.5 threshold decides."""
+    from PIL import Image
+
+    mask = np.zeros((size, size), np.uint8)
+    mask[size // 2:, size // 3:] = 255
+    mask[size // 2 - 1, :] = 120  # below 0.5: kept
+    mask[:, size // 3 - 1] = 140  # at or above 0.5: repainted
+    return Image.fromarray(mask)
+
+
+@pytest.fixture(scope="module")
+def inpainting_model(tmp_path_factory, tiny_random_pipe):
+    """tiny-random with a seeded 9-channel UNet saved as an inpainting folder, and its bundle (exported without
+    --vae-encoder: an inpainting model gets its encoder anyway)."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    import edgeldm
+
+    p = tiny_random_pipe
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config({**p.unet.config, "in_channels": 9})
+    pipe = StableDiffusionInpaintPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
+                                          scheduler=p.scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    root = tmp_path_factory.mktemp("inpaint")
+    pipe.save_pretrained(str(root / "src"), safe_serialization=True)
+    edgeldm.export(root / "src", root / "bundle", backend=("onnx",))
     return pipe, root / "bundle"
 
 
@@ -100,6 +132,59 @@ def test_lcm_img2img_truncates_its_own_schedule_as_diffusers_does(lcm_encoder_bu
     assert psnr(ours[None], _as_uint8(reference)[None])[0] >= 40.0
 
 
+@pytest.mark.parametrize("unet, sampler, steps, strength", [
+    ("4-channel", None, 4, 1.0),  # pure noise under the mask, the known region blended back after every step
+    ("4-channel", "ddim", 5, 0.6),
+    ("9-channel", None, 4, 1.0),  # the mask and the masked image's latents beside the latents at every call
+    ("9-channel", "euler", 4, 0.6),
+])
+def test_inpainting_gives_the_diffusers_image(encoder_bundle, inpainting_model, tiny_random_pipe, unet, sampler,
+                                              steps, strength):
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, StableDiffusionInpaintPipeline
+
+    source, bundle = (tiny_random_pipe, encoder_bundle) if unet == "4-channel" else inpainting_model
+    components = dict(source.components)
+    if sampler is not None:
+        components["scheduler"] = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler}[sampler].from_config(
+            source.scheduler.config)
+    reference = StableDiffusionInpaintPipeline(**components)(
+        PROMPT, image=_input_image(), mask_image=_mask(), strength=strength, num_inference_steps=steps,
+        guidance_scale=7.5, height=64, width=64, generator=torch.Generator().manual_seed(3), output_type="np").images
+    t2i = Text2Image(bundle, sampler=sampler)
+    ours = t2i.decode(t2i.latents(PROMPT, steps=steps, guidance=7.5, image=_input_image(), mask=_mask(),
+                                  strength=strength, noise=_torch_draws(3)))
+    assert psnr(ours[None], _as_uint8(reference)[None])[0] >= 40.0
+
+
+def test_an_inpainting_bundle_records_its_pipeline_and_needs_image_and_mask(inpainting_model):
+    import json
+
+    from edgeldm.errors import EdgeLDMError
+    from edgeldm.manifest import MANIFEST_FILE
+
+    _, bundle = inpainting_model
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    assert manifest["pipeline"] == "StableDiffusionInpaintPipeline"
+    assert manifest["image"]["latent_channels"] == 4 and "vae_encoder" in manifest["components"]
+    assert manifest["components"]["unet"]["io"]["inputs"][0]["shape"][1] == 9
+    t2i = Text2Image(bundle)
+    assert t2i.inpainting_unet
+    with pytest.raises(EdgeLDMError, match="inpainting UNet"):
+        t2i(PROMPT, steps=2)
+    with pytest.raises(EdgeLDMError, match="inpainting UNet"):
+        t2i(PROMPT, steps=2, image=_input_image())
+    with pytest.raises(EdgeLDMError, match="the mask is 32x32; the image is 64x64"):
+        t2i(PROMPT, steps=2, image=_input_image(), mask=_mask(32))
+
+
+@pytest.mark.parametrize("mask", [None, "mask"])
+def test_openvino_gives_the_onnx_image(encoder_bundle, mask):
+    images = [np.asarray(Text2Image(encoder_bundle, backend=backend)(
+        PROMPT, steps=4, seed=5, image=_input_image(), mask=_mask() if mask else None, strength=0.7))
+        for backend in ("onnx", "openvino")]
+    assert psnr(images[0][None], images[1][None])[0] >= 40.0
+
+
 def test_strength_moves_the_output_away_from_the_input(encoder_bundle):
     t2i = Text2Image(encoder_bundle)
     source = np.asarray(_input_image(), np.float64)
@@ -112,11 +197,14 @@ def test_a_size_off_the_multiple_is_resized_with_a_warning_or_refused(encoder_bu
     from edgeldm.errors import EdgeLDMError
 
     t2i = Text2Image(encoder_bundle)
-    odd = _input_image(70)  # tiny-random's sides must be multiples of 8 (VAE factor 2 x 2 downsamplings x 2)
+    step = t2i.size_multiple  # tiny-random: VAE factor 2 x one UNet downsampling = 4
+    odd = _input_image(64 + step + 2)
+    fitted = 64 + step
     with caplog.at_level("WARNING", logger="edgeldm"):
         out = t2i(PROMPT, steps=2, image=odd, strength=0.5)
-    assert out.size == (64, 64) and "resized from 70x70 to 64x64" in caplog.text
-    with pytest.raises(EdgeLDMError, match="70x70"):
+    assert out.size == (fitted, fitted)
+    assert f"resized from {odd.width}x{odd.height} to {fitted}x{fitted}" in caplog.text
+    with pytest.raises(EdgeLDMError, match=f"{odd.width}x{odd.height}"):
         t2i(PROMPT, steps=2, image=odd, strength=0.5, resize=False)
 
 
@@ -148,9 +236,12 @@ def test_cli_writes_the_img2img_image(encoder_bundle, tmp_path, capsys):
     ("no-encoder", 1, "has no VAE encoder"),
     ("not-an-image", 1, "is not an image"),
     ("missing", 1, "does not exist"),
-    ("no-resize", 1, "multiples of 8"),
+    ("no-resize", 1, "70x70; this model needs sides that are multiples of"),
     ("overwrite-input", 1, "in.png"),
     ("few-steps", 1, "leaves no step"),
+    ("mask-alone", 1, "--mask needs --image"),
+    ("mask-size", 1, "the mask is 32x32; the image is 64x64"),
+    ("mask-missing", 1, "does not exist"),
 ])
 def test_bad_img2img_input_is_one_line_and_writes_nothing(encoder_bundle, tiny_random_bundle, tmp_path, capsys,
                                                           case, code, message):
@@ -168,9 +259,14 @@ def test_bad_img2img_input_is_one_line_and_writes_nothing(encoder_bundle, tiny_r
         "no-resize": None,
         "overwrite-input": None,
         "few-steps": ["--steps", "2", "--strength", "0.2"],
+        "mask-alone": None,
+        "mask-size": ["--mask", str(tmp_path / "small-mask.png")],
+        "mask-missing": ["--mask", str(tmp_path / "nope-mask.png")],
     }[case]
-    if case == "strength-alone":
-        args = args[:-2] + ["--strength", "0.5"]
+    _mask(32).save(tmp_path / "small-mask.png")
+    if case in ("strength-alone", "mask-alone"):
+        args = args[:-2] + (["--strength", "0.5"] if case == "strength-alone" else
+                            ["--mask", str(tmp_path / "small-mask.png")])
     elif case == "no-encoder":
         args[1] = str(tiny_random_bundle)
     elif case in ("not-an-image", "missing", "no-resize"):
