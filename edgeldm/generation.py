@@ -44,6 +44,8 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
     Each image gets its own ``torch.Generator`` seeded with its seed, so an image does not depend on
     the batch it was generated in.
     """
+    from .schedulers import call_kwargs
+
     torch = require("torch")
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -57,7 +59,8 @@ def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seeds: li
             gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i:i + batch_size]]
             negative = negative_prompts[i:i + batch_size] if negative_prompts else None
             lat = pipe(chunk, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance,
-                       generator=gens, height=height, width=width, output_type="latent").images
+                       generator=gens, height=height, width=width, output_type="latent",
+                       **call_kwargs(pipe)).images
             if not torch.isfinite(lat).all():
                 raise LatentsOverflowError(guidance, steps)
             if decode:

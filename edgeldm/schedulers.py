@@ -20,6 +20,20 @@ register_scheduler("euler", "EulerDiscreteScheduler")
 register_scheduler("euler-a", "EulerAncestralDiscreteScheduler")
 register_scheduler("dpm++2m", "DPMSolverMultistepScheduler", algorithm_type="dpmsolver++", solver_order=2)
 register_scheduler("lcm", "LCMScheduler")
+register_scheduler("tcd", "TCDScheduler")
+
+#: TCD's gamma, which diffusers takes per call (``pipe(..., eta=)``; the pipelines' default 0.0 would make TCD
+#: deterministic): the scheduler's own step default, as the numpy sampler's ``TCDConfig.eta``
+TCD_GAMMA = 0.3
+
+
+def call_kwargs(pipe) -> dict:
+    """What a pipeline call needs for its scheduler beyond the usual arguments (TCD's gamma)."""
+    import inspect
+
+    if type(pipe.scheduler).__name__ == "TCDScheduler" and "eta" in inspect.signature(pipe.__call__).parameters:
+        return {"eta": TCD_GAMMA}
+    return {}
 
 
 def swap_scheduler(pipe, name: str):

@@ -117,6 +117,29 @@ def test_img2img_gives_the_diffusers_image(encoder_bundle, tiny_random_pipe, sam
     assert psnr(ours[None], _as_uint8(reference)[None])[0] >= 40.0
 
 
+@pytest.mark.parametrize("sampler", ["euler-a", "tcd"])
+@pytest.mark.parametrize("strength", [None, 0.6])
+def test_the_stochastic_samplers_give_the_diffusers_image(encoder_bundle, tiny_random_pipe, sampler, strength):
+    """Euler ancestral and TCD (gamma 0.3) draw fresh noise at every step: text-to-image and image-to-image
+    replay diffusers' pipelines draw for draw."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, \
+        TCDScheduler
+
+    from edgeldm.schedulers import call_kwargs
+
+    components = dict(tiny_random_pipe.components)
+    components["scheduler"] = {"euler-a": EulerAncestralDiscreteScheduler, "tcd": TCDScheduler}[sampler].from_config(
+        tiny_random_pipe.scheduler.config)
+    pipe = (StableDiffusionPipeline if strength is None else StableDiffusionImg2ImgPipeline)(**components)
+    given = {} if strength is None else {"image": _input_image(), "strength": strength}
+    reference = pipe(PROMPT, num_inference_steps=4, guidance_scale=7.5, generator=torch.Generator().manual_seed(6),
+                     output_type="np", **({"height": 64, "width": 64} if strength is None else {}), **given,
+                     **call_kwargs(pipe)).images
+    t2i = Text2Image(encoder_bundle, sampler=sampler)
+    ours = t2i.decode(t2i.latents(PROMPT, steps=4, guidance=7.5, height=64, width=64, noise=_torch_draws(6), **given))
+    assert psnr(ours[None], _as_uint8(reference)[None])[0] >= 40.0
+
+
 @pytest.mark.parametrize("steps, strength", [(1, 0.5), (4, 0.6)])
 def test_lcm_img2img_truncates_its_own_schedule_as_diffusers_does(lcm_encoder_bundle, steps, strength):
     from diffusers import LatentConsistencyModelImg2ImgPipeline

@@ -43,7 +43,11 @@ DIFFUSERS_CLASS = {
     "dpm++2m": "DPMSolverMultistepScheduler",
     "pndm": "PNDMScheduler",
     "lcm": "LCMScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "tcd": "TCDScheduler",
 }
+#: samplers whose diffusers step draws from the pipeline's generator
+STOCHASTIC = ("lcm", "euler-a", "tcd")
 # (sampler, config, step counts): Stable Diffusion's config, a v-prediction case, and the other spacings.
 CASES = [
     ("ddim", SD_CONFIG, STEPS),
@@ -76,6 +80,13 @@ CASES = [
      (4, 25), 5e-5),
     ("pndm", dict(SD_CONFIG, skip_prk_steps=True, timestep_spacing="linspace"), (4, 25)),
     ("lcm", dict(SD_CONFIG, clip_sample=True, clip_sample_range=0.8, set_alpha_to_one=False), (4,)),
+    ("euler-a", SD_CONFIG, STEPS),
+    ("euler-a", dict(V_PRED, timestep_spacing="trailing"), STEPS),
+    ("euler-a", dict(SD_CONFIG, timestep_spacing="leading"), STEPS),
+    ("tcd", SD_CONFIG, STEPS),  # gamma 0.3, diffusers' step default
+    ("tcd", dict(SD_CONFIG, eta=0.0), STEPS),  # deterministic: no draws
+    ("tcd", dict(V_PRED, eta=1.0, original_inference_steps=25), STEPS),
+    ("tcd", dict(SD_CONFIG, eta=0.7, prediction_type="sample", set_alpha_to_one=False), (4,)),
 ]
 
 
@@ -94,7 +105,15 @@ def reference_scheduler(name: str, config: dict):
     return getattr(diffusers, DIFFUSERS_CLASS[name]).from_config(config)
 
 
-def run_reference(scheduler, steps, x_init, bias, seed):
+def step_kwargs(scheduler, config, generator) -> dict:
+    """What diffusers' pipelines pass to a stochastic scheduler's step: the generator, and TCD's gamma."""
+    kwargs = {"generator": generator} if type(scheduler).__name__ in [DIFFUSERS_CLASS[n] for n in STOCHASTIC] else {}
+    if isinstance(scheduler, diffusers.TCDScheduler):
+        kwargs["eta"] = config.get("eta", 0.3)
+    return kwargs
+
+
+def run_reference(scheduler, steps, x_init, bias, seed, config):
     """diffusers' loop: (timesteps, init_noise_sigma, [(model_input, prev_sample, denoised or None) per step])."""
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
@@ -103,8 +122,7 @@ def run_reference(scheduler, steps, x_init, bias, seed):
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(x, t)
         model_out = torch.from_numpy(fake_model(model_in.numpy(), float(t), bias))
-        kwargs = {"generator": generator} if isinstance(scheduler, diffusers.LCMScheduler) else {}
-        result = scheduler.step(model_out, t, x, **kwargs)
+        result = scheduler.step(model_out, t, x, **step_kwargs(scheduler, config, generator))
         x = result.prev_sample
         if hasattr(result, "pred_original_sample"):
             denoised = result.pred_original_sample
@@ -150,7 +168,8 @@ def test_matches_diffusers_over_full_loop(name, config, steps, tol):
     x_init = rng.standard_normal(SHAPE).astype(np.float32)
     bias = (0.3 * rng.standard_normal(SHAPE)).astype(np.float32)
 
-    ref_timesteps, ref_sigma, ref = run_reference(reference_scheduler(name, config), steps, x_init, bias, seed=7)
+    ref_timesteps, ref_sigma, ref = run_reference(reference_scheduler(name, config), steps, x_init, bias, seed=7,
+                                                    config=config)
     sampler = S.sampler_from_scheduler_config(config, name=name)
     plan, ours = run_ours(sampler, steps, x_init, bias, seed=7)
 
@@ -200,7 +219,8 @@ def test_alphas_cumprod_match_diffusers(beta_schedule, zero_snr):
 # ---- image-to-image: the truncated schedule and the noised start -----------------------------------------
 
 IMG2IMG_CASES = [("ddim", SD_CONFIG), ("euler", SD_CONFIG), ("dpm++2m", SD_CONFIG),
-                 ("pndm", dict(SD_CONFIG, skip_prk_steps=True)), ("lcm", SD_CONFIG)]
+                 ("pndm", dict(SD_CONFIG, skip_prk_steps=True)), ("lcm", SD_CONFIG), ("euler-a", SD_CONFIG),
+                 ("tcd", SD_CONFIG)]
 
 
 def run_reference_img2img(name, config, steps, strength, x0, noise, bias, seed):
@@ -223,8 +243,7 @@ def run_reference_img2img(name, config, steps, strength, x0, noise, bias, seed):
     for t in timesteps:
         model_in = scheduler.scale_model_input(x, t)
         model_out = torch.from_numpy(fake_model(model_in.numpy(), float(t), bias))
-        kwargs = {"generator": generator} if name == "lcm" else {}
-        x = scheduler.step(model_out, t, x, **kwargs).prev_sample
+        x = scheduler.step(model_out, t, x, **step_kwargs(scheduler, config, generator)).prev_sample
         out.append(x.numpy())
     return timesteps.numpy(), out
 

@@ -42,8 +42,7 @@ class EulerSampler(Sampler):
             cfg.timestep_spacing, cfg.num_train_timesteps, n, cfg.steps_offset, round_linspace=False
         ).astype(np.float32)
         sigmas = np.interp(timesteps, np.arange(len(self.train_sigmas)), self.train_sigmas)
-        sigma_last = 0.0 if cfg.final_sigmas_type == "zero" else float(self.train_sigmas[0])
-        sigmas = np.concatenate([sigmas, [sigma_last]]).astype(np.float32)
+        sigmas = np.concatenate([sigmas, [self._final_sigma()]]).astype(np.float32)
 
         max_sigma = float(sigmas.max())
         # With "leading" spacing the first timestep is below T, and diffusers scales the initial noise to the
@@ -53,6 +52,10 @@ class EulerSampler(Sampler):
         else:
             init_noise_sigma = float(np.sqrt(np.float32(max_sigma) ** 2 + np.float32(1.0)))
         return EulerPlan(num_inference_steps=n, timesteps=timesteps, init_noise_sigma=init_noise_sigma, sigmas=sigmas)
+
+    def _final_sigma(self) -> float:
+        """The sigma after the last step: 0 (a clean sample) or the training schedule's smallest."""
+        return 0.0 if self.config.final_sigmas_type == "zero" else float(self.train_sigmas[0])
 
     def add_noise(self, sample: np.ndarray, noise: np.ndarray, plan: EulerPlan, state: SamplerState) -> np.ndarray:
         """x + sigma * eps: the variance-exploding view (diffusers' ``EulerDiscreteScheduler.add_noise``)."""
@@ -77,12 +80,16 @@ class EulerSampler(Sampler):
         x, out = as_f64(sample), as_f64(model_output)
         sigma, sigma_next = float(plan.sigmas[i]), float(plan.sigmas[i + 1])
 
-        if self.config.prediction_type == "epsilon":
-            x0 = x - sigma * out
-        elif self.config.prediction_type == "v_prediction":
-            x0 = out * (-sigma / (sigma**2 + 1.0) ** 0.5) + x / (sigma**2 + 1.0)
-        else:  # "sample"
-            x0 = out
+        x0 = predict_x0(out, x, sigma, self.config.prediction_type)
         derivative = (x - x0) / sigma
         prev = x + derivative * (sigma_next - sigma)
         return StepResult(prev.astype(dtype), x0.astype(dtype), SamplerState(step_index=i + 1))
+
+
+def predict_x0(model_output: np.ndarray, sample: np.ndarray, sigma: float, prediction_type: str) -> np.ndarray:
+    """The model's prediction at ``sigma`` (variance-exploding view) as the denoised sample x0."""
+    if prediction_type == "epsilon":
+        return sample - sigma * model_output
+    if prediction_type == "v_prediction":
+        return model_output * (-sigma / (sigma**2 + 1.0) ** 0.5) + sample / (sigma**2 + 1.0)
+    return model_output  # "sample"

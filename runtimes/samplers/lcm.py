@@ -23,7 +23,7 @@ from .base import (
 )
 from .config import LCMConfig
 from .registry import register_sampler
-from .schedule import check_num_inference_steps, make_alphas_cumprod
+from .schedule import consistency_timesteps, make_alphas_cumprod
 
 _SIGMA_DATA = 0.5  # the consistency-model boundary condition's data std, fixed in diffusers
 
@@ -51,22 +51,9 @@ class LCMSampler(Sampler):
         """``strength`` < 1 (image-to-image) keeps the least noisy ``strength`` part of the distillation schedule
         and spreads all ``num_inference_steps`` over it, as diffusers' ``LCMScheduler.set_timesteps``."""
         cfg = self.config
-        n = check_num_inference_steps(num_inference_steps, cfg.num_train_timesteps)
-        original_steps = cfg.original_inference_steps
-        if n > original_steps:
-            raise ValueError(
-                f"num_inference_steps={n} cannot exceed original_inference_steps={original_steps}: LCM's timesteps "
-                "are a subset of the schedule it was distilled on"
-            )
-        # The distillation schedule (skipping k training steps), then n evenly picked entries of it.
-        k = cfg.num_train_timesteps // original_steps
-        kept = int(original_steps * strength)
-        if kept // n < 1:
-            raise ValueError(f"strength {strength} keeps {kept} of LCM's {original_steps} distillation timesteps, "
-                             f"fewer than the {n} steps asked for")
-        origin = (np.arange(1, kept + 1) * k - 1)[::-1]
-        picks = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
-        timesteps = origin[picks].astype(np.int64)
+        timesteps = consistency_timesteps(cfg.num_train_timesteps, cfg.original_inference_steps, num_inference_steps,
+                                          strength)
+        n = len(timesteps)
 
         table = self.alphas_cumprod.astype(np.float64)
         # The last step has no next timestep; diffusers then uses the current one (its result is not re-noised).

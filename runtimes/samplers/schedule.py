@@ -104,3 +104,24 @@ def check_num_inference_steps(num_inference_steps: int, num_train_timesteps: int
     if not 1 <= n <= num_train_timesteps:
         raise ValueError(f"num_inference_steps={n} must lie in [1, num_train_timesteps={num_train_timesteps}]")
     return n
+
+
+def consistency_timesteps(num_train_timesteps: int, original_steps: int, num_inference_steps: int,
+                          strength: float = 1.0) -> np.ndarray:
+    """The timesteps of a consistency-distilled sampler (LCM, TCD): ``num_inference_steps`` evenly picked entries of
+    the ``original_steps`` schedule it was distilled on, of which ``strength`` < 1 (image-to-image) keeps the least
+    noisy part, as diffusers' ``LCMScheduler`` / ``TCDScheduler.set_timesteps`` compute them."""
+    n = check_num_inference_steps(num_inference_steps, num_train_timesteps)
+    if n > original_steps:
+        raise ValueError(
+            f"num_inference_steps={n} cannot exceed original_inference_steps={original_steps}: the timesteps are a "
+            "subset of the schedule the model was distilled on"
+        )
+    k = num_train_timesteps // original_steps
+    kept = int(original_steps * strength)
+    if kept // n < 1:
+        raise ValueError(f"strength {strength} keeps {kept} of the {original_steps} distillation timesteps, "
+                         f"fewer than the {n} steps asked for")
+    origin = (np.arange(1, kept + 1) * k - 1)[::-1]
+    picks = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
+    return origin[picks].astype(np.int64)
