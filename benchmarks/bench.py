@@ -39,8 +39,12 @@ logger = logging.getLogger("edgeldm")
 BENCH_SCHEMA = "edgeldm.bench/1"
 #: per-image figures timed every repeat (seconds)
 TIMED_FIGURES = ("image_s", "text_encoder_s", "unet_step_s", "vae_decode_s")
+#: the resident peak during each component's calls, by component (None where the OS cannot tell)
+COMPONENT_PEAK_FIGURES = {"text_encoder": "text_encoder_peak_rss_bytes", "unet": "unet_peak_rss_bytes",
+                          "vae_decoder": "vae_decode_peak_rss_bytes"}
 #: figures the regression gate checks: latency (medians) and memory; lower is better for all
-GATED_FIGURES = ("image_s", "unet_step_s", "text_encoder_s", "vae_decode_s", "cold_load_s", "peak_rss_bytes")
+GATED_FIGURES = ("image_s", "unet_step_s", "text_encoder_s", "vae_decode_s", "cold_load_s", "peak_rss_bytes",
+                 *COMPONENT_PEAK_FIGURES.values())
 DEFAULT_QUALITY_PROMPTS = 50
 SHEET_IMAGES = 8
 QUALITY_CHUNK = 10  # quality prompts per request to a target's process
@@ -100,7 +104,8 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
             if images is None:
                 images, captions = last[k][None], [BENCH_PROMPT]
             sheets.append((images[:SHEET_IMAGES], [f"{p.spec}: {c}" if vs else c for c in captions[:SHEET_IMAGES]]))
-            figures = {"cold_load_s": loads[k]["cold_load_s"], "peak_rss_bytes": memory[k],
+            figures = {"cold_load_s": loads[k]["cold_load_s"], "peak_rss_bytes": memory[k]["peak_rss_bytes"],
+                       **component_peaks(memory[k]["components"]),
                        "size_bytes": loads[k]["size_bytes"], "unet_calls_per_image": unet_calls[k]}
             figures.update({f: summarize(samples[k][f], config.warmup).to_dict() for f in TIMED_FIGURES})
             runs.append({"target": {**loads[k]["describe"], "source": loads[k]["source"]},
@@ -123,6 +128,11 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
 
         b = np.stack([np.asarray(Image.fromarray(im).resize((a.shape[2], a.shape[1]), Image.BICUBIC)) for im in b])
     return result, (np.concatenate([a, b]), sheets[0][1] + sheets[1][1])
+
+
+def component_peaks(peaks: dict) -> dict:
+    """The per-component peak figures of a target's ``peak_memory()["components"]``."""
+    return {figure: peaks.get(component) for component, figure in COMPONENT_PEAK_FIGURES.items()}
 
 
 def _fingerprint(describe: dict, config: BenchConfig) -> dict:
@@ -164,9 +174,9 @@ def pair_ratios(a: dict, b: dict) -> dict:
     for f in TIMED_FIGURES:
         per_pair = [x / y if y else math.nan for x, y in zip(a["samples"][f], b["samples"][f])]
         ratios[f] = {"per_pair": per_pair, "median": float(np.nanmedian(per_pair)) if per_pair else math.nan}
-    for f in ("cold_load_s", "peak_rss_bytes", "size_bytes"):
-        y = b["figures"][f]
-        ratios[f] = {"per_pair": [], "median": a["figures"][f] / y if y else math.nan}
+    for f in ("cold_load_s", "peak_rss_bytes", *COMPONENT_PEAK_FIGURES.values(), "size_bytes"):
+        x, y = a["figures"].get(f), b["figures"].get(f)
+        ratios[f] = {"per_pair": [], "median": x / y if x is not None and y else math.nan}
     return ratios
 
 
@@ -296,7 +306,8 @@ def _target_key(doc: dict) -> tuple:
     """Results are comparable when they measured the same thing the same way: target and sampling settings."""
     t, c = doc["target"], doc.get("config", {})
     return (t["kind"], t["backend"], Path(t["location"]).name, t.get("source"),
-            tuple(c.get(k) for k in ("steps", "guidance", "height", "width", "threads")))
+            tuple(c.get(k) for k in ("steps", "guidance", "height", "width", "threads")),
+            bool(c.get("low_memory")), c.get("vae_tile"))  # results from before these options ran without them
 
 
 def compare(new: dict, baseline: dict, max_regression: float, figures=GATED_FIGURES) -> list[dict]:
@@ -306,8 +317,8 @@ def compare(new: dict, baseline: dict, max_regression: float, figures=GATED_FIGU
                        new["fingerprint"]["id"], baseline["fingerprint"]["id"])
     rows = []
     for f in figures:
-        if f not in new["figures"] or f not in baseline["figures"]:
-            continue
+        if new["figures"].get(f) is None or baseline["figures"].get(f) is None:
+            continue  # older results, or an OS that cannot tell a component's peak
         a, b = figure_value(new["figures"], f), figure_value(baseline["figures"], f)
         ratio = a / b if b else math.inf
         rows.append({"figure": f, "new": a, "baseline": b, "ratio": ratio,
@@ -337,7 +348,9 @@ def markdown_summary(result: dict) -> str:
              f"guidance {result['config']['guidance']}", "", "| " + " | ".join(cols) + " |",
              "|" + "---|" * len(cols)]
     for f in ("image_s", "unet_step_s", "text_encoder_s", "vae_decode_s", "cold_load_s", "peak_rss_bytes",
-              "size_bytes"):
+              *COMPONENT_PEAK_FIGURES.values(), "size_bytes"):
+        if result["figures"].get(f) is None or (result.get("vs") and result["vs"]["figures"].get(f) is None):
+            continue
         row = [f, _fmt(f, figure_value(result["figures"], f))]
         if result.get("vs"):
             row += [_fmt(f, figure_value(result["vs"]["figures"], f)), f"{result['ratios'][f]['median']:.3f}"]

@@ -45,13 +45,20 @@ class BenchConfig:
     device: str | None = None  # None: the backend's CPU default
     quality_prompts: int | None = None  # None: 50 when the target derives from tiny, else off; 0: off
     verify: bool = True  # bundle targets: check the files against the manifest's digests before loading
+    low_memory: bool = False  # bundle targets: Text2Image(low_memory=True)
+    vae_tile: int | None = None  # bundle targets: the VAE tile in latent pixels (None: untiled / low-memory's)
 
 
 class ComponentTimer:
-    """Seconds of every call per component since the last :meth:`reset`."""
+    """Seconds of every call per component since the last :meth:`reset`, and the resident peak during each
+    component's calls (``peaks``, bytes; empty where the OS cannot reset its high-water mark)."""
 
     def __init__(self):
+        from .timing import ResidentPeak
+
         self.calls: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+        self.peaks: dict[str, int] = {}
+        self.memory = ResidentPeak()
         self.sync = lambda: None  # a torch target on an asynchronous device waits for its queue around calls
 
     def reset(self) -> None:
@@ -59,16 +66,20 @@ class ComponentTimer:
             v.clear()
 
     def wrap(self, component: str, fn):
-        calls = self.calls[component]
+        calls = self.calls.setdefault(component, [])  # the VAE encoder of an image-to-image bundle too
 
         def timed(*args, **kwargs):
             self.sync()
+            self.memory.start_window()  # outside the timed span: the probe costs a system call or two
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.sync()
                 calls.append(time.perf_counter() - t0)
+                peak = self.memory.window_peak()
+                if peak is not None:
+                    self.peaks[component] = max(self.peaks.get(component, 0), peak)
 
         return timed
 
@@ -88,8 +99,13 @@ def folder_bytes(path: Path) -> int:
 class Target:
     kind = ""
 
+    takes_memory_options = False  # --low-memory / --vae-tile: only the runtime has them
+
     def __init__(self, location: str, config: BenchConfig):
         self.location, self.config = location, config
+        if (config.low_memory or config.vae_tile) and not self.takes_memory_options:
+            raise EdgeLDMError(f"--low-memory and --vae-tile apply to bundle targets; {location} is timed through "
+                               f"{self.kind}", hint="bench the exported bundle, or leave the memory options out")
         self.timer = ComponentTimer()
 
     @property
@@ -125,6 +141,7 @@ class RuntimeTarget(Target):
     """Our runtime (``edgeldm.runtimes.Text2Image``) on an exported bundle: no torch."""
 
     kind = "bundle"
+    takes_memory_options = True
 
     def __init__(self, location, config, backend: str | None = None):
         super().__init__(location, config)
@@ -147,6 +164,7 @@ class RuntimeTarget(Target):
         from ..runtimes.text2image import Text2Image
 
         self.t2i = Text2Image(self.location, backend=self.backend, verify=self.config.verify,
+                              low_memory=self.config.low_memory, vae_tile=self.config.vae_tile,
                               **self._session_options())
         self.t2i.sessions = {c: self.timer.wrap(c, s) for c, s in self.t2i.sessions.items()}
 

@@ -74,23 +74,67 @@ def alternate(fn_a: Callable[[], object], fn_b: Callable[[], object], *, repeat:
     return a, b
 
 
+#: the largest high-water mark this process had before a ResidentPeak window reset it (Linux)
+_PEAK_BEFORE_RESETS = 0
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process as the OS counts it.
+    """Peak resident memory of this process as the OS counts it, over its whole life.
 
     Linux: ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process image; ``getrusage``'s
-    ``ru_maxrss`` would carry over the parent's peak through fork + exec). Elsewhere ``getrusage``
-    (bytes on macOS).
+    ``ru_maxrss`` would carry over the parent's peak through fork + exec), and the marks it had before
+    :class:`ResidentPeak` windows reset it. Elsewhere ``getrusage`` (bytes on macOS).
     """
     import resource
     import sys
 
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/self/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+    mark = _high_water_mark()
+    if mark is not None:
+        return max(mark, _PEAK_BEFORE_RESETS)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _high_water_mark() -> int | None:
+    """``VmHWM`` in bytes (Linux), or None."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class ResidentPeak:
+    """The resident peak over a window of code: Linux resets the process's high-water mark (``5`` written to
+    ``/proc/self/clear_refs``, Linux >= 4.0) at :meth:`start_window` and reads it at :meth:`window_peak`, so a
+    component's figure is the resident memory its own call reached (weights held by the others included: what
+    the device must have free at that moment). Where the mark cannot be reset, windows report None."""
+
+    def __init__(self):
+        self.available = _high_water_mark() is not None and self._reset()
+
+    @staticmethod
+    def _reset() -> bool:
+        global _PEAK_BEFORE_RESETS
+        mark = _high_water_mark()
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+                f.write("5")
+        except OSError:
+            return False
+        _PEAK_BEFORE_RESETS = max(_PEAK_BEFORE_RESETS, mark or 0)  # the process figure keeps what came before
+        return True
+
+    def start_window(self) -> None:
+        if self.available:
+            self._reset()
+
+    def window_peak(self) -> int | None:
+        return _high_water_mark() if self.available else None

@@ -52,7 +52,8 @@ def _child(conn, spec: str, config, backends=()) -> None:
                                   "unet_calls": len(calls["unet"]), "vae_decode_s": sum(calls["vae_decoder"]),
                                   "image": image}))
             elif cmd == "memory":
-                conn.send(("ok", peak_rss_bytes()))
+                conn.send(("ok", {"peak_rss_bytes": peak_rss_bytes(),
+                                  "components": dict(target.timer.peaks) if target is not None else {}}))
             elif cmd == "generate":
                 prompts, seeds = args
                 t0 = time.perf_counter()
@@ -101,7 +102,8 @@ class TargetProcess:
     def image(self, seed: int) -> dict:
         return self._ask("image", seed)
 
-    def peak_memory(self) -> int:
+    def peak_memory(self) -> dict:
+        """``{"peak_rss_bytes": the process's peak, "components": {component: peak during its calls}}``."""
         return self._ask("memory")
 
     def generate(self, prompts: list[str], seeds: list[int]) -> dict:

@@ -132,3 +132,12 @@ STRENGTH = argparse_type(check_strength, "strength")
 TEXT = argparse_type(check_text, "prompt")
 NEGATIVE_TEXT = argparse_type(check_text, "negative prompt")
 GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 both mean no guidance"
+
+
+#: the help of the memory options, shared by `edgeldm run` (argparse) and `edgeldm bench` (BenchOptions)
+LOW_MEMORY_HELP = ("hold one component at a time: each graph opens on first use and is released after its phase "
+                   "(prompt, denoising, decoding), ONNX Runtime's memory arena off, the VAE tiled at 32 latent "
+                   "pixels (the same image up to the tiling; slower: graphs load for every image)")
+VAE_TILE_HELP = ("decode and encode the VAE in overlapping tiles of N latent pixels a side (N x the VAE factor "
+                 "image pixels), blended as diffusers' enable_tiling does: the VAE's memory stays one tile's at any "
+                 "size (dynamic bundles; default: untiled, or 32 with --low-memory)")

@@ -18,22 +18,28 @@ every call; an ordinary UNet gets the known region blended back into the latents
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_strength, check_text
+from ..backends import get_backend
 from ..errors import EdgeLDMError, LatentsOverflowError
 from ..manifest import BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
 from .backends import BACKENDS, open_session
 from .samplers import sampler_from_scheduler_config
 from .tokenizer import PromptTokenizer
+from .vae_tiling import needs_tiles, tiled_apply
 
 logger = logging.getLogger("edgeldm")
 
 __all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding"]
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: the VAE tile of low-memory mode, in latent pixels (256 image pixels for SD's factor 8; diffusers tiles at 64)
+LOW_MEMORY_VAE_TILE = 32
+MIN_VAE_TILE = 4
 #: opened when the bundle has them: the VAE encoder serves image-to-image
 OPTIONAL_COMPONENTS = ("vae_encoder",)
 
@@ -65,7 +71,10 @@ def _sampler(manifest: dict, name: str | None):
 
 class Text2Image:
     def __init__(self, bundle: str | Path, backend: str = "onnx", *, verify: bool = True, sampler: str | None = None,
-                 **session_options):
+                 low_memory: bool = False, vae_tile: int | None = None, **session_options):
+        """``low_memory`` opens each component on first use and releases it when its phase ends
+        (:mod:`.low_memory`), and tiles the VAE at 32 latent pixels unless ``vae_tile`` says otherwise;
+        ``vae_tile`` (latent pixels a side) tiles the VAE decode and encode of larger images (:mod:`.vae_tiling`)."""
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle)
         if backend not in BACKENDS:
@@ -93,9 +102,23 @@ class Text2Image:
         else:  # only graphs the manifest lists, inside the bundle (verified above)
             graphs = {c: graph_file(self.bundle, self.manifest, c, backend) for c in components}
         self.sampler = _sampler(self.manifest, sampler)
-        self.sessions = {c: open_session(backend, graphs[c], self.ios[c],
-                                         **session_options, **session_config(self.manifest, c, backend))
-                         for c in components}
+        self.low_memory = bool(low_memory)
+        self.vae_tile = self._check_vae_tile(vae_tile) if vae_tile is not None else \
+            (LOW_MEMORY_VAE_TILE if self.low_memory and not self.manifest["image"].get("static") else None)
+        if self.low_memory:
+            from .low_memory import LazySession
+
+            options = {**session_options, **dict(get_backend(backend).low_memory_options)}
+            # the sessions a caller may wrap (timers, recorders) call these; release() reaches them here
+            self._lazy = {c: LazySession(c, partial(open_session, backend, graphs[c], self.ios[c], **options,
+                                                    **session_config(self.manifest, c, backend)))
+                          for c in components}
+            self.sessions = dict(self._lazy)
+        else:
+            self._lazy = {}
+            self.sessions = {c: open_session(backend, graphs[c], self.ios[c],
+                                             **session_options, **session_config(self.manifest, c, backend))
+                             for c in components}
         tok = self.manifest["tokenizer"]
         tok_file = bundle_file(self.bundle, f"{tok['folder']}/tokenizer.json")
         self.tokenizer = PromptTokenizer(tok_file.parent, max_length=tok["model_max_length"],
@@ -109,6 +132,16 @@ class Text2Image:
         self.unet_in_channels = unet_inputs["sample"].shape[1]
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _check_vae_tile(self, tile) -> int:
+        tile = check_positive_int(tile, "--vae-tile")
+        if tile < MIN_VAE_TILE:
+            raise EdgeLDMError(f"--vae-tile {tile}: a tile must be at least {MIN_VAE_TILE} latent pixels a side",
+                               hint=f"try {LOW_MEMORY_VAE_TILE} (256 image pixels at SD's VAE factor 8)")
+        if self.manifest["image"].get("static"):
+            raise EdgeLDMError(f"--vae-tile: {self.bundle} was exported with static shapes; its VAE takes one size",
+                               hint="re-export without --static to tile the VAE")
+        return tile
 
     @property
     def size_multiple(self) -> int:
@@ -151,7 +184,16 @@ class Text2Image:
         """(1, 3, H, W) image in [-1, 1] -> scaled latents: a draw from the VAE posterior with ``noise(shape)``
         (diffusers' ``latent_dist.sample``), or its mean when ``noise`` is None."""
         self._require_encoder()
-        moments = self.sessions["vae_encoder"](sample=np.asarray(pixels, dtype=np.float32))["latent_parameters"]
+        pixels = np.asarray(pixels, dtype=np.float32)
+        factor = self.image["vae_scale_factor"]
+
+        def moments_of(x):
+            return self.sessions["vae_encoder"](sample=x)["latent_parameters"]
+
+        if needs_tiles(pixels.shape[2] // factor, pixels.shape[3] // factor, self.vae_tile):
+            moments = tiled_apply(moments_of, pixels, self.vae_tile * factor, self.vae_tile)
+        else:
+            moments = moments_of(pixels)
         mean, logvar = np.split(moments.astype(np.float64), 2, axis=1)
         if noise is not None:  # diffusers clamps the log-variance before taking the std
             mean = mean + np.exp(0.5 * np.clip(logvar, -30.0, 20.0)) * np.asarray(noise(mean.shape), np.float64)
@@ -241,6 +283,7 @@ class Text2Image:
         do_cfg = guidance > 1.0 and not use_embedding
         texts = [negative_prompt or "", prompt] if do_cfg else [prompt]
         cond = self._encode(texts)
+        self.release("text_encoder")
         timestep_cond = guidance_scale_embedding(np.array([guidance - 1.0]), self.guidance_embedding_dim) \
             if use_embedding else None
         # 3. initial latents
@@ -265,6 +308,7 @@ class Text2Image:
                     extra = np.concatenate([latent_mask, self.encode(pixels * (repaint < 0.5), noise)], axis=1)
                 else:
                     known = (clean, start, latent_mask)
+            self.release("vae_encoder")
         else:
             latents = np.asarray(noise(shape) if initial_latents is None else initial_latents,
                                  dtype=np.float32).reshape(shape)
@@ -292,15 +336,32 @@ class Text2Image:
                     if state.step_index < len(plan.timesteps) else clean
                 latents = (1.0 - latent_mask) * proper + latent_mask * latents
             latents = latents.astype(np.float32)
+        self.release("unet")
         if not np.isfinite(latents).all():
             raise LatentsOverflowError(guidance, steps)
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        """Latents -> uint8 HWC image."""
-        image = self.sessions["vae_decoder"](latent_sample=(latents / self.image["scaling_factor"]).astype(np.float32))
-        image = np.clip((image["sample"][0] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        """Latents -> uint8 HWC image (tiled past ``vae_tile`` latent pixels a side)."""
+        latents = (latents / self.image["scaling_factor"]).astype(np.float32)
+
+        def decode(z):
+            return self.sessions["vae_decoder"](latent_sample=z)["sample"]
+
+        if needs_tiles(latents.shape[2], latents.shape[3], self.vae_tile):
+            factor = self.image["vae_scale_factor"]
+            image = tiled_apply(decode, latents, self.vae_tile, self.vae_tile * factor)
+        else:
+            image = decode(latents)
+        self.release("vae_decoder")
+        image = np.clip((image[0] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return image.transpose(1, 2, 0)
+
+    def release(self, *components: str) -> None:
+        """Low-memory mode: close these components' sessions (they reopen on their next call); else a no-op."""
+        for c in components:
+            if c in self._lazy:
+                self._lazy[c].release()
 
     def __call__(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,

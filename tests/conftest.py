@@ -64,6 +64,16 @@ def tiny_random_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def encoder_bundle(tmp_path_factory, tiny_random_dir) -> Path:
+    """tiny-random exported to ONNX + OpenVINO with its VAE encoder (image-to-image, tiled encode)."""
+    import edgeldm
+
+    out = tmp_path_factory.mktemp("img2img") / "bundle"
+    edgeldm.export(tiny_random_dir, out, backend=("onnx", "openvino"), vae_encoder=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_random_coreml_bundle(tmp_path_factory) -> Path:
     """tiny-random exported static to ONNX + Core ML (read-only by convention: copy before editing)."""
     from edgeldm.exporters.bundle import ExportConfig, export_bundle

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeldm.benchmarks.bench import (BENCH_SCHEMA, GATED_FIGURES, TIMED_FIGURES, append_history, compare,
-                                      load_results, pick_baseline, run_bench)
+from edgeldm.benchmarks.bench import (BENCH_SCHEMA, COMPONENT_PEAK_FIGURES, GATED_FIGURES, TIMED_FIGURES,
+                                      append_history, compare, load_results, pick_baseline, run_bench)
 from edgeldm.benchmarks.fingerprint import device_fingerprint, fingerprint_id
 from edgeldm.benchmarks.report import pareto_front, write_report
 from edgeldm.benchmarks.targets import BenchConfig, make_target
@@ -58,6 +58,11 @@ def test_a_run_reports_every_figure_per_component(side_by_side):
         <= f["image_s"]["median"] * 1.05
     assert f["unet_calls_per_image"] == CONFIG.steps  # guidance batched into one UNet call per step
     assert f["cold_load_s"] > 0 and f["peak_rss_bytes"] > 50 * 2**20 and f["size_bytes"] > 10 * 2**20
+    for figure in COMPONENT_PEAK_FIGURES.values():  # the resident peak during each component's calls
+        if sys.platform.startswith("linux"):
+            assert 20 * 2**20 < f[figure] <= f["peak_rss_bytes"], figure
+        else:
+            assert f[figure] is None, figure
     assert result["target"]["kind"] == "bundle" and result["fingerprint"]["backend"] == "onnx"
     assert result["quality"]["images"] == 4 and 0.0 <= result["quality"]["accuracy"]["joint"] <= 1.0
     assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3) and len(captions) == len(images)
@@ -96,7 +101,24 @@ def test_the_gate_fails_on_a_slower_result_and_names_the_figure(side_by_side, tm
     assert main(["bench", "compare", str(base), str(base)]) == 1  # a result against itself always passes: refused
     assert "is the new result itself" in capsys.readouterr().err
     rows = compare(_slower(result, "image_s", 1.05), result, 0.10)
-    assert [r["figure"] for r in rows] == list(GATED_FIGURES) and not any(r["regressed"] for r in rows)
+    measured = [f for f in GATED_FIGURES if result["figures"][f] is not None]  # component peaks: Linux only
+    assert [r["figure"] for r in rows] == measured and not any(r["regressed"] for r in rows)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a component's resident peak needs Linux's "
+                                                                  "/proc/self/clear_refs")
+def test_the_gate_fails_when_one_component_needs_more_memory(side_by_side, tmp_path, capsys):
+    result, _ = side_by_side
+    bigger = copy.deepcopy(result)
+    bigger["created"], bigger["run_id"] = "2999-01-01T00:00:00+00:00", "bigger-unet"
+    bigger["figures"]["unet_peak_rss_bytes"] = int(result["figures"]["unet_peak_rss_bytes"] * 1.3)
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    base.write_text(json.dumps(result))
+    new.write_text(json.dumps(bigger))
+    assert main(["bench", "compare", str(new), str(base), "--max-regression", "10%"]) == 1
+    err = capsys.readouterr().err
+    assert "unet_peak_rss_bytes" in err and "vae_decode_peak_rss_bytes" not in err
+    assert main(["bench", "compare", str(new), str(base), "--figures", "vae_decode_peak_rss_bytes"]) == 0
 
 
 def test_history_keeps_one_folder_per_device_and_the_gate_reads_it(side_by_side, tmp_path):
@@ -220,7 +242,7 @@ def test_the_readme_ci_example_fails_on_a_result_made_30_percent_slower(tiny_bun
         if isinstance(value, dict):
             for key in ("median", "p90", "min", "max"):
                 value[key] /= 1.3
-        else:
+        elif value is not None:  # a component's peak is None where the OS cannot tell it
             baseline["figures"][figure] = value / 1.3
     first.write_text(json.dumps(baseline))
     capsys.readouterr()

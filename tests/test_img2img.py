@@ -25,15 +25,6 @@ def _input_image(size=64):
 
 
 @pytest.fixture(scope="module")
-def encoder_bundle(tmp_path_factory, tiny_random_dir):
-    import edgeldm
-
-    out = tmp_path_factory.mktemp("img2img") / "bundle"
-    edgeldm.export(tiny_random_dir, out, backend=("onnx", "openvino"), vae_encoder=True)
-    return out
-
-
-@pytest.fixture(scope="module")
 def lcm_encoder_bundle(tmp_path_factory, tiny_random_pipe):
     """An LCM-shaped tiny-random (guidance embedding, LCMScheduler) with its VAE encoder exported."""
     from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
@@ -223,8 +214,15 @@ def test_a_size_off_the_multiple_is_resized_with_a_warning_or_refused(encoder_bu
     step = t2i.size_multiple  # tiny-random: VAE factor 2 x one UNet downsampling = 4
     odd = _input_image(64 + step + 2)
     fitted = 64 + step
-    with caplog.at_level("WARNING", logger="edgeldm"):
-        out = t2i(PROMPT, steps=2, image=odd, strength=0.5)
+    import logging
+
+    edgeldm_logger = logging.getLogger("edgeldm")
+    edgeldm_logger.addHandler(caplog.handler)  # an earlier CLI test's configuration stops propagation to caplog
+    try:
+        with caplog.at_level("WARNING", logger="edgeldm"):
+            out = t2i(PROMPT, steps=2, image=odd, strength=0.5)
+    finally:
+        edgeldm_logger.removeHandler(caplog.handler)
     assert out.size == (fitted, fitted)
     assert f"resized from {odd.width}x{odd.height} to {fitted}x{fitted}" in caplog.text
     with pytest.raises(EdgeLDMError, match=f"{odd.width}x{odd.height}"):

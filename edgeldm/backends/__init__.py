@@ -31,6 +31,8 @@ class Backend:
     needs_static: bool = False  # graphs are exported with fixed shapes only
     runs_on: tuple[str, ...] | None = None  # sys.platform values it predicts on (None: everywhere)
     runs_on_hint: str = ""
+    #: session options of low-memory mode (``Text2Image(low_memory=True)``): what the backend offers to hold less
+    low_memory_options: tuple[tuple[str, object], ...] = ()
 
     @property
     def graph_is_folder(self) -> bool:

@@ -12,4 +12,6 @@ ONNX = register_backend(Backend(
     device_option="providers",
     default_device="CPUExecutionProvider",
     threads=True,
+    # the CPU arena keeps every graph's largest activations for reuse; off, a call's memory goes back after it
+    low_memory_options=(("memory_arena", False),),
 ))

@@ -124,7 +124,8 @@ def add_compare_parser(sub) -> None:
                                                            "(default 10%%)")
     p.add_argument("--figures", default=None,
                    help="comma-separated figures to gate (default: image_s, unet_step_s, text_encoder_s, "
-                        "vae_decode_s, cold_load_s, peak_rss_bytes)")
+                        "vae_decode_s, cold_load_s, peak_rss_bytes and the resident peaks during each component: "
+                        "text_encoder_peak_rss_bytes, unet_peak_rss_bytes, vae_decode_peak_rss_bytes)")
     p.add_argument("--markdown", action="store_true", help="print the comparison as Markdown")
     p.set_defaults(func=run_compare)
 

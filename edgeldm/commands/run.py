@@ -60,7 +60,16 @@ def add_parser(sub) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="BUNDLE: skip the SHA-256 check of the bundle's files against its manifest (paths must "
                         "still stay inside the bundle)")
+    add_memory_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_memory_arguments(p) -> None:
+    from ..arguments import LOW_MEMORY_HELP, VAE_TILE_HELP
+
+    group = p.add_argument_group("memory")
+    group.add_argument("--low-memory", action="store_true", help=LOW_MEMORY_HELP)
+    group.add_argument("--vae-tile", type=int, default=None, metavar="N", help=VAE_TILE_HELP)
 
 
 def run(args) -> int:
@@ -82,7 +91,8 @@ def run(args) -> int:
     mask = open_image(args.mask, "mask") if args.mask else None
     options = {"threads": args.threads} if args.threads else {}
     options.update(device_options(args.backend, args.device))
-    t2i = Text2Image(args.bundle, backend=args.backend, verify=args.verify, sampler=args.sampler, **options)
+    t2i = Text2Image(args.bundle, backend=args.backend, verify=args.verify, sampler=args.sampler,
+                     low_memory=args.low_memory, vae_tile=args.vae_tile, **options)
     result = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                 seed=args.seed, height=args.height, width=args.width, image=image, mask=mask, strength=args.strength,
                 resize=args.resize)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..arguments import GUIDANCE, THREADS
+from ..arguments import GUIDANCE, LOW_MEMORY_HELP, THREADS, VAE_TILE_HELP
 from ..benchmarks.targets import BenchConfig
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, to_config
@@ -42,9 +42,12 @@ class BenchOptions:
                                          "derives from tiny, else none; 0 turns them off)")
     verify: bool = option(BenchConfig.verify, "bundle targets: skip the SHA-256 check of the bundle's files against "
                                               "its manifest (paths must still stay inside the bundle)")
+    low_memory: bool = option(BenchConfig.low_memory, "bundle targets: " + LOW_MEMORY_HELP)
+    vae_tile: int | None = option(BenchConfig.vae_tile, "bundle targets: " + VAE_TILE_HELP.replace("N ", "VAE_TILE "),
+                                  metavar="VAE_TILE")
 
     def check(self) -> None:
-        check_positive(self, "steps", "repeat", "height", "width", "threads", "vs_steps")
+        check_positive(self, "steps", "repeat", "height", "width", "threads", "vs_steps", "vae_tile")
         if self.quality_prompts is not None and (self.quality_prompts < 0 or self.quality_prompts == 1):
             raise EdgeLDMError(f"--quality-prompts must be 0 (off) or at least 2, got {self.quality_prompts}")
 
@@ -112,13 +115,14 @@ def bench(target: str, options: BenchOptions | None = None, *, history: str | Pa
 
 def bench_metrics(run: dict) -> dict:
     """What a bench gate reads: median latencies per image and component, cold load, peak memory, size."""
-    from ..benchmarks.bench import figure_value
+    from ..benchmarks.bench import COMPONENT_PEAK_FIGURES, figure_value
 
     f = run["figures"]
     out = {"image_latency": figure_value(f, "image_s"), "unet_step_latency": figure_value(f, "unet_step_s"),
            "text_encoder_latency": figure_value(f, "text_encoder_s"),
            "vae_decode_latency": figure_value(f, "vae_decode_s"), "cold_load": f["cold_load_s"],
            "peak_rss_bytes": f["peak_rss_bytes"], "size_bytes": f["size_bytes"],
+           **{figure: f[figure] for figure in COMPONENT_PEAK_FIGURES.values() if f.get(figure) is not None},
            "unet_calls_per_image": f["unet_calls_per_image"]}
     if run.get("quality"):
         out.update(joint_accuracy=run["quality"]["accuracy"]["joint"], fd=run["quality"]["fd"])

@@ -15,10 +15,13 @@ class OnnxRuntimeSession(BackendSession):
     backend = "onnx"
 
     def __init__(self, model_path: Path, io, *, providers: list[str] | None = None, threads: int | None = None,
-                 session_config: dict[str, str] | None = None):
+                 session_config: dict[str, str] | None = None, memory_arena: bool = True):
         super().__init__(model_path, io)
         ort = require("onnxruntime")
         options = ort.SessionOptions()
+        if not memory_arena:  # low-memory mode: no arena and no pre-planned buffers outliving a call
+            options.enable_cpu_mem_arena = False
+            options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
