@@ -64,6 +64,24 @@ def tiny_random_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_random_lcm(tmp_path_factory, tiny_random_pipe):
+    """An LCM-shaped tiny-random (a seeded UNet with a guidance embedding, LCMScheduler): (pipeline, its diffusers
+    folder; read-only by convention)."""
+    import torch
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+
+    p = tiny_random_pipe
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(p.unet.config, time_cond_proj_dim=32)
+    pipe = LatentConsistencyModelPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
+                                          scheduler=LCMScheduler.from_config(p.scheduler.config), safety_checker=None,
+                                          feature_extractor=None, requires_safety_checker=False)
+    folder = tmp_path_factory.mktemp("lcm") / "src"
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return pipe, folder
+
+
+@pytest.fixture(scope="session")
 def encoder_bundle(tmp_path_factory, tiny_random_dir) -> Path:
     """tiny-random exported to ONNX + OpenVINO with its VAE encoder (image-to-image, tiled encode)."""
     import edgeldm

@@ -25,22 +25,14 @@ def _input_image(size=64):
 
 
 @pytest.fixture(scope="module")
-def lcm_encoder_bundle(tmp_path_factory, tiny_random_pipe):
-    """An LCM-shaped tiny-random (guidance embedding, LCMScheduler) with its VAE encoder exported."""
-    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
-
+def lcm_encoder_bundle(tmp_path_factory, tiny_random_lcm):
+    """The LCM-shaped tiny-random with its VAE encoder exported."""
     import edgeldm
 
-    p = tiny_random_pipe
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(p.unet.config, time_cond_proj_dim=32)
-    pipe = LatentConsistencyModelPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
-                                          scheduler=LCMScheduler.from_config(p.scheduler.config), safety_checker=None,
-                                          feature_extractor=None, requires_safety_checker=False)
-    root = tmp_path_factory.mktemp("lcm-img2img")
-    pipe.save_pretrained(str(root / "src"), safe_serialization=True)
-    edgeldm.export(root / "src", root / "bundle", backend=("onnx",), vae_encoder=True)
-    return pipe, root / "bundle"
+    pipe, folder = tiny_random_lcm
+    out = tmp_path_factory.mktemp("lcm-img2img") / "bundle"
+    edgeldm.export(folder, out, backend=("onnx",), vae_encoder=True)
+    return pipe, out
 
 
 def _mask(size=64):

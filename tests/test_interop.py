@@ -46,22 +46,13 @@ def test_optimum_intel_openvino_pipeline_loads_the_bundle(tiny_random_bundle, no
 
 
 @pytest.fixture(scope="module")
-def lcm_bundle(tmp_path_factory, tiny_random_pipe):
-    """An LCM-shaped model (UNet with a guidance embedding, LCMScheduler) saved as a diffusers folder, exported."""
-    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
-
+def lcm_bundle(tmp_path_factory, tiny_random_lcm):
+    """The LCM-shaped tiny-random, exported."""
     from edgeldm.exporters.bundle import ExportConfig, export_bundle
 
-    p = tiny_random_pipe
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(p.unet.config, time_cond_proj_dim=32)
-    pipe = LatentConsistencyModelPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=unet,
-                                          scheduler=LCMScheduler.from_config(p.scheduler.config), safety_checker=None,
-                                          feature_extractor=None, requires_safety_checker=False)
-    root = tmp_path_factory.mktemp("lcm")
-    pipe.save_pretrained(str(root / "src"), safe_serialization=True)
-    export_bundle(str(root / "src"), root / "bundle", ExportConfig(backends=("onnx",)))
-    return root / "bundle"
+    out = tmp_path_factory.mktemp("lcm") / "bundle"
+    export_bundle(str(tiny_random_lcm[1]), out, ExportConfig(backends=("onnx",)))
+    return out
 
 
 def test_optimum_lcm_pipeline_loads_an_lcm_bundle(lcm_bundle, noise):

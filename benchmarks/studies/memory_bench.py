@@ -26,18 +26,21 @@ from ..quality import psnr
 from ..targets import BenchConfig
 
 
-def _bundles(model: str, scheme: str, size: int, out: Path) -> Path:
+def _bundles(model: str, scheme: str, size: int, out: Path, attention_slice: int | None = None) -> Path:
     from ...exporters.bundle import ExportConfig, export_bundle
     from .quant_bench import _capture_once, _quantized
 
     backend = scheme.split(":", 1)[0]
-    fp32 = out / f"{Path(model).name}-{size}"
+    fp32 = out / f"{Path(model).name}-{size}" if not attention_slice else \
+        out / f"{Path(model).name}-{size}-slice{attention_slice}"
     if not (fp32 / "edgeldm.json").is_file():
         print(f"exporting {model} at {size} px ...", flush=True)
         export_bundle(model, fp32, ExportConfig(backends=("onnx", "openvino") if backend == "openvino" else
-                                                (backend,), height=size, width=size), overwrite=True)
+                                                (backend,), height=size, width=size,
+                                                attention_slice=attention_slice), overwrite=True)
     print(f"quantizing with {scheme} (cached under {out}) ...", flush=True)
-    return _quantized(fp32, out, scheme, _capture_once(fp32, out, samples=1, steps=2))
+    calibration = _capture_once(fp32, out, samples=1, steps=2, name=f"calibration-{fp32.name}")
+    return _quantized(fp32, fp32.with_name(fp32.name + "-q"), scheme, calibration)
 
 
 def measure(bundle: Path, backend: str, steps: int, vae_tile: int | None) -> dict:
@@ -68,15 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
     p.add_argument("--steps", type=int, default=2, help="denoising steps per image (memory does not grow with them)")
     p.add_argument("--vae-tile", type=int, default=None, help="the low-memory side's VAE tile (default: 32)")
+    p.add_argument("--attention-slice", type=int, default=None,
+                   help="export the UNet's attention sliced to N heads (edgeldm export --attention-slice)")
     p.add_argument("--out", default="memory-bench", help="where the bundles are cached (default ./memory-bench)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bundle = _bundles(args.model, args.scheme, args.size, out)
-    figures = {"model": args.model, "scheme": args.scheme, "size": args.size,
+    bundle = _bundles(args.model, args.scheme, args.size, out, args.attention_slice)
+    figures = {"model": args.model, "scheme": args.scheme, "size": args.size, "attention_slice": args.attention_slice,
                **measure(bundle, args.scheme.split(":")[0], args.steps, args.vae_tile)}
-    print(f"\n{args.model} {args.scheme} at {args.size} px, {args.steps} steps "
+    print(f"\n{args.model} {args.scheme} at {args.size} px, {args.steps} steps, attention slice "
+          f"{args.attention_slice or 'none'} "
           f"({figures['fingerprint']['cpu']}, {figures['fingerprint']['cores']} cores)")
     print(f"{'figure':32} {'--low-memory':>14} {'normal':>10} {'ratio':>7}")
     for name, row in figures["figures"].items():

@@ -26,13 +26,18 @@ class ExportOptions:
     width: int | None = option(ExportConfig.width, "image width (default: the model's native size)")
     static: bool = option(ExportConfig.static, "fixed shapes (batch 2 UNet for guidance; what NPUs need)")
     vae_encoder: bool = option(ExportConfig.vae_encoder, "also export the VAE encoder (image-to-image)")
+    attention_slice: int | None = option(ExportConfig.attention_slice,
+                                         "compute the UNet's attention N heads at a time (diffusers' "
+                                         "set_attention_slice; 1: one head): the attention matrices, the largest "
+                                         "activations at 512 px and up, then never all exist at once (memory: "
+                                         "docs/memory.md)", metavar="N")
     coreml_target: str = option(ExportConfig.coreml_target,
                                 "Core ML minimum deployment target, e.g. iOS17, iOS18, macOS15 (default iOS16: the "
                                 "oldest with ML programs); iOS18 / macOS15 let `quantize --scheme palettize*` use "
                                 "per-grouped-channel tables (--group-size)", metavar="TARGET")
 
     def config(self) -> ExportConfig:
-        check_positive(self, "height", "width")
+        check_positive(self, "height", "width", "attention_slice")
         return to_config(ExportConfig, self, backends=tuple(self.backend), fp16_vae_decoder=self.fp16_vae)
 
 
