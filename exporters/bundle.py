@@ -44,7 +44,7 @@ class ExportConfig:
     fp16_vae_decoder: bool = False  # fp16 VAE decoders give black images: fp32 unless asked
     opset: int = 17
     coreml_target: str = "iOS16"  # Core ML minimum deployment target (iOS18: grouped-channel palettization)
-    # heads per slice of the UNet's attention (diffusers' set_attention_slice): the graph computes the attention
+    # heads per slice of the UNet's attention (exporters/attention_slicing.py): the graph computes the attention
     # matrices a slice at a time, so the largest (tokens^2 per head) never all exist at once. None: unsliced
     attention_slice: int | None = None
     tolerances: dict = field(default_factory=dict)  # component -> Tolerances, overriding the defaults
@@ -165,8 +165,10 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
     # an inpainting model exports as any other: its UNet's sample input is 9 channels wide (unet_io reads them)
     pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
     if config.attention_slice:
+        from .attention_slicing import HeadSlicedAttnProcessor
+
         # same arithmetic, another schedule: the validation below compares the graph with the sliced module
-        pipe.unet.set_attention_slice(config.attention_slice)
+        pipe.unet.set_attn_processor(HeadSlicedAttnProcessor(config.attention_slice))
     factor = vae_scale_factor(pipe.vae.config)
     height = config.height or pipe.unet.config.sample_size * factor
     width = config.width or pipe.unet.config.sample_size * factor

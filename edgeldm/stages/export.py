@@ -27,8 +27,8 @@ class ExportOptions:
     static: bool = option(ExportConfig.static, "fixed shapes (batch 2 UNet for guidance; what NPUs need)")
     vae_encoder: bool = option(ExportConfig.vae_encoder, "also export the VAE encoder (image-to-image)")
     attention_slice: int | None = option(ExportConfig.attention_slice,
-                                         "compute the UNet's attention N heads at a time (diffusers' "
-                                         "set_attention_slice; 1: one head): the attention matrices, the largest "
+                                         "compute the UNet's attention N heads at a time (1: one head; the "
+                                         "batch stays dynamic): the attention matrices, the largest "
                                          "activations at 512 px and up, then never all exist at once (memory: "
                                          "docs/memory.md)", metavar="N")
     coreml_target: str = option(ExportConfig.coreml_target,

@@ -1,0 +1,60 @@
+"""Attention computed a few heads at a time in the exported UNet (``edgeldm export --attention-slice N``).
+
+At 512 px SD's first attention layers see 4 096 tokens: one attention matrix is 4 096^2 floats per head, 1 GiB
+for all heads of a batch-2 call, and it is the largest activation of the whole pipeline. Computed ``N`` heads at
+a time, only ``N`` of them exist at once. diffusers' ``SlicedAttnProcessor`` does this by slicing the batch x
+heads dimension; traced for export, its loop count is fixed by the export batch and the graph breaks at another
+batch (OpenVINO refuses the empty slices at batch 1). Here the loop runs over the heads — a constant of the
+model — so the batch stays dynamic; the arithmetic is diffusers' own (``Attention.get_attention_scores``).
+"""
+
+from __future__ import annotations
+
+
+class HeadSlicedAttnProcessor:
+    """diffusers' ``AttnProcessor`` with the attention matrices made ``heads_per_slice`` heads at a time."""
+
+    def __init__(self, heads_per_slice: int):
+        if heads_per_slice < 1:
+            raise ValueError(f"heads_per_slice must be positive, got {heads_per_slice}")
+        self.heads_per_slice = heads_per_slice
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        import torch
+
+        if attention_mask is not None:  # SD UNets pass none; a mask would need slicing along with the heads
+            raise NotImplementedError("head-sliced attention takes no attention mask")
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        # (batch, heads, tokens, head_dim): a slice of heads is a slice of dimension 1, whatever the batch
+        query, key, value = (attn.head_to_batch_dim(t, out_dim=4) for t in
+                             (query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)))
+        head_dim = query.shape[3]
+        parts = []
+        for start in range(0, attn.heads, self.heads_per_slice):
+            stop = min(start + self.heads_per_slice, attn.heads)
+            q, k, v = (t[:, start:stop].reshape(-1, t.shape[2], head_dim) for t in (query, key, value))
+            probs = attn.get_attention_scores(q, k, None)
+            parts.append(torch.bmm(probs, v).reshape(-1, stop - start, q.shape[1], head_dim))
+        hidden_states = torch.cat(parts, dim=1)
+        hidden_states = attn.batch_to_head_dim(hidden_states.reshape(-1, hidden_states.shape[2], head_dim))
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
