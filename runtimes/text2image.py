@@ -31,7 +31,7 @@ from ..manifest import BundleError, bundle_file, check_bundle, component_io, gra
 from .backends import BACKENDS, open_session
 from .samplers import sampler_from_scheduler_config
 from .tokenizer import PromptTokenizer
-from .vae_tiling import needs_tiles, tiled_apply
+from .vae_tiling import tiled_apply
 
 logger = logging.getLogger("edgeldm")
 
@@ -106,19 +106,18 @@ class Text2Image:
         self.vae_tile = self._check_vae_tile(vae_tile) if vae_tile is not None else \
             (LOW_MEMORY_VAE_TILE if self.low_memory and not self.manifest["image"].get("static") else None)
         if self.low_memory:
+            session_options = {**session_options, **dict(get_backend(backend).low_memory_options)}
+        openers = {c: partial(open_session, backend, graphs[c], self.ios[c], **session_options,
+                              **session_config(self.manifest, c, backend)) for c in components}
+        if self.low_memory:
             from .low_memory import LazySession
 
-            options = {**session_options, **dict(get_backend(backend).low_memory_options)}
             # the sessions a caller may wrap (timers, recorders) call these; release() reaches them here
-            self._lazy = {c: LazySession(c, partial(open_session, backend, graphs[c], self.ios[c], **options,
-                                                    **session_config(self.manifest, c, backend)))
-                          for c in components}
+            self._lazy = {c: LazySession(c, open_) for c, open_ in openers.items()}
             self.sessions = dict(self._lazy)
         else:
             self._lazy = {}
-            self.sessions = {c: open_session(backend, graphs[c], self.ios[c],
-                                             **session_options, **session_config(self.manifest, c, backend))
-                             for c in components}
+            self.sessions = {c: open_() for c, open_ in openers.items()}
         tok = self.manifest["tokenizer"]
         tok_file = bundle_file(self.bundle, f"{tok['folder']}/tokenizer.json")
         self.tokenizer = PromptTokenizer(tok_file.parent, max_length=tok["model_max_length"],
@@ -184,16 +183,11 @@ class Text2Image:
         """(1, 3, H, W) image in [-1, 1] -> scaled latents: a draw from the VAE posterior with ``noise(shape)``
         (diffusers' ``latent_dist.sample``), or its mean when ``noise`` is None."""
         self._require_encoder()
-        pixels = np.asarray(pixels, dtype=np.float32)
-        factor = self.image["vae_scale_factor"]
 
         def moments_of(x):
             return self.sessions["vae_encoder"](sample=x)["latent_parameters"]
 
-        if needs_tiles(pixels.shape[2] // factor, pixels.shape[3] // factor, self.vae_tile):
-            moments = tiled_apply(moments_of, pixels, self.vae_tile * factor, self.vae_tile)
-        else:
-            moments = moments_of(pixels)
+        moments = self._through_vae(moments_of, np.asarray(pixels, dtype=np.float32), self.image["vae_scale_factor"], 1)
         mean, logvar = np.split(moments.astype(np.float64), 2, axis=1)
         if noise is not None:  # diffusers clamps the log-variance before taking the std
             mean = mean + np.exp(0.5 * np.clip(logvar, -30.0, 20.0)) * np.asarray(noise(mean.shape), np.float64)
@@ -348,14 +342,17 @@ class Text2Image:
         def decode(z):
             return self.sessions["vae_decoder"](latent_sample=z)["sample"]
 
-        if needs_tiles(latents.shape[2], latents.shape[3], self.vae_tile):
-            factor = self.image["vae_scale_factor"]
-            image = tiled_apply(decode, latents, self.vae_tile, self.vae_tile * factor)
-        else:
-            image = decode(latents)
+        image = self._through_vae(decode, latents, 1, self.image["vae_scale_factor"])
         self.release("vae_decoder")
         image = np.clip((image[0] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return image.transpose(1, 2, 0)
+
+    def _through_vae(self, fn, x: np.ndarray, in_pixels: int, out_pixels: int) -> np.ndarray:
+        """``fn(x)`` — a VAE half that maps ``in_pixels`` of ``x`` to ``out_pixels`` of its output — tiled at
+        ``vae_tile`` latent pixels when ``x`` is larger than one tile."""
+        if not self.vae_tile:
+            return fn(x)
+        return tiled_apply(fn, x, self.vae_tile * in_pixels, self.vae_tile * out_pixels)
 
     def release(self, *components: str) -> None:
         """Low-memory mode: close these components' sessions (they reopen on their next call); else a no-op."""

@@ -19,20 +19,18 @@ import numpy as np
 OVERLAP = 0.25
 
 
-def needs_tiles(height: int, width: int, tile: int | None) -> bool:
-    """diffusers' rule: tile only an input larger than one tile."""
-    return bool(tile) and (height > tile or width > tile)
-
-
 def tiled_apply(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile_in: int, tile_out: int,
                 overlap: float = OVERLAP) -> np.ndarray:
-    """``fn`` (NCHW -> NCHW, scaling sides by ``tile_out / tile_in``) applied over overlapping tiles of ``x``."""
+    """``fn`` (NCHW -> NCHW, scaling sides by ``tile_out / tile_in``) applied over overlapping tiles of ``x``;
+    ``fn(x)`` itself when ``x`` fits in one tile (diffusers' rule)."""
+    height, width = x.shape[2], x.shape[3]
+    if height <= tile_in and width <= tile_in:
+        return fn(x)
     stride = int(tile_in * (1 - overlap))
     extent = int(tile_out * overlap)
     limit = tile_out - extent
     if stride < 1 or limit < 1:
         raise ValueError(f"a tile of {tile_in} leaves no stride at overlap {overlap}")
-    height, width = x.shape[2], x.shape[3]
     rows = [[np.array(fn(x[:, :, i:i + tile_in, j:j + tile_in]), dtype=np.float32, copy=True)
              for j in range(0, width, stride)] for i in range(0, height, stride)]
     stitched = []

@@ -37,7 +37,7 @@ class ExportOptions:
                                 "per-grouped-channel tables (--group-size)", metavar="TARGET")
 
     def config(self) -> ExportConfig:
-        check_positive(self, "height", "width", "attention_slice")
+        check_positive(self, "height", "width")
         return to_config(ExportConfig, self, backends=tuple(self.backend), fp16_vae_decoder=self.fp16_vae)
 
 

@@ -143,13 +143,17 @@ class Sampler(ABC):
 
 def img2img_steps(num_inference_steps: int, strength: float) -> int:
     """How many of ``num_inference_steps`` an image-to-image run of ``strength`` makes (diffusers' rule)."""
-    if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength {strength} is outside (0, 1]")
+    check_unit_strength(strength)
     steps = min(int(num_inference_steps * strength), num_inference_steps)
     if steps < 1:
         raise ValueError(f"strength {strength} of {num_inference_steps} steps leaves no step to run "
                          f"(it needs at least {int(np.ceil(1 / strength))} steps)")
     return steps
+
+
+def check_unit_strength(strength: float) -> None:
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength {strength} is outside (0, 1]")
 
 
 def noised(sample: np.ndarray, noise: np.ndarray, a: float, b: float) -> np.ndarray:

@@ -17,6 +17,7 @@ from .base import (
     StepResult,
     as_f64,
     check_noise,
+    check_unit_strength,
     clean_x0,
     output_dtype,
     predict_x0_and_eps,
@@ -74,8 +75,7 @@ class LCMSampler(Sampler):
 
     def img2img_start(self, num_inference_steps: int, strength: float) -> tuple[LCMPlan, SamplerState]:
         """Every step runs, on a schedule shortened by ``strength`` (diffusers' LCM img2img pipeline)."""
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength {strength} is outside (0, 1]")
+        check_unit_strength(strength)
         plan = self.plan(num_inference_steps, strength)
         return plan, self.initial_state(plan)
 
