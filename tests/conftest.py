@@ -12,6 +12,12 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one thread each beats two threads fighting over the other's core (tiny models
+    # parallelise badly inside an op); subprocesses of the CLI tests inherit it
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def tiny_random_pipe():
