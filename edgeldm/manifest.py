@@ -26,7 +26,8 @@ from .io_spec import ComponentIO
 MANIFEST_FILE = "edgeldm.json"
 FORMAT = "edgeldm.bundle"
 #: 2: the configs peer loaders open are listed under "files"; every path must stay inside the bundle
-FORMAT_VERSION = 2
+#: 3: "generation" states the pipeline around the graphs (docs/bundle-format.md); portable Philox noise
+FORMAT_VERSION = 3
 logger = logging.getLogger("edgeldm")
 
 
@@ -60,6 +61,45 @@ def _shape_problems(m) -> list[str]:
         if not isinstance(m.get(key), dict):
             problems.append(f"{key} is missing")
     return sorted(set(problems))
+
+
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "edgeldm.bundle.v3.schema.json"
+
+
+def manifest_schema() -> dict:
+    """The JSON Schema of the current format (shipped in the package: ``edgeldm/schemas``)."""
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def validate_manifest(manifest: dict) -> None:
+    """Raise :class:`BundleError` listing every way ``manifest`` breaks the shipped JSON Schema."""
+    try:
+        import jsonschema
+    except ImportError:
+        raise EdgeLDMError("validating a manifest needs jsonschema", hint="pip install 'edgeldm[compress]'") from None
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    problems = sorted(f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+                      for e in validator.iter_errors(manifest))
+    if problems:
+        raise BundleError("the manifest breaks the bundle schema:\n  " + "\n  ".join(problems[:20]) +
+                          (f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else ""),
+                          hint="this is a bug in the writer: please report it with the manifest")
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``folder/edgeldm.json`` after checking it against the schema: no writer ships a bundle its readers
+    could not follow. ``folder`` is a writer's temporary folder (the bundle appears atomically around it)."""
+    text = json.dumps(manifest, indent=2, default=_json_default) + "\n"
+    validate_manifest(json.loads(text))  # what readers will see, after JSON's own conversions
+    (Path(folder) / MANIFEST_FILE).write_text(text)
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

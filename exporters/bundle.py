@@ -20,7 +20,8 @@ from ..version import __version__
 from ..atomic import atomic_output_dir
 from ..errors import EdgeLDMError
 from ..io_spec import ComponentIO, text_encoder_io, unet_io, vae_decoder_io, vae_encoder_io
-from ..manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, digest_files, sha256_file
+from ..contract import generation_contract
+from ..manifest import FORMAT, FORMAT_VERSION, digest_files, sha256_file, write_manifest
 from ..progress import progress_bar
 from ..backends import BACKENDS, load
 from .job import ExportJob
@@ -274,16 +275,9 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             "components": manifest_components,
             "files": digest_files(tmp, configs),
         }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        manifest["generation"] = generation_contract(manifest)
+        write_manifest(tmp, manifest)
     return manifest
-
-
-def _json_default(obj):
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _write_component_config(pipe, component: str, folder: Path) -> None:

@@ -29,6 +29,7 @@ from ..errors import EdgeLDMError, LatentsOverflowError
 from ..manifest import BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
 from .backends import BACKENDS, open_session
+from .noise import DEFAULT_NOISE, noise_source
 from .samplers import sampler_from_scheduler_config
 from .tokenizer import PromptTokenizer
 from .vae_tiling import tiled_apply
@@ -225,9 +226,11 @@ class Text2Image:
                 strength: float | None = None, resize: bool = True) -> np.ndarray:
         """The final (scaled) latents of one image.
 
-        ``initial_latents`` replaces the first noise draw; ``noise`` — a callable ``shape -> float32 array`` —
-        replaces every draw (initial latents, and the re-noising of samplers such as LCM), e.g. to replay
-        torch's generator and reproduce a diffusers pipeline image exactly. Default: numpy seeded by ``seed``.
+        ``noise`` names the seeded generator of every draw (initial latents, the re-noising of samplers such as
+        LCM): ``"philox"`` (the default: Philox4x32-10 + Box–Muller, reproducible in any language —
+        docs/bundle-format.md#noise) or ``"numpy"`` (numpy's PCG64, the draw before bundle format 3); or a
+        callable ``shape -> float32 array``, e.g. to replay torch's generator and reproduce a diffusers
+        pipeline image exactly. ``initial_latents`` replaces the first draw.
 
         ``image`` (a path, PIL image or HWC uint8 array) turns on image-to-image at ``strength`` (default 0.8, as
         diffusers): the output keeps the image's size, which is shrunk to the size multiple with a warning
@@ -257,11 +260,11 @@ class Text2Image:
         height, width = height or self.image["height"], width or self.image["width"]
         self._check_size(height, width)
         factor = self.image["vae_scale_factor"]
-        if noise is None:
-            rng = np.random.default_rng(seed)
-
-            def noise(shape):
-                return rng.standard_normal(shape).astype(np.float32)
+        if noise is None or isinstance(noise, str):
+            try:
+                noise = noise_source(noise or DEFAULT_NOISE, seed)
+            except ValueError as exc:
+                raise EdgeLDMError(str(exc)) from None
         try:
             if image is None:
                 plan = self.sampler.plan(steps)
@@ -362,11 +365,11 @@ class Text2Image:
 
     def __call__(self, prompt: str, negative_prompt: str | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, height: int | None = None, width: int | None = None,
-                 *, image=None, mask=None, strength: float | None = None, resize: bool = True):
+                 *, image=None, mask=None, strength: float | None = None, resize: bool = True, noise=None):
         """One PIL image for ``prompt`` (from ``image`` at ``strength`` for image-to-image, with ``mask`` for
-        inpainting: see :meth:`latents`)."""
+        inpainting; ``noise`` names the generator: see :meth:`latents`)."""
         from PIL import Image
 
         return Image.fromarray(self.decode(self.latents(prompt, negative_prompt, steps, guidance, seed, height, width,
-                                                        image=image, mask=mask, strength=strength,
+                                                        noise=noise, image=image, mask=mask, strength=strength,
                                                         resize=resize)))

@@ -22,8 +22,9 @@ from pathlib import Path
 from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
 from ...backends import BACKENDS, get_backend, load
-from ...manifest import graph_name
-from ...manifest import MANIFEST_FILE, check_bundle, digest_files, graph_file, load_manifest
+from ...contract import generation_contract
+from ...manifest import FORMAT_VERSION, check_bundle, digest_files, graph_file, graph_name, load_manifest, \
+    write_manifest
 from .schemes import QuantOptions, component_schemes
 from .validate import can_run, graph_parity, image_parity
 
@@ -164,7 +165,10 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             "min_psnr": config.min_psnr, "sensitivity": config.sensitivity, "keep_failed": config.keep_failed,
             "compact": config.compact},
             "previous": manifest.get("recipe")}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
+        # a bundle of an older format comes out in the current one, its pipeline stated for this backend's graphs
+        new_manifest["format_version"] = FORMAT_VERSION
+        new_manifest["generation"] = generation_contract(new_manifest)
+        write_manifest(tmp, new_manifest)
         if runnable is None and config.image_prompts:
             prompts = calibration_prompts(str(bundle), config.image_prompts, seed=97)
             parity = image_parity(config.backend, bundle, tmp, prompts)
@@ -173,7 +177,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                         parity["psnr_db_min"])
         else:
             new_manifest["quantization"]["image_parity"] = {"skipped": runnable or "no prompts"}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(new_manifest, indent=2, default=str) + "\n")
+        write_manifest(tmp, new_manifest)
     if failed:  # only with keep_failed: the bundle was written, marked failed, for inspection
         raise QuantizationQualityError(f"quantized bundle below the PSNR floor, kept in {out} as asked "
                                        f"(--keep-failed): " + "; ".join(failed),

@@ -14,6 +14,7 @@ logger = logging.getLogger("edgeldm")
 def add_parser(sub) -> None:
     from ..arguments import STRENGTH, THREADS
     from ..runtimes.backends import BACKENDS
+    from ..runtimes.noise import NOISE_GENERATORS
     from ..runtimes.samplers import SAMPLERS
     from ..runtimes.samplers.registry import _load_builtin_samplers
 
@@ -60,6 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="BUNDLE: skip the SHA-256 check of the bundle's files against its manifest (paths must "
                         "still stay inside the bundle)")
+    p.add_argument("--noise", default="philox", choices=sorted(NOISE_GENERATORS),
+                   help="the seeded noise generator: philox (default; the same image from --seed in any language "
+                        "— docs/bundle-format.md#noise) or numpy (numpy's PCG64: images made before bundle format 3)")
     add_memory_arguments(p)
     p.set_defaults(func=run)
 
@@ -95,7 +99,7 @@ def run(args) -> int:
                      low_memory=args.low_memory, vae_tile=args.vae_tile, **options)
     result = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                 seed=args.seed, height=args.height, width=args.width, image=image, mask=mask, strength=args.strength,
-                resize=args.resize)
+                resize=args.resize, noise=args.noise)
     atomic_write_bytes(out, image_bytes(result, out.suffix))
     logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
     return 0
