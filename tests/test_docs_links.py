@@ -29,6 +29,7 @@ def test_readme_is_a_guide_that_starts_with_the_two_commands():
     assert len(text.splitlines()) <= 300
     first_block = text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     assert first_block[0].startswith('pip install -e ".[all]" && edgeldm demo')
-    assert first_block[1].startswith('pip install -e ".[all,test]" && python -m pytest -q tests')
+    test_command = first_block[1].split("  #", 1)[0].strip()
+    assert test_command == 'sh runtimes/js/ensure-node.sh && pip install -e ".[all,test]" && python -m pytest -q tests'
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install -e ".[all,test]" && python -m pytest -q tests' in ci
+    assert ci.strip().splitlines()[-1] == test_command  # .ci/run runs exactly the README's test command
