@@ -78,6 +78,37 @@ def test_every_scheme_writes_a_validated_bundle_that_runs(tiny_random_bundle, ca
     assert "quantization" not in original and "openvino" in original["components"]["unet"]["backends"]
 
 
+def test_the_qnn_scheme_wants_fixed_shapes_and_writes_16_bit_activations(tiny_random_bundle, calib, tmp_path):
+    import onnx
+
+    from edgeldm.errors import EdgeLDMError
+    from edgeldm.exporters.bundle import ExportConfig, export_bundle
+
+    refused = tmp_path / "refused"
+    with pytest.raises(EdgeLDMError, match="needs fixed shapes") as info:
+        quantize_bundle(tiny_random_bundle, refused, QuantizeConfig(backend="onnx", scheme="qnn-a16w8",
+                                                                    calibration_dir=str(calib.folder)))
+    assert "--static" in info.value.hint and not refused.exists()
+
+    static = tmp_path / "static"
+    export_bundle("tiny-random", static, ExportConfig(backends=("onnx",), static=True))
+    out = tmp_path / "q"
+    manifest = quantize_bundle(static, out, QuantizeConfig(backend="onnx", scheme="qnn-a16w8", min_psnr=30.0,
+                                                           image_prompts=1, options=QuantOptions(calib_samples=8)))
+    assert manifest["quantization"]["components"] == ["unet"]  # the text encoder's causal mask stays float
+    parity = manifest["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]
+    assert parity["psnr_db"] >= 30.0  # measured on the CPU provider: no QNN device here
+    assert "CPU provider" in manifest["quantization"]["summary"]
+    graph = onnx.load(str(out / "unet" / "model.onnx")).graph
+    zero_points = {i.name: i.data_type for i in graph.initializer if i.name.endswith("zero_point")}
+    q_inputs = [n.input[2] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert q_inputs and all(zero_points[z] == onnx.TensorProto.UINT16 for z in q_inputs)  # 16-bit activations
+    weights = [n.input[2] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in
+               {i.name for i in graph.initializer}]
+    assert any(zero_points[z] == onnx.TensorProto.UINT8 for z in weights)  # 8-bit weights
+    assert Text2Image(out, backend="onnx")("a red circle", steps=2).size == (64, 64)
+
+
 def test_below_the_floor_is_an_error_and_writes_nothing(tiny_random_bundle, calib, tmp_path):
     out = tmp_path / "q"
     config = QuantizeConfig(backend="onnx", scheme="dynamic", calibration_dir=str(calib.folder), min_psnr=500.0)

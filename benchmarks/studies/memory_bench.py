@@ -2,13 +2,14 @@
 side in one run (issue #27, item 6).
 
     python -m edgeldm.benchmarks.studies.memory_bench --model sd15 --scheme openvino:int8-weights --size 512 \\
-        --steps 2 --out /tmp/memory-bench [--json F]
+        --steps 2 --out /tmp/memory-bench [--larger 1024] [--json F]
 
 1. exports MODEL at SIZE (ONNX + OpenVINO; cached under --out), quantizes it with SCHEME (cached);
 2. benches the quantized bundle twice in two fresh processes, alternately: ``--low-memory`` (one component resident
    at a time, the VAE tiled at 32 latent pixels) against the normal mode, each reporting its process peak and the
    resident peak during each component's calls (``edgeldm bench``'s figures);
-3. prints the ratios and the PSNR of the two images (they differ only by the VAE tiling).
+3. prints the ratios and the PSNR of the two images (they differ only by the VAE tiling);
+4. with ``--larger PX``, benches ``--low-memory`` at PX against ``--low-memory`` at SIZE on the same dynamic bundle.
 
 Memory figures are the OS's high-water marks, not timings: they hold beside other work, but the run is long.
 """
@@ -61,6 +62,24 @@ def measure(bundle: Path, backend: str, steps: int, vae_tile: int | None) -> dic
             "fingerprint": result["fingerprint"]}
 
 
+def measure_larger(bundle: Path, backend: str, steps: int, vae_tile: int | None, size: int, larger: int) -> dict:
+    """``--low-memory`` at ``larger`` px against ``--low-memory`` at the export ``size``, one dynamic bundle, side by
+    side: with the VAE tiled, only the UNet's activations should grow (issue #27: within 1.2x)."""
+    low = BenchConfig(steps=steps, repeat=1, warmup=0, backend=backend, quality_prompts=0, low_memory=True,
+                      vae_tile=vae_tile, height=size, width=size)
+    result, _ = run_bench(str(bundle), replace(low, height=larger, width=larger), vs=str(bundle), vs_config=low,
+                          command="python -m edgeldm.benchmarks.studies.memory_bench --larger")
+    rows = {}
+    for figure in ("peak_rss_bytes", *COMPONENT_PEAK_FIGURES.values()):
+        a, b = result["figures"].get(figure), result["vs"]["figures"].get(figure)
+        rows[figure] = {f"{larger}px_mib": None if a is None else a / 2**20,
+                        f"{size}px_mib": None if b is None else b / 2**20,
+                        "ratio": None if not (a and b) else a / b}
+    return {"sizes": [larger, size], "figures": rows,
+            "image_s": {str(larger): result["figures"]["image_s"]["median"],
+                        str(size): result["vs"]["figures"]["image_s"]["median"]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sd15", help="zoo name or diffusers folder (default sd15: seeded random "
@@ -74,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attention-slice", type=int, default=None,
                    help="export the UNet's attention sliced to N heads (edgeldm export --attention-slice)")
     p.add_argument("--out", default="memory-bench", help="where the bundles are cached (default ./memory-bench)")
+    p.add_argument("--larger", type=int, default=None, metavar="PX",
+                   help="also run --low-memory at PX (the same dynamic bundle) against --low-memory at --size")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -92,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:32} {mib(row['low_memory_mib']):>14} {mib(row['normal_mib']):>10} {ratio:>7}")
     print(f"image time: {figures['image_s']['low_memory']:.1f} s low-memory vs {figures['image_s']['normal']:.1f} s "
           f"normal; image PSNR low-memory vs normal (the VAE tiling): {figures['tiled_vs_untiled_psnr_db']:.1f} dB")
+    if args.larger:
+        larger = measure_larger(bundle, args.scheme.split(":")[0], args.steps, args.vae_tile, args.size, args.larger)
+        figures["larger"] = larger
+        print(f"\n--low-memory at {args.larger} px against {args.size} px (one dynamic bundle)")
+        print(f"{'figure':32} {f'{args.larger} px':>14} {f'{args.size} px':>10} {'ratio':>7}")
+        for name, row in larger["figures"].items():
+            a, b = row[f"{args.larger}px_mib"], row[f"{args.size}px_mib"]
+            ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+            print(f"{name:32} {'n/a' if a is None else f'{a:,.0f} MiB':>14} "
+                  f"{'n/a' if b is None else f'{b:,.0f} MiB':>10} {ratio:>7}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

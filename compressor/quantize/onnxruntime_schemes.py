@@ -4,6 +4,9 @@
   weights; UNet and text encoder — the VAE decoder stays fp32 by default (its outputs are pixels, and
   8-bit activations band them visibly).
 * ``dynamic``: INT8 weights, activations quantized at run time per tensor (no calibration).
+* ``qnn-a16w8``: graphs for Qualcomm's NPU (QNN HTP): static shapes, QNN's preprocessing, QDQ with 16-bit
+  activations and 8-bit weights (``onnxruntime.quantization.execution_providers.qnn``); validated here on the
+  CPU provider — no QNN device on these machines.
 * ``int8-weights`` / ``int4-weights``: weight-only — a smaller download, fp32 arithmetic. INT8 weights sit
   behind ``DequantizeLinear`` (per output channel); INT4 MatMul / embedding weights are ORT's blocked
   ``MatMulNBits`` / ``GatherBlockQuantized`` (its ``MatMulNBitsQuantizer``; embedding scales fp16),
@@ -261,3 +264,54 @@ def node_names(graph: Path) -> list[str]:
     import onnx
 
     return [n.name for n in onnx.load(str(graph), load_external_data=False).graph.node]
+
+
+def _static_inputs(model_path: Path) -> list[str]:
+    """The graph inputs with a symbolic dimension (QNN compiles fixed shapes only)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [i.name for i in graph.input
+            if any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)]
+
+
+@register_scheme("qnn-a16w8", "onnx", "Qualcomm NPU (QNN HTP) layout: QDQ with 16-bit activations and 8-bit weights "
+                 "after QNN's graph preprocessing (static bundles; validated here on ONNX Runtime's CPU provider, no "
+                 "QNN device)", calibrated=True,
+                 # the text encoder's causal mask (-inf..0) defeats even 16-bit activations: measured on tiny-random,
+                 # below the 52 dB floor until the sensitivity search had kept every layer float
+                 components=("unet",))
+def qnn_a16w8(src: Path, dst: Path, component: str, options: QuantOptions, calib=None) -> list[Path]:
+    """onnxruntime's QNN tooling (``onnxruntime.quantization.execution_providers.qnn``): ``qnn_preprocess_model``
+    (LayerNorm fusion, the graph rewrites the HTP wants), then ``get_qnn_qdq_config`` with uint16 activations and
+    uint8 weights — the mix Qualcomm recommends where 8-bit activations lose too much — and ``quantize``. The
+    HTP itself cannot run here: the parity numbers come from the CPU provider, which executes the same QDQ graph."""
+    from onnxruntime.quantization import QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+
+    from ...calibration.capture import OnnxCalibrationReader
+    from ...errors import EdgeLDMError
+
+    dynamic_inputs = _static_inputs(src)
+    if dynamic_inputs:
+        raise EdgeLDMError(f"{component}: qnn-a16w8 needs fixed shapes; {', '.join(dynamic_inputs)} "
+                           f"{'has' if len(dynamic_inputs) == 1 else 'have'} symbolic dimensions",
+                           hint="export with --static --height H --width W (QNN compiles one shape)")
+    (start, count), _ = calib.split(component)
+    reader = OnnxCalibrationReader(calib, component, start=start, limit=min(count, options.calib_samples),
+                                   count=count)
+    large = _large(src)
+    with tempfile.TemporaryDirectory(prefix="edgeldm-qnn-") as scratch:
+        scratch = Path(scratch)
+        pre = scratch / "pre.onnx"
+        model = pre if qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True, save_as_external_data=large,
+                                            all_tensors_to_one_file=True) else src
+        config = get_qnn_qdq_config(str(model), reader, activation_type=QuantType.QUInt16,
+                                    weight_type=QuantType.QUInt8, per_channel=options.per_channel,
+                                    op_types_to_quantize=list(options.op_types) if options.op_types else None,
+                                    nodes_to_exclude=_excluded_nodes(model, options) or None)
+        config.use_external_data_format = large
+        out = scratch / "out" / ONNX_FILE
+        out.parent.mkdir()
+        quantize(str(model), str(out), config)
+        return _write(out, dst, large)

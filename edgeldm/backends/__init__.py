@@ -1,6 +1,6 @@
 """The deployment backends, each described once: graph files, exporter, runtime session, devices, schemes.
 
-One file per backend (``onnxruntime.py``, ``openvino.py``, ``coreml.py``, ``torch.py``) registers a
+One file per backend (``onnxruntime.py``, ``openvino.py``, ``ort_mobile.py``, ``coreml.py``, ``torch.py``) registers a
 :class:`Backend`; the bundle writer, the manifest's trust rule, the runtime, the quantizer and the bench
 harness find everything about a backend here. The description names its implementations by dotted path
 (``"module:attribute"``), imported on use, so this package stays torch-free and below every layer that
@@ -19,7 +19,7 @@ from ..errors import EdgeLDMError
 
 @dataclass(frozen=True)
 class Backend:
-    name: str  # as on the command line and in the manifest: onnx, openvino, coreml, torch
+    name: str  # as on the command line and in the manifest: onnx, openvino, ort_mobile, coreml, torch
     session: str  # "module:Class" of the runtime session (runtimes/backends/*_session.py)
     graph_file: str | None = None  # the file a component folder holds its graph in (None: no graph of its own)
     owns: tuple[str, ...] = ()  # name prefixes of the files of a component folder that belong to this graph
@@ -101,5 +101,6 @@ def owners(component: str, rel: str) -> set[str]:
 # each registers its backend; the order is the export order (OpenVINO converts the ONNX graph)
 from . import onnxruntime  # noqa: E402,F401,I001
 from . import openvino  # noqa: E402,F401
+from . import ort_mobile  # noqa: E402,F401
 from . import coreml  # noqa: E402,F401
 from . import torch_reference  # noqa: E402,F401

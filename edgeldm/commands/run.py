@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
                        help="with --image: refuse an image whose sides are not multiples of the model's size "
                             "multiple, instead of shrinking it with a warning")
     p.add_argument("--backend", default="onnx", choices=sorted(BACKENDS),
-                   help="onnx, openvino, coreml (predicts on macOS only), or torch (the source model through "
+                   help="onnx, openvino, ort_mobile (ONNX Runtime Mobile's .ort graphs), coreml (predicts on macOS only), or torch (the source model through "
                         "diffusers' modules, for reference; needs the compress extra) (default onnx)")
     p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
                    help="the numpy sampler to use (default: the bundle's scheduler)")

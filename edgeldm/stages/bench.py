@@ -19,7 +19,7 @@ logger = logging.getLogger("edgeldm")
 @dataclass(frozen=True)
 class BenchOptions:
     vs: str | None = option(None, "a second target, timed alternately with TARGET", metavar="OTHER")
-    backend: str = option(BenchConfig.backend, "graphs a bundle target runs: onnx, openvino, coreml or torch")
+    backend: str = option(BenchConfig.backend, "graphs a bundle target runs: onnx, openvino, ort_mobile, coreml or torch")
     device: str | None = option(BenchConfig.device, "backend device: an ONNX Runtime execution provider, an "
                                                     "OpenVINO device (CPU, GPU, NPU, AUTO), Core ML compute units, "
                                                     "or a torch device (default: the CPU)")

@@ -30,7 +30,7 @@ class EvaluateOptions:
     split: str = option(EvalConfig.split, "heldout: new scenes of trained combinations; compositional: (shape, "
                                           "colour) pairs never seen in training", choices=EVAL_SPLITS)
     batch_size: int = option(EvalConfig.batch_size, "images per pipeline call")
-    backend: str | None = option(None, "graphs a bundle runs: onnx, openvino, coreml (default: onnx if the bundle "
+    backend: str | None = option(None, "graphs a bundle runs: onnx, openvino, ort_mobile, coreml (default: onnx if the bundle "
                                        "has it, else the backend it has)")
     verify: bool = option(True, "a bundle MODEL: skip the SHA-256 check of the bundle's files against its manifest "
                                 "(paths must still stay inside the bundle)")
