@@ -1,17 +1,18 @@
 """ONNX Runtime Mobile: ``model.ort`` (ONNX Runtime's flatbuffer format, optimisations saved) and the operator and
-type list a reduced-size build of ONNX Runtime takes. The same session class runs it: ONNX Runtime loads
-``.ort`` files as it loads ``.onnx`` ones."""
+type list a reduced-size build of ONNX Runtime takes. Otherwise the ONNX backend: ONNX Runtime loads ``.ort``
+files with the same session, devices and options as ``.onnx`` ones. No quantization schemes yet: a quantized
+``.ort`` graph (the ONNX schemes' output through the same converter) is not built."""
 
-from . import Backend, register_backend
+from dataclasses import replace
 
-ORT_MOBILE = register_backend(Backend(
+from . import register_backend
+from .onnxruntime import ONNX
+
+ORT_MOBILE = register_backend(replace(
+    ONNX,
     name="ort_mobile",
     graph_file="model.ort",
     owns=("model.ort", "model.required_operators"),
-    session="edgeldm.runtimes.backends.onnxruntime_session:OnnxRuntimeSession",
     exporter="edgeldm.exporters.ort_mobile_export:export_for_bundle",
-    device_option="providers",
-    default_device="CPUExecutionProvider",
-    threads=True,
-    low_memory_options=(("memory_arena", False),),
+    schemes=None,
 ))
