@@ -20,6 +20,9 @@ from .errors import (
     WeightShapeMismatchError,
 )
 from .version import __version__
+from . import _compat
+
+_compat.install()
 
 
 def load_pipeline(source, *, allow_pickle: bool = False, seed: int = 0, dtype=None):

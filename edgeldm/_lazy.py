@@ -21,6 +21,7 @@ EXTRA_FOR_MODULE = {
     "onnxruntime": "onnx",
     "onnxslim": "onnx",
     "openvino": "openvino",
+    "executorch": "executorch",
     "coremltools": "coreml",
 }
 

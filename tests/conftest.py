@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import edgeldm  # noqa: F401  (first: edgeldm._compat must precede any diffusers import of a test module)
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # two workers on two cores: one thread each beats two threads fighting over the other's core (tiny models
     # parallelise badly inside an op); subprocesses of the CLI tests inherit it

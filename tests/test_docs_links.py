@@ -30,6 +30,6 @@ def test_readme_is_a_guide_that_starts_with_the_two_commands():
     first_block = text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     assert first_block[0].startswith('pip install -e ".[all]" && edgeldm demo')
     test_command = first_block[1].split("  #", 1)[0].strip()
-    assert test_command == 'sh runtimes/js/ensure-node.sh && pip install -e ".[all,test]" && python -m pytest -q tests'
+    assert test_command == 'sh runtimes/js/ensure-node.sh && pip install -e ".[all,test,executorch]" && python -m pytest -q tests'
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.strip().splitlines()[-1] == test_command  # .ci/run runs exactly the README's test command

@@ -1,6 +1,6 @@
 """The deployment backends, each described once: graph files, exporter, runtime session, devices, schemes.
 
-One file per backend (``onnxruntime.py``, ``openvino.py``, ``ort_mobile.py``, ``coreml.py``, ``torch.py``) registers a
+One file per backend (``onnxruntime.py``, ``openvino.py``, ``ort_mobile.py``, ``coreml.py``, ``executorch.py``, ``torch.py``) registers a
 :class:`Backend`; the bundle writer, the manifest's trust rule, the runtime, the quantizer and the bench
 harness find everything about a backend here. The description names its implementations by dotted path
 (``"module:attribute"``), imported on use, so this package stays torch-free and below every layer that
@@ -103,4 +103,5 @@ from . import onnxruntime  # noqa: E402,F401,I001
 from . import openvino  # noqa: E402,F401
 from . import ort_mobile  # noqa: E402,F401
 from . import coreml  # noqa: E402,F401
+from . import executorch  # noqa: E402,F401
 from . import torch_reference  # noqa: E402,F401
