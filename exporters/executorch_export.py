@@ -38,17 +38,21 @@ def _plain_attention(module):
 
 def export_executorch(module, io: ComponentIO, folder: Path, *, vocab_size: int = 49408) -> list[Path]:
     torch = require("torch")
-    require("executorch")
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     inputs = example_inputs(io, vocab_size=vocab_size)
     example = tuple(torch.from_numpy(inputs[n]) for n in io.input_names)
     with torch.no_grad(), _plain_attention(module):
         program = torch.export.export(module.eval(), example)
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PTE_FILE
+    return lower_to_pte(program, folder / PTE_FILE)
+
+
+def lower_to_pte(program, path: Path) -> list[Path]:
+    """An exported program lowered to the XNNPACK delegate and written as an ExecuTorch program."""
+    require("executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     path.write_bytes(lowered.buffer)
     return [path]
 

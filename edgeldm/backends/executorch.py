@@ -11,6 +11,7 @@ EXECUTORCH = register_backend(Backend(
     owns=("model.pte",),
     session="edgeldm.runtimes.backends.executorch_session:ExecuTorchSession",
     exporter="edgeldm.exporters.executorch_export:export_for_bundle",
+    schemes="edgeldm.compressor.quantize.executorch_schemes",
     default_device="XNNPACK",
     needs_static=True,
 ))
