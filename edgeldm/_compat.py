@@ -1,10 +1,10 @@
 """Workarounds for the dependency set, applied once at ``import edgeldm`` (cheap: no heavy import happens here).
 
-diffusers 0.35.2 and torchao 0.18 (which ``executorch==1.5.1`` pins, so the ``executorch`` extra brings it):
-diffusers sees torchao installed, imports its torchao quantizer with every model class, and that module fails
-on torchao 0.18's missing tensor classes with a ``NameError`` (``logger`` undefined in its fallback), so
-``from diffusers import UNet2DConditionModel`` dies. edgeldm never uses diffusers' torchao quantization, so
-diffusers is told torchao is absent: its availability flag is cleared right after ``diffusers.utils.import_utils``
+torchao 0.18 (which ``executorch==1.5.1`` pins, so the ``executorch`` extra brings it) removed tensor classes that
+diffusers 0.35.2 and peft 0.17 import as soon as they see torchao installed: diffusers' torchao quantizer then
+fails with a ``NameError`` on every model import (``logger`` undefined in its fallback), and peft's LoRA dispatch
+with an ``ImportError`` on every adapter. edgeldm uses neither library's torchao integration (ExecuTorch's PT2E
+flow calls torchao directly), so both are told torchao is absent, right after their import-utility module
 executes — before anything reads it. Nothing changes where torchao is not installed.
 """
 
@@ -15,12 +15,23 @@ import importlib.machinery
 import importlib.util
 import sys
 
-_TARGET = "diffusers.utils.import_utils"
+
+def _no_torchao_in_diffusers(module) -> None:
+    module._torchao_available = False
 
 
-class _DiffusersWithoutTorchao(importlib.abc.MetaPathFinder):
+def _no_torchao_in_peft(module) -> None:
+    module.is_torchao_available = lambda: False  # modules bind it by name when they import it, after this
+
+
+#: module -> what to change in it once it has executed
+_PATCHES = {"diffusers.utils.import_utils": _no_torchao_in_diffusers, "peft.import_utils": _no_torchao_in_peft}
+
+
+class _WithoutTorchao(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != _TARGET:
+        patch = _PATCHES.get(name)
+        if patch is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -29,16 +40,17 @@ class _DiffusersWithoutTorchao(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             run(module)
-            module._torchao_available = False
+            patch(module)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
 def install() -> None:
-    if _TARGET in sys.modules:  # diffusers came first: clear the flag directly (its quantizers may be imported)
-        sys.modules[_TARGET]._torchao_available = False
+    if importlib.util.find_spec("torchao") is None:
         return
-    if importlib.util.find_spec("torchao") is not None and \
-            not any(isinstance(f, _DiffusersWithoutTorchao) for f in sys.meta_path):
-        sys.meta_path.insert(0, _DiffusersWithoutTorchao())
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:  # imported before edgeldm: patch it in place
+            patch(sys.modules[name])
+    if not any(isinstance(f, _WithoutTorchao) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WithoutTorchao())

@@ -94,7 +94,8 @@ def test_the_qnn_scheme_wants_fixed_shapes_and_writes_16_bit_activations(tiny_ra
     export_bundle("tiny-random", static, ExportConfig(backends=("onnx",), static=True))
     out = tmp_path / "q"
     manifest = quantize_bundle(static, out, QuantizeConfig(backend="onnx", scheme="qnn-a16w8", min_psnr=30.0,
-                                                           image_prompts=1, options=QuantOptions(calib_samples=8)))
+                                                           image_prompts=1, calibration=CaptureConfig(samples=2, steps=3),
+                                                           options=QuantOptions(calib_samples=8)))
     assert manifest["quantization"]["components"] == ["unet"]  # the text encoder's causal mask stays float
     parity = manifest["components"]["unet"]["backends"]["onnx"]["quantization"]["parity"]
     assert parity["psnr_db"] >= 30.0  # measured on the CPU provider: no QNN device here
