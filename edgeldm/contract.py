@@ -25,36 +25,33 @@ def _io_names(manifest: dict, component: str) -> tuple[list[str], list[str]]:
 
 
 def _sampler(manifest: dict) -> dict:
-    from .runtimes.samplers.registry import sampler_from_scheduler_config
+    from .runtimes.samplers.registry import sampler_from_manifest
 
-    config = dict(manifest["scheduler"]["config"])
-    config.setdefault("_class_name", manifest["scheduler"]["class"])
     try:
-        sampler = sampler_from_scheduler_config(config)
+        sampler = sampler_from_manifest(manifest)
     except ValueError:  # a scheduler without a numpy sampler: the client must bring its own
         return {"name": None, "diffusers_class": manifest["scheduler"]["class"], "rule": None, "parameters": {}}
     return {"name": sampler.name, "diffusers_class": manifest["scheduler"]["class"],
             "rule": f"{DOC}#sampler-{sampler.name}", "parameters": sampler.config.to_dict()}
 
 
-def generation_contract(manifest: dict, *, noise: str = DEFAULT_NOISE) -> dict:
+def generation_contract(manifest: dict) -> dict:
     """The ``generation`` section for ``manifest`` (which must hold image, defaults, scheduler, tokenizer and
     the components' I/O)."""
     image, comps = manifest["image"], manifest["components"]
     _, text_out = _io_names(manifest, "text_encoder")
-    unet_in, (unet_out, *_) = _io_names(manifest, "unet")
+    _, (unet_out, *_) = _io_names(manifest, "unet")
+    unet_in = {t["name"]: t for t in comps["unet"]["io"]["inputs"]}
     latent_channels = image["latent_channels"]
-    sample = next(t for t in comps["unet"]["io"]["inputs"] if t["name"] == "sample")
-    unet_channels = sample["shape"][1]
+    unet_channels = unet_in["sample"]["shape"][1]
     inpainting = unet_channels == 2 * latent_channels + 1
     embedded = "timestep_cond" in unet_in
     latent_shape = ["1", str(latent_channels), "height / vae_scale_factor", "width / vae_scale_factor"]
 
     guidance = {"scale_default": manifest["defaults"]["guidance"]}
     if embedded:
-        dim = next(t for t in comps["unet"]["io"]["inputs"] if t["name"] == "timestep_cond")["shape"][1]
         guidance.update(rule="embedded", unet_input="timestep_cond", embedding=GUIDANCE_EMBEDDING_RULE,
-                        embedding_dim=dim, embedding_of="guidance - 1", batch=["conditional"])
+                        embedding_dim=unet_in["timestep_cond"]["shape"][1], embedding_of="guidance - 1", batch=["conditional"])
     else:
         guidance.update(rule="classifier-free", applies_when="guidance > 1",
                         batch=["unconditional", "conditional"],
@@ -106,7 +103,7 @@ def generation_contract(manifest: dict, *, noise: str = DEFAULT_NOISE) -> dict:
         "guidance": guidance,
         "sampler": {**_sampler(manifest), "steps_default": manifest["defaults"]["steps"],
                     "timestep_input": "timestep, a float32 scalar: the sampler's timestep value"},
-        "noise": {"generator": NOISE_SPEC[noise], "rule": f"{DOC}#noise", "seed_range": [0, 2**64 - 1],
+        "noise": {"generator": NOISE_SPEC[DEFAULT_NOISE], "rule": f"{DOC}#noise", "seed_range": [0, 2**64 - 1],
                   "order": "one stream per image; draws in the order the mode's calls make them"},
         "latents": {"shape": latent_shape, "scaling_factor": image["scaling_factor"],
                     "to_decoder": "latents / scaling_factor", "from_encoder": "sample * scaling_factor",

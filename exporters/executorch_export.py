@@ -21,7 +21,7 @@ PTE_FILE = "model.pte"
 
 
 @contextlib.contextmanager
-def _plain_attention(module):
+def plain_attention(module):
     """Every diffusers model inside ``module`` on ``AttnProcessor`` for the duration; restored afterwards."""
     from diffusers.models.attention_processor import AttnProcessor
 
@@ -40,7 +40,7 @@ def export_executorch(module, io: ComponentIO, folder: Path, *, vocab_size: int 
     torch = require("torch")
     inputs = example_inputs(io, vocab_size=vocab_size)
     example = tuple(torch.from_numpy(inputs[n]) for n in io.input_names)
-    with torch.no_grad(), _plain_attention(module):
+    with torch.no_grad(), plain_attention(module):
         program = torch.export.export(module.eval(), example)
     folder.mkdir(parents=True, exist_ok=True)
     return lower_to_pte(program, folder / PTE_FILE)

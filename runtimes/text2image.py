@@ -30,7 +30,7 @@ from ..manifest import BundleError, bundle_file, check_bundle, component_io, gra
     session_config
 from .backends import BACKENDS, open_session
 from .noise import DEFAULT_NOISE, noise_source
-from .samplers import sampler_from_scheduler_config
+from .samplers.registry import sampler_from_manifest
 from .tokenizer import PromptTokenizer
 from .vae_tiling import tiled_apply
 
@@ -62,10 +62,8 @@ def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
 def _sampler(manifest: dict, name: str | None):
     from .samplers import SAMPLERS
 
-    sched = dict(manifest["scheduler"]["config"])
-    sched.setdefault("_class_name", manifest["scheduler"]["class"])
     try:
-        return sampler_from_scheduler_config(sched, name)
+        return sampler_from_manifest(manifest, name)
     except ValueError as exc:
         raise EdgeLDMError(str(exc), hint=f"choose a sampler: {', '.join(sorted(SAMPLERS))}") from None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..._lazy import require
 from ...errors import EdgeLDMError
-from ...exporters.executorch_export import PTE_FILE, _plain_attention, lower_to_pte
+from ...exporters.executorch_export import PTE_FILE, plain_attention, lower_to_pte
 from .schemes import QuantOptions, register_scheme
 
 
@@ -59,7 +59,7 @@ def int8(src: Path, dst: Path, component: str, options: QuantOptions, calib=None
     reader = OnnxCalibrationReader(calib, component, start=start, limit=min(count, options.calib_samples),
                                    count=count)
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
-    with torch.no_grad(), _plain_attention(module):
+    with torch.no_grad(), plain_attention(module):
         graph = torch.export.export(module, example).module()
         observed = prepare_pt2e(graph, quantizer)
         for feeds in reader:

@@ -65,6 +65,14 @@ def sampler_from_scheduler_config(config: Mapping[str, Any], name: str | None = 
     return SAMPLERS[name].from_scheduler_config(config)
 
 
+def sampler_from_manifest(manifest: Mapping[str, Any], name: str | None = None):
+    """The sampler of a bundle manifest's ``scheduler`` entry (its config, the class named beside it), or of
+    ``name``; ``ValueError`` as :func:`sampler_from_scheduler_config`."""
+    config = dict(manifest["scheduler"]["config"])
+    config.setdefault("_class_name", manifest["scheduler"]["class"])
+    return sampler_from_scheduler_config(config, name)
+
+
 #: modules of this package that hold no sampler
 _NOT_SAMPLERS = frozenset({"base", "config", "registry", "schedule"})
 
