@@ -184,9 +184,8 @@ def _listed_files(manifest: dict, backends: list[str] | None) -> tuple[dict[str,
             if backends is not None and backend not in backends:
                 continue
             files = entry.get("files") or {}
-            graph = f"{name}/{graph_name(backend)}"
-            if not (graph in files or any(f.startswith(graph + "/") for f in files)):  # a package is a folder
-                missing.append(f"{name}'s {backend} graph {graph}")
+            if listed_graph(files, name, backend) is None:
+                missing.append(f"{name}'s {backend} graph {name}/{graph_name(backend)}")
             listed.update(files)
         if f"{name}/config.json" not in shared and shared:
             missing.append(f"{name}/config.json")
@@ -275,10 +274,22 @@ def graph_file(bundle: str | Path, manifest: dict, component: str, backend: str)
         files = manifest["components"][component]["backends"][backend].get("files") or {}
     except KeyError:
         raise BundleError(f"the bundle has no {backend} graph for {component!r}") from None
-    rel = f"{component}/{graph_name(backend)}"
-    if rel not in files and not any(f.startswith(rel + "/") for f in files):
-        raise BundleError(f"{rel} is not listed in the bundle's manifest", hint="re-export the bundle")
+    rel = listed_graph(files, component, backend)
+    if rel is None:
+        raise BundleError(f"{component}/{graph_name(backend)} is not listed in the bundle's manifest",
+                          hint="re-export the bundle")
     return bundle_file(bundle, rel)
+
+
+def listed_graph(files: dict, component: str, backend: str) -> str | None:
+    """The path a component's graph for ``backend`` opens from, if ``files`` lists it: the graph file (a package
+    is a folder: listed by its files), or the first part of a graph in parts (Core ML chunks), else None."""
+    names = [graph_name(backend)] + [p for p in [getattr(BACKENDS.get(backend), "first_part", None)] if p]
+    for name in names:
+        rel = f"{component}/{name}"
+        if rel in files or any(f.startswith(rel + "/") for f in files):
+            return rel
+    return None
 
 
 def component_io(manifest: dict, component: str) -> ComponentIO:

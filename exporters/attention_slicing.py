@@ -6,9 +6,16 @@ a time, only ``N`` of them exist at once. diffusers' ``SlicedAttnProcessor`` doe
 heads dimension; traced for export, its loop count is fixed by the export batch and the graph breaks at another
 batch (OpenVINO refuses the empty slices at batch 1). Here the loop runs over the heads — a constant of the
 model — so the batch stays dynamic; the arithmetic is diffusers' own (``Attention.get_attention_scores``).
+
+:class:`SplitEinsumAttnProcessor` is the Core ML exporter's ``--coreml-attention split_einsum``: every head its own
+pair of einsums on a channel slice of the projections, so the graph has no reshape / transpose of the heads into a
+separate axis — the form Apple's ml-stable-diffusion converts for the Neural Engine (``SPLIT_EINSUM``). Apple also
+rewrites the linear layers as 1x1 convolutions on a (batch, channels, 1, tokens) layout; that part is not done here.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 
 class HeadSlicedAttnProcessor:
@@ -21,8 +28,6 @@ class HeadSlicedAttnProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
-        import torch
-
         if attention_mask is not None:  # SD UNets pass none; a mask would need slicing along with the heads
             raise NotImplementedError("head-sliced attention takes no attention mask")
         residual = hidden_states
@@ -39,9 +44,21 @@ class HeadSlicedAttnProcessor:
             encoder_hidden_states = hidden_states
         elif attn.norm_cross:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        hidden_states = self.attend(attn, query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states))
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+    def attend(self, attn, query, key, value):
+        """Multi-head attention of the projected (batch, tokens, channels) tensors, ``heads_per_slice`` at a time."""
+        import torch
+
         # (batch, heads, tokens, head_dim): a slice of heads is a slice of dimension 1, whatever the batch
-        query, key, value = (attn.head_to_batch_dim(t, out_dim=4) for t in
-                             (query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)))
+        query, key, value = (attn.head_to_batch_dim(t, out_dim=4) for t in (query, key, value))
         head_dim = query.shape[3]
         parts = []
         for start in range(0, attn.heads, self.heads_per_slice):
@@ -50,11 +67,39 @@ class HeadSlicedAttnProcessor:
             probs = attn.get_attention_scores(q, k, None)
             parts.append(torch.bmm(probs, v).reshape(-1, stop - start, q.shape[1], head_dim))
         hidden_states = torch.cat(parts, dim=1)
-        hidden_states = attn.batch_to_head_dim(hidden_states.reshape(-1, hidden_states.shape[2], head_dim))
-        hidden_states = attn.to_out[0](hidden_states)
-        hidden_states = attn.to_out[1](hidden_states)
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return attn.batch_to_head_dim(hidden_states.reshape(-1, hidden_states.shape[2], head_dim))
+
+
+class SplitEinsumAttnProcessor(HeadSlicedAttnProcessor):
+    """Attention one head at a time, each head two einsums on its slice of the channels (no head axis)."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def attend(self, attn, query, key, value):
+        import torch
+
+        head_dim = query.shape[-1] // attn.heads
+        parts = []
+        for head in range(attn.heads):
+            part = slice(head * head_dim, (head + 1) * head_dim)
+            weights = torch.einsum("bqd,bkd->bqk", query[..., part], key[..., part]) * attn.scale
+            parts.append(torch.einsum("bqk,bkd->bqd", weights.softmax(dim=-1), value[..., part]))
+        return torch.cat(parts, dim=-1)
+
+
+@contextlib.contextmanager
+def swapped_attention(module, processor):
+    """Every diffusers model inside ``module`` on ``processor`` for the duration (None: unchanged); restored after."""
+    if processor is None:
+        yield
+        return
+    models = [m for m in module.modules() if hasattr(m, "set_attn_processor") and hasattr(m, "attn_processors")]
+    saved = [(m, dict(m.attn_processors)) for m in models]
+    try:
+        for m in models:
+            m.set_attn_processor(processor)
+        yield
+    finally:
+        for m, processors in saved:
+            m.set_attn_processor(processors)

@@ -45,6 +45,10 @@ class ExportConfig:
     fp16_vae_decoder: bool = False  # fp16 VAE decoders give black images: fp32 unless asked
     opset: int = 17
     coreml_target: str = "iOS16"  # Core ML minimum deployment target (iOS18: grouped-channel palettization)
+    coreml_attention: str = "original"  # Core ML: diffusers' attention, or split_einsum for the Neural Engine
+    # Core ML: the UNet in this many chunks run one after the other; None: as many as keep each under the Neural
+    # Engine's 1 GB (any component), 1: never split
+    coreml_chunks: int | None = None
     # heads per slice of the UNet's attention (exporters/attention_slicing.py): the graph computes the attention
     # matrices a slice at a time, so the largest (tokens^2 per head) never all exist at once. None: unsliced
     attention_slice: int | None = None
@@ -62,6 +66,12 @@ class ExportConfig:
             raise EdgeLDMError(f"--precision must be fp32 or fp16, got {self.precision!r}")
         if self.attention_slice is not None and self.attention_slice < 1:
             raise EdgeLDMError(f"--attention-slice must be a positive number of heads, got {self.attention_slice}")
+        from .coreml_export import ATTENTION
+
+        if self.coreml_attention not in ATTENTION:
+            raise EdgeLDMError(f"--coreml-attention must be one of {', '.join(ATTENTION)}, got {self.coreml_attention!r}")
+        if self.coreml_chunks is not None and self.coreml_chunks < 1:
+            raise EdgeLDMError(f"--chunks must be a positive number of chunks, got {self.coreml_chunks}")
         if self.opset < 17:
             raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")
         for name in self.backends:
@@ -209,7 +219,8 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             tol = config.tolerances.get(comp, DEFAULT_TOLERANCES[precision])
             folder = tmp / comp
             entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
-            job = ExportJob(module, io, folder, Path(scratch), precision, vocab, config.opset, config.coreml_target)
+            job = ExportJob(module, io, folder, Path(scratch), precision, vocab, config.opset, config.coreml_target,
+                            config.coreml_attention, config.coreml_chunks)
             for name in (b for b in BACKENDS if b in config.backends):  # registry order: ONNX before OpenVINO
                 backend = BACKENDS[name]
                 files = load(backend.exporter)(job)
@@ -217,14 +228,15 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                     logger.info("%s %s: validation skipped (%s)", comp, name, skip)
                     validation = _skipped_validation(io, precision, tol, skip)
                 else:
-                    report = _validate(module, io, folder / backend.graph_file, name, precision, tol,
+                    report = _validate(module, io, folder / backend.graph_in(folder), name, precision, tol,
                                        spatial_multiple=unet_downsampling(pipe.unet.config), vocab_size=vocab)
                     logger.info("%s %s: %s", comp, name, ", ".join(
                         f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
                     if not report.passed:
                         failures.append(report)
                     validation = report.to_dict()
-                entry["backends"][name] = {"files": digest_files(tmp, files), "validation": validation}
+                entry["backends"][name] = {"files": digest_files(tmp, files), "validation": validation,
+                                           **job.entries.pop(name, {})}
                 bar.update(1)
             _write_component_config(pipe, comp, folder)
             manifest_components[comp] = entry

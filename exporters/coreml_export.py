@@ -13,6 +13,11 @@ feed exactly what the manifest declares:
 
 Inputs and outputs stay float32 whatever the compute precision, as in the ONNX and OpenVINO graphs.
 Conversion runs on Linux; prediction needs macOS.
+
+For the Neural Engine: ``attention="split_einsum"`` converts diffusers' attention one head at a time
+(:class:`~edgeldm.exporters.attention_slicing.SplitEinsumAttnProcessor`; ``original`` keeps diffusers' own, the
+GPU's better form), and a package above the Neural Engine's 1 GB compile limit is split into chunks that run
+one after the other (:mod:`edgeldm.exporters.coreml_chunks`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ COREML_PACKAGE = "model.mlpackage"
 # (apple/ml-stable-diffusion targets it too) and that coremltools' torch.export frontend supports; later
 # targets (iOS17 int8 activations, iOS18 grouped-channel palettization) are the quantizer's business.
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"
+#: ``--coreml-attention``: the attention diffusers' modules are converted with (Apple's names for the two)
+ATTENTION = ("original", "split_einsum")
 
 _DESCRIPTIONS = {
     "input_ids": "CLIP token ids, padded to the sequence length (int32 in Core ML; edgeldm feeds int64 cast down)",
@@ -61,10 +68,11 @@ _SHORT = {
 
 
 def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp32", vocab_size: int = 49408,
-                  deployment_target: str = DEFAULT_DEPLOYMENT_TARGET) -> list[Path]:
+                  deployment_target: str = DEFAULT_DEPLOYMENT_TARGET, attention: str = "original") -> list[Path]:
     """Convert ``module`` to ``folder/model.mlpackage``; returns the package's files (for the manifest).
 
     ``precision`` sets the compute precision (fp16 weights and activations, or fp32); I/O stays float32.
+    ``attention``: one of :data:`ATTENTION`.
     """
     if not io.is_static:
         dynamic = sorted({d for t in (*io.inputs, *io.outputs) for d in t.shape if isinstance(d, str)})
@@ -72,6 +80,8 @@ def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp
                            f"{', '.join(dynamic)}", hint="export with --static (ExportConfig(static=True))")
     if precision not in ("fp32", "fp16"):
         raise EdgeLDMError(f"Core ML precision must be fp32 or fp16, got {precision!r}")
+    if attention not in ATTENTION:
+        raise EdgeLDMError(f"unknown Core ML attention {attention!r}", hint=f"choose one of {', '.join(ATTENTION)}")
     torch = require("torch")
     ct = require("coremltools")
     if not hasattr(ct.target, deployment_target):
@@ -80,7 +90,9 @@ def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp
 
     example = example_inputs(io, vocab_size=vocab_size)
     args = tuple(torch.from_numpy(example[name]) for name in io.input_names)
-    with torch.no_grad():
+    from .attention_slicing import SplitEinsumAttnProcessor, swapped_attention
+
+    with torch.no_grad(), swapped_attention(module, SplitEinsumAttnProcessor() if attention == "split_einsum" else None):
         program = _drop_aliases(torch.export.export(module, args).run_decompositions({}))
     # Typed explicitly: with fp16 compute and an iOS16 target, coremltools makes untyped I/O fp16, and fp16
     # holds token ids exactly only up to 2048. float32 at the edges, like the ONNX and OpenVINO graphs.
@@ -101,7 +113,7 @@ def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         minimum_deployment_target=getattr(ct.target, deployment_target),
     )
-    _describe(model, io, precision, deployment_target, adaptations, versions={
+    _describe(model, io, precision, deployment_target, attention, adaptations, versions={
         "edgeldm": __version__, "coremltools": ct.__version__, "torch": torch.__version__})
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +141,8 @@ def _drop_aliases(program):
     return program
 
 
-def _describe(model, io: ComponentIO, precision: str, target: str, adaptations: dict, versions: dict) -> None:
+def _describe(model, io: ComponentIO, precision: str, target: str, attention: str, adaptations: dict,
+              versions: dict) -> None:
     """Descriptions and metadata a Swift developer sees in Xcode; versions so the artifact is traceable."""
     model.short_description = f"{_SHORT.get(io.component, io.component)} (edgeldm {versions['edgeldm']}, {precision})"
     model.author = "edgeldm"
@@ -146,6 +159,7 @@ def _describe(model, io: ComponentIO, precision: str, target: str, adaptations: 
         "component": io.component,
         "precision": precision,
         "deployment_target": target,
+        "attention": attention,
         "io": json.dumps(io.to_dict()),
         # how the package differs from the declared I/O ({name: {"dtype"|"shape": [declared, Core ML]}})
         "io_adaptations": json.dumps(adaptations),
@@ -153,6 +167,14 @@ def _describe(model, io: ComponentIO, precision: str, target: str, adaptations: 
 
 
 def export_for_bundle(job) -> list[Path]:
-    """The Core ML backend's exporter (``edgeldm.backends.coreml``): from the torch module through torch.export."""
-    return export_coreml(job.module, job.io, job.folder, precision=job.precision, vocab_size=job.vocab_size,
-                         deployment_target=job.coreml_target)
+    """The Core ML backend's exporter (``edgeldm.backends.coreml``): from the torch module through torch.export;
+    the UNet in ``job.coreml_chunks`` chunks, any graph above the Neural Engine's limit in as many as it needs."""
+    from .coreml_chunks import split_package
+
+    files = export_coreml(job.module, job.io, job.folder, precision=job.precision, vocab_size=job.vocab_size,
+                          deployment_target=job.coreml_target, attention=job.coreml_attention)
+    chunks = split_package(job.folder / COREML_PACKAGE, job.coreml_chunks if job.io.component == "unet" else None)
+    if not chunks:
+        return files
+    job.entries["coreml"] = {"chunks": [{**c, "graph": f"{job.io.component}/{c['graph']}"} for c in chunks]}
+    return sorted(p for c in chunks for p in (job.folder / c["graph"]).rglob("*") if p.is_file())

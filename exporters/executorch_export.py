@@ -10,30 +10,21 @@ none). Lowering takes about a minute even for tiny-random's UNet: ExecuTorch bun
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from .._lazy import require
 from ..io_spec import ComponentIO
+from .attention_slicing import swapped_attention
 from .dummy_inputs import example_inputs
 
 PTE_FILE = "model.pte"
 
 
-@contextlib.contextmanager
 def plain_attention(module):
     """Every diffusers model inside ``module`` on ``AttnProcessor`` for the duration; restored afterwards."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    models = [m for m in module.modules() if hasattr(m, "set_attn_processor") and hasattr(m, "attn_processors")]
-    saved = [(m, dict(m.attn_processors)) for m in models]
-    try:
-        for m in models:
-            m.set_attn_processor(AttnProcessor())
-        yield
-    finally:
-        for m, processors in saved:
-            m.set_attn_processor(processors)
+    return swapped_attention(module, AttnProcessor())
 
 
 def export_executorch(module, io: ComponentIO, folder: Path, *, vocab_size: int = 49408) -> list[Path]:

@@ -18,7 +18,11 @@ class ExportJob:
     vocab_size: int
     opset: int
     coreml_target: str
+    coreml_attention: str = "original"  # exporters/coreml_export.py: ATTENTION
+    coreml_chunks: int | None = None  # the UNet's Core ML chunks (None: as the Neural Engine's limit needs)
     onnx: list[Path] | None = field(default=None)  # the ONNX graph's files, once one was exported
+    #: backend -> keys its exporter adds to the component's manifest entry for that backend (Core ML ``chunks``)
+    entries: dict = field(default_factory=dict)
 
     def onnx_graph(self) -> Path:
         """The component's ONNX graph: the bundle's when ONNX is exported too (it comes first), else one in

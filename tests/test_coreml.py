@@ -135,7 +135,7 @@ def test_session_adapts_declared_inputs_to_the_package(packages, static_ios, mon
             return {t.name: np.full(io.resolve(t), 0.5, np.float16) for t in io.outputs}
 
         session = open_session("coreml", packages[comp, "fp32"], io)
-        session.model.predict = predict
+        session.models[0].predict = predict
         inputs = example_inputs(io)
         out = session(**inputs)
         assert fed[name].dtype == dtype and fed[name].shape == shape

@@ -282,30 +282,6 @@ def test_coreml_weight_schemes_convert_here_and_record_why_unvalidated(tiny_rand
     assert manifest["quantization"]["calibration"]["calls"]["unet"] == 16
 
 
-def _lut_shapes(package_path) -> list[list[int]]:
-    import coremltools as ct
-
-    spec = ct.models.MLModel(str(package_path), skip_model_load=sys.platform != "darwin").get_spec()
-    return [[d.constant.size for d in op.inputs["lut"].arguments[0].value.type.tensorType.dimensions]
-            for f in spec.mlProgram.functions.values() for b in f.block_specializations.values()
-            for op in b.operations if op.type == "constexpr_lut_to_dense"], spec.specificationVersion
-
-
-def test_an_ios18_export_palettizes_per_grouped_channel(tmp_path):
-    from edgeldm.exporters.bundle import ExportConfig, export_bundle
-
-    bundle = tmp_path / "b18"
-    export_bundle("tiny-random", bundle, ExportConfig(backends=("onnx", "coreml"), static=True, coreml_target="iOS18"))
-    assert load_manifest(bundle)["recipe"]["options"]["coreml_target"] == "iOS18"
-    out = tmp_path / "q"
-    quantize_bundle(bundle, out, QuantizeConfig(backend="coreml", scheme="palettize4", components=("unet",),
-                                                options=QuantOptions(group_size=8), calibration=CAPTURE))
-    luts, version = _lut_shapes(out / "unet" / "model.mlpackage")
-    assert version >= 9 and luts  # ML program spec 9 = iOS 18
-    # per grouped channel: one 16-entry table per 8 output channels (an iOS16 package gets one per tensor)
-    assert all(lut[-2:] == [16, 1] for lut in luts) and any(lut[0] > 1 for lut in luts)
-
-
 def test_coreml_w8a8_says_it_needs_macos(tiny_random_coreml_bundle, tmp_path):
     if sys.platform == "darwin":
         pytest.skip("on macOS the activation calibration runs; this checks the refusal elsewhere")

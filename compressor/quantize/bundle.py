@@ -23,7 +23,7 @@ from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capt
 from ...errors import EdgeLDMError
 from ...backends import BACKENDS, get_backend, load
 from ...contract import generation_contract
-from ...manifest import FORMAT_VERSION, check_bundle, digest_files, graph_file, graph_name, load_manifest, \
+from ...manifest import FORMAT_VERSION, check_bundle, digest_files, graph_file, load_manifest, \
     write_manifest
 from .schemes import QuantOptions, component_schemes
 from .validate import can_run, graph_parity, image_parity
@@ -59,8 +59,8 @@ def _other_backend_files(manifest: dict, backend: str) -> set[str]:
         for b, entry in comp["backends"].items():
             if b != backend:
                 skip.update(entry["files"])
-                if get_backend(b).graph_is_folder:  # the package folder itself, not only its files
-                    skip.add(f"{name}/{graph_name(b)}")
+                if get_backend(b).graph_is_folder:  # the package folders themselves, not only their files
+                    skip.update("/".join(f.split("/")[:2]) for f in entry["files"] if f.count("/") > 1)
     return skip
 
 
@@ -136,7 +136,8 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
                 files = digest_files(tmp, entry.pop("files"))
                 new_manifest["components"][comp]["backends"] = {config.backend: {
                     "files": files, "validation": old.get("validation"), "quantization": entry}
-                    | ({"session_config": dict(scheme.session_config)} if scheme.session_config else {})}
+                    | ({"session_config": dict(scheme.session_config)} if scheme.session_config else {})
+                    | ({"chunks": _parts_after(old["chunks"], tmp)} if old.get("chunks") else {})}
                 new_manifest["components"][comp]["precision"] = scheme.name
                 bar.update(1)
         failed = [f"{c}: {e['parity']['psnr_db']:.1f} dB < {e['min_psnr_db']:g} dB"
@@ -185,6 +186,12 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
     return new_manifest
 
 
+def _parts_after(chunks: list[dict], bundle: Path) -> list[dict]:
+    """A graph in parts (Core ML chunks) is quantized part by part under the same names: the same chain, new sizes."""
+    return [{**c, "bytes": sum(f.stat().st_size for f in (bundle / c["graph"]).rglob("*") if f.is_file())}
+            for c in chunks]
+
+
 def _floor(config: QuantizeConfig, scheme) -> float:
     return scheme.default_min_psnr if config.min_psnr is None else config.min_psnr
 
@@ -197,18 +204,19 @@ def _quantize_component(scheme, src: Path, dst: Path, comp: str, options: QuantO
                         config: QuantizeConfig, runnable: str | None, *, scratch: Path) -> dict:
     # clear this component's fp32 graph for the backend out of the copy; the scheme writes the new one
     backend = get_backend(config.backend)
-    target = dst / graph_name(config.backend)
-    if target.is_dir():
-        shutil.rmtree(target)
-    for f in list(dst.iterdir()):  # the graph and its data files (an OpenVINO .bin, ONNX external data)
+    # the graph and its data files (an OpenVINO .bin, ONNX external data), or its package folder(s) (Core ML chunks)
+    for f in list(dst.iterdir()):
         if f.is_file() and backend.owns_file(f.name):
             f.unlink()
+        elif f.is_dir() and backend.owns_file(f.name + "/"):
+            shutil.rmtree(f)
     files = scheme.quantize(src, dst, comp, options, calib)
     entry: dict = {"scheme": scheme.name, "exclude": list(options.exclude)}
     if runnable is not None:
         entry["parity"] = {"skipped": runnable}
     else:
-        parity = graph_parity(config.backend, src, files[0], io, calib, comp, session_config=dict(scheme.session_config))
+        parity = graph_parity(config.backend, src, dst / backend.graph_in(dst), io, calib, comp,
+                              session_config=dict(scheme.session_config))
         entry["parity"] = parity
         logger.info("%s %s: output PSNR %.1f dB vs fp32 (%d held-out inputs)", comp, scheme.name,
                     parity.get("psnr_db", float("nan")), parity.get("inputs", 0))

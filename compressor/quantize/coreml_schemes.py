@@ -6,6 +6,9 @@
 * ``linear8``: linear symmetric INT8 weights, per channel.
 * ``w8a8``: INT8 weights and activations; the activation ranges come from running the model on the
   captured inputs, which Core ML can do on macOS only — elsewhere it is refused with that reason.
+
+A graph split into chunks for the Neural Engine is compressed chunk by chunk (each chunk's own lookup tables),
+every chunk written under its own name.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from ..._lazy import require
 from ...errors import EdgeLDMError
-from ...exporters.coreml_export import COREML_PACKAGE
+from ...exporters.coreml_chunks import chunk_packages
 from .schemes import QuantOptions, register_scheme
 
 
@@ -27,12 +30,18 @@ def _load(src: Path):
 
 def _save(model, src: Path, dst: Path) -> list[Path]:
     dst.mkdir(parents=True, exist_ok=True)
-    out = dst / COREML_PACKAGE
+    out = dst / src.name
     if out.exists():
         shutil.rmtree(out)
     # the exporter's descriptions and io_adaptations metadata travel with the spec
     model.save(str(out))
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _per_chunk(compress, src: Path, dst: Path) -> list[Path]:
+    """``compress(MLModel) -> MLModel`` applied to the graph, or to each of its chunks in turn (one at a time in
+    memory); the files written, the first chunk's first."""
+    return [f for part in chunk_packages(src) for f in _save(compress(_load(part)), part, dst)]
 
 
 def _spec_at_least_ios18(model) -> bool:
@@ -44,13 +53,15 @@ def _palettize(nbits: int):
     def run(src: Path, dst: Path, component: str, options: QuantOptions, calib=None) -> list[Path]:
         from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
 
-        model = _load(src)
-        if _spec_at_least_ios18(model):
-            op = OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_grouped_channel",
-                                    group_size=options.group_size)
-        else:
-            op = OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor")
-        return _save(palettize_weights(model, OptimizationConfig(global_config=op)), src, dst)
+        def compress(model):
+            if _spec_at_least_ios18(model):
+                op = OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_grouped_channel",
+                                        group_size=options.group_size)
+            else:
+                op = OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor")
+            return palettize_weights(model, OptimizationConfig(global_config=op))
+
+        return _per_chunk(compress, src, dst)
 
     return run
 
@@ -65,12 +76,15 @@ def linear8(src: Path, dst: Path, component: str, options: QuantOptions, calib=N
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
     op = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-    return _save(linear_quantize_weights(_load(src), OptimizationConfig(global_config=op)), src, dst)
+    return _per_chunk(lambda model: linear_quantize_weights(model, OptimizationConfig(global_config=op)), src, dst)
 
 
 @register_scheme("w8a8", "coreml", "INT8 weights + calibrated INT8 activations (calibration needs macOS)",
                  calibrated=True, supports_exclude=False)
 def w8a8(src: Path, dst: Path, component: str, options: QuantOptions, calib=None) -> list[Path]:
+    if len(chunk_packages(src)) > 1:  # the captured inputs are the component's, not a later chunk's
+        raise EdgeLDMError(f"Core ML w8a8 calibrates a whole graph; this {component} is in chunks",
+                           hint="use --scheme palettize6 / linear8 (applied per chunk), or export with --chunks 1")
     if sys.platform != "darwin":
         raise EdgeLDMError("Core ML w8a8 calibrates activations by running the model, which Core ML does on "
                            "macOS only", hint="run this on a Mac, or use --scheme linear8 / palettize6 here")

@@ -22,6 +22,8 @@ class Backend:
     name: str  # as on the command line and in the manifest: onnx, openvino, ort_mobile, coreml, torch
     session: str  # "module:Class" of the runtime session (runtimes/backends/*_session.py)
     graph_file: str | None = None  # the file a component folder holds its graph in (None: no graph of its own)
+    #: the first part's name when a graph may come in parts run one after the other (Core ML chunks), else None
+    first_part: str | None = None
     owns: tuple[str, ...] = ()  # name prefixes of the files of a component folder that belong to this graph
     exporter: str | None = None  # "module:function(job) -> files" writing the graph of a torch module
     schemes: str | None = None  # module whose import registers the backend's quantization schemes
@@ -37,6 +39,16 @@ class Backend:
     @property
     def graph_is_folder(self) -> bool:
         return bool(self.graph_file) and self.graph_file.endswith(".mlpackage")
+
+    def graph_in(self, folder) -> str:
+        """The name, inside a component folder, of the file its graph opens from: ``graph_file``, or the
+        first part of a graph that was split (the session finds the rest beside it)."""
+        from pathlib import Path
+
+        folder = Path(folder)
+        if self.first_part and not (folder / self.graph_file).exists() and (folder / self.first_part).exists():
+            return self.first_part
+        return self.graph_file
 
     def skip_reason(self) -> str | None:
         """Why its graphs cannot run on this machine (validations are then recorded as skipped)."""

@@ -5,7 +5,8 @@ from . import Backend, register_backend
 COREML = register_backend(Backend(
     name="coreml",
     graph_file="model.mlpackage",
-    owns=("model.mlpackage/",),
+    owns=("model.mlpackage/", "model_chunk"),  # model_chunk<i>.mlpackage/: a graph split for the Neural Engine
+    first_part="model_chunk1.mlpackage",
     session="edgeldm.runtimes.backends.coreml_session:CoreMLSession",
     exporter="edgeldm.exporters.coreml_export:export_for_bundle",
     schemes="edgeldm.compressor.quantize.coreml_schemes",

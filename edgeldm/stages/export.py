@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..backends import BACKENDS
 from ..exporters.bundle import PRECISIONS, ExportConfig
+from ..exporters.coreml_export import ATTENTION
 from ..options import check_positive, option, resolve, split_list, to_config
 from .common import StageResult, check_output, weights_bytes
 
@@ -35,10 +36,19 @@ class ExportOptions:
                                 "Core ML minimum deployment target, e.g. iOS17, iOS18, macOS15 (default iOS16: the "
                                 "oldest with ML programs); iOS18 / macOS15 let `quantize --scheme palettize*` use "
                                 "per-grouped-channel tables (--group-size)", metavar="TARGET")
+    coreml_attention: str = option(ExportConfig.coreml_attention,
+                                   "Core ML attention: original (diffusers' own; GPU) or split_einsum (one head at "
+                                   "a time as einsums, the form Apple converts for the Neural Engine)",
+                                   choices=ATTENTION)
+    chunks: int | None = option(ExportConfig.coreml_chunks,
+                                "Core ML: split the UNet into N packages run one after the other (default: as many "
+                                "as keep each under the Neural Engine's 1 GB, for any component; 1: never)",
+                                metavar="N")
 
     def config(self) -> ExportConfig:
-        check_positive(self, "height", "width")
-        return to_config(ExportConfig, self, backends=tuple(self.backend), fp16_vae_decoder=self.fp16_vae)
+        check_positive(self, "height", "width", "chunks")
+        return to_config(ExportConfig, self, backends=tuple(self.backend), fp16_vae_decoder=self.fp16_vae,
+                         coreml_chunks=self.chunks)
 
 
 def export(model: str | Path, output: str | Path, options: ExportOptions | None = None, *, overwrite: bool = False,

@@ -3,6 +3,10 @@
 The package's inputs can differ from the declared I/O in dtype (int32 ``input_ids``) and shape (the UNet's
 scalar ``timestep`` as (1,)): see :mod:`edgeldm.exporters.coreml_export`. The session reads what the
 package declares and adapts each checked input to it, so callers feed what the manifest says.
+
+A graph split for the Neural Engine (``model_chunk1.mlpackage`` ... ``model_chunkN.mlpackage``, see
+:mod:`edgeldm.exporters.coreml_chunks`) opens from its first chunk: the session loads every chunk and runs them
+in order, each reading by name from the inputs and the earlier chunks' outputs.
 """
 
 from __future__ import annotations
@@ -34,18 +38,23 @@ class CoreMLSession(BackendSession):
         except KeyError:
             raise EdgeLDMError(f"unknown Core ML compute units {compute_units!r}",
                                hint=f"choose one of {', '.join(u.name for u in ct.ComputeUnit)}") from None
-        self.model = ct.models.MLModel(str(self.model_path), compute_units=units)
-        self._feeds = {f.name: (_ARRAY_DTYPES[f.type.multiArrayType.dataType], tuple(f.type.multiArrayType.shape))
-                       for f in self.model.get_spec().description.input}
+        from ...exporters.coreml_chunks import chunk_packages
+
+        self.models = [ct.models.MLModel(str(p), compute_units=units) for p in chunk_packages(self.model_path)]
+        self._feeds = [{f.name: (_ARRAY_DTYPES[f.type.multiArrayType.dataType], tuple(f.type.multiArrayType.shape))
+                        for f in m.get_spec().description.input} for m in self.models]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {}
-        for name, value in inputs.items():
-            dtype, shape = self._feeds[name]
-            if np.dtype(dtype).kind == "i" and value.size and (
-                    value.min() < np.iinfo(dtype).min or value.max() > np.iinfo(dtype).max):
-                raise SessionInputError(f"{self.io.component} (coreml): {name} does not fit in {np.dtype(dtype).name}")
-            feed[name] = np.ascontiguousarray(value.astype(dtype, copy=False).reshape(shape))  # () -> (1,)
-        result = self.model.predict(feed)
-        return {spec.name: np.asarray(result[spec.name], dtype=spec.dtype).reshape(self.io.resolve(spec))
+        values = dict(inputs)
+        for model, feeds in zip(self.models, self._feeds):
+            feed = {}
+            for name, (dtype, shape) in feeds.items():
+                value = values[name]
+                if np.dtype(dtype).kind == "i" and value.size and (
+                        value.min() < np.iinfo(dtype).min or value.max() > np.iinfo(dtype).max):
+                    raise SessionInputError(f"{self.io.component} (coreml): {name} does not fit in "
+                                            f"{np.dtype(dtype).name}")
+                feed[name] = np.ascontiguousarray(np.asarray(value).astype(dtype, copy=False).reshape(shape))
+            values.update(model.predict(feed))  # a chunk's outputs: what the chunks after it read
+        return {spec.name: np.asarray(values[spec.name], dtype=spec.dtype).reshape(self.io.resolve(spec))
                 for spec in self.io.outputs}
