@@ -166,9 +166,11 @@ def _convert(prog, spec):
     ct = require("coremltools")
     from coremltools.models import utils
 
+    # the program was optimized when the whole graph converted: the empty pass pipeline writes each chunk as cut
+    # (the same operations as bisect_model's default pipeline gives, in 2.5x less time)
     return utils._mil_convert(prog, convert_to="mlprogram", convert_from="milinternal",
-                              specification_version=spec.specificationVersion,
-                              compute_units=ct.ComputeUnit.CPU_ONLY, skip_model_load=True)
+                              specification_version=spec.specificationVersion, compute_units=ct.ComputeUnit.CPU_ONLY,
+                              skip_model_load=True, pass_pipeline=ct.PassPipeline.EMPTY)
 
 
 def _save_chunk(model, original, index: int, count: int, scratch: Path) -> Path:
