@@ -49,6 +49,7 @@ class ExportConfig:
     # Core ML: the UNet in this many chunks run one after the other; None: as many as keep each under the Neural
     # Engine's 1 GB (any component), 1: never split
     coreml_chunks: int | None = None
+    onnx_fusion: bool = False  # ONNX Runtime's transformer optimizer on the ONNX graphs (fp32; ONNX Runtime only)
     # heads per slice of the UNet's attention (exporters/attention_slicing.py): the graph computes the attention
     # matrices a slice at a time, so the largest (tokens^2 per head) never all exist at once. None: unsliced
     attention_slice: int | None = None
@@ -72,6 +73,9 @@ class ExportConfig:
             raise EdgeLDMError(f"--coreml-attention must be one of {', '.join(ATTENTION)}, got {self.coreml_attention!r}")
         if self.coreml_chunks is not None and self.coreml_chunks < 1:
             raise EdgeLDMError(f"--chunks must be a positive number of chunks, got {self.coreml_chunks}")
+        if self.onnx_fusion and ("onnx" not in self.backends or self.precision != "fp32"):
+            raise EdgeLDMError("--onnx-fusion fuses fp32 ONNX graphs for ONNX Runtime's CPU kernels",
+                               hint="export with --backend onnx and --precision fp32")
         if self.opset < 17:
             raise EdgeLDMError(f"--opset must be at least 17, got {self.opset}")
         for name in self.backends:
@@ -220,7 +224,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             folder = tmp / comp
             entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
             job = ExportJob(module, io, folder, Path(scratch), precision, vocab, config.opset, config.coreml_target,
-                            config.coreml_attention, config.coreml_chunks)
+                            config.coreml_attention, config.coreml_chunks, config.onnx_fusion)
             for name in (b for b in BACKENDS if b in config.backends):  # registry order: ONNX before OpenVINO
                 backend = BACKENDS[name]
                 files = load(backend.exporter)(job)

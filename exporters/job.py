@@ -20,6 +20,7 @@ class ExportJob:
     coreml_target: str
     coreml_attention: str = "original"  # exporters/coreml_export.py: ATTENTION
     coreml_chunks: int | None = None  # the UNet's Core ML chunks (None: as the Neural Engine's limit needs)
+    onnx_fusion: bool = False  # ONNX Runtime's transformer fusions in the bundle's ONNX graphs (onnx_fusion.py)
     onnx: list[Path] | None = field(default=None)  # the ONNX graph's files, once one was exported
     #: backend -> keys its exporter adds to the component's manifest entry for that backend (Core ML ``chunks``)
     entries: dict = field(default_factory=dict)

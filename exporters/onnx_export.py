@@ -82,7 +82,18 @@ def _constants_to_initializers(model) -> None:
 
 
 def export_for_bundle(job) -> list[Path]:
-    """The ONNX backend's exporter (``edgeldm.backends.onnxruntime``)."""
-    job.onnx = export_onnx(job.module, job.io, job.folder, opset=job.opset, precision=job.precision,
-                           vocab_size=job.vocab_size)
-    return job.onnx
+    """The ONNX backend's exporter (``edgeldm.backends.onnxruntime``); with ``job.onnx_fusion`` the bundle gets
+    ONNX Runtime's fused graph and the plain one stays in the scratch folder for the converters that read ONNX."""
+    if not job.onnx_fusion:
+        job.onnx = export_onnx(job.module, job.io, job.folder, opset=job.opset, precision=job.precision,
+                               vocab_size=job.vocab_size)
+        return job.onnx
+    from .executorch_export import plain_attention
+    from .onnx_fusion import fuse_onnx
+
+    with plain_attention(job.module):  # the attention form the optimizer fuses (onnx_fusion.py)
+        job.onnx = export_onnx(job.module, job.io, job.scratch / job.io.component, opset=job.opset,
+                               precision=job.precision, vocab_size=job.vocab_size)
+    files, fusion = fuse_onnx(job.onnx[0], job.folder, job.io.component)
+    job.entries["onnx"] = {"fusion": fusion}
+    return files

@@ -102,6 +102,11 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
     if lacking:
         raise EdgeLDMError(f"{bundle} has no {config.backend} graph for {', '.join(lacking)}",
                            hint=f"export with --backend {config.backend} first")
+    fused = [c for c, e in manifest["components"].items() if e["backends"].get(config.backend, {}).get("fusion")]
+    if fused:  # the quantizers' patterns are the plain graph's; ONNX Runtime's contrib ops are not among them
+        raise EdgeLDMError(f"{bundle}'s {config.backend} graphs of {', '.join(fused)} are fused for ONNX Runtime "
+                           "(--onnx-fusion); the quantizers read plain graphs",
+                           hint="quantize a bundle exported without --onnx-fusion")
     if manifest.get("quantization"):
         raise EdgeLDMError(f"{bundle} is already quantized ({manifest['quantization']['scheme']})",
                            hint="quantize the fp32 bundle it came from")

@@ -40,6 +40,10 @@ class ExportOptions:
                                    "Core ML attention: original (diffusers' own; GPU) or split_einsum (one head at "
                                    "a time as einsums, the form Apple converts for the Neural Engine)",
                                    choices=ATTENTION)
+    onnx_fusion: bool = option(ExportConfig.onnx_fusion,
+                               "run ONNX Runtime's transformer optimizer on the fp32 ONNX graphs (fused Attention, "
+                               "MultiHeadAttention, SkipLayerNormalization, Gelu: ONNX Runtime's contrib ops, so "
+                               "ONNX Runtime only; OpenVINO converts from the plain graph; not quantizable)")
     chunks: int | None = option(ExportConfig.coreml_chunks,
                                 "Core ML: split the UNet into N packages run one after the other (default: as many "
                                 "as keep each under the Neural Engine's 1 GB, for any component; 1: never)",
