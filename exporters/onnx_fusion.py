@@ -47,6 +47,12 @@ def fuse_onnx(source: Path, folder: Path, component: str) -> tuple[list[Path], d
     options = FusionOptions(model_type)
     for name in _GPU_ONLY:
         setattr(options, name, False)
+    weights = sum(f.stat().st_size for f in Path(source).parent.glob(f"{Path(source).name}*"))
+    if weights > PROTOBUF_LIMIT:
+        # the optimizer serializes the whole model in memory somewhere on its way (protobuf's 2 GB), even with
+        # shape inference off: an SD 1.5 UNet in fp32 (3.4 GB) stops there
+        raise EdgeLDMError(f"--onnx-fusion: {component}'s graph is {weights / 2**30:.1f} GB, above the 2 GB "
+                           "ONNX Runtime's transformer optimizer handles here", hint="export without --onnx-fusion")
     if model_type == "vae":
         # one attention layer in the mid-block, and onnxruntime 1.32's VAE attention fusion reads its head count
         # with int() of a 1-element array, which numpy 2 refuses
