@@ -103,3 +103,20 @@ def swapped_attention(module, processor):
     finally:
         for m, processors in saved:
             m.set_attn_processor(processors)
+
+
+class MatMulAttnProcessor(HeadSlicedAttnProcessor):
+    """All heads at once as MatMul - Mul(scale) - Softmax - MatMul: diffusers' plain arithmetic without the
+    ``baddbmm`` on an empty tensor, which a static ONNX export folds into a constant of batch x heads x tokens^2
+    floats (1 GB per attention layer at 512 px) — the form ONNX Runtime's transformer optimizer fuses."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def attend(self, attn, query, key, value):
+        import torch
+
+        # (batch x heads, tokens, head_dim), as diffusers' AttnProcessor lays them out
+        query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))
+        probs = (torch.matmul(query, key.transpose(-1, -2)) * attn.scale).softmax(dim=-1)
+        return attn.batch_to_head_dim(torch.matmul(probs, value))

@@ -88,10 +88,10 @@ def export_for_bundle(job) -> list[Path]:
         job.onnx = export_onnx(job.module, job.io, job.folder, opset=job.opset, precision=job.precision,
                                vocab_size=job.vocab_size)
         return job.onnx
-    from .executorch_export import plain_attention
+    from .attention_slicing import MatMulAttnProcessor, swapped_attention
     from .onnx_fusion import fuse_onnx
 
-    with plain_attention(job.module):  # the attention form the optimizer fuses (onnx_fusion.py)
+    with swapped_attention(job.module, MatMulAttnProcessor()):  # the attention form the optimizer fuses
         job.onnx = export_onnx(job.module, job.io, job.scratch / job.io.component, opset=job.opset,
                                precision=job.precision, vocab_size=job.vocab_size)
     files, fusion = fuse_onnx(job.onnx[0], job.folder, job.io.component)

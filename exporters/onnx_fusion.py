@@ -6,9 +6,12 @@ with the component's model type (``unet``, ``clip``, ``vae``) fuses attention in
 ops of the ``com.microsoft`` domain with CPU kernels. The fusions whose ops have GPU kernels only (GroupNorm,
 NHWC convolution, BiasSplitGelu, packed QKV / KV, BiasAdd) are switched off: the graph must run on the CPU EP
 too. Attention fuses only in the plain form (diffusers' ``AttnProcessor``: a constant scale, MatMul - Softmax -
-MatMul), not in the exported ``scaled_dot_product_attention`` (its scale is computed from shapes), so the
-module is exported with that processor. The fused graph is ONNX Runtime's alone (OpenVINO, the quantizers and
-other runtimes read the plain graph); it is validated against torch like any other.
+MatMul on (batch x heads, tokens, head_dim)), not in the exported ``scaled_dot_product_attention`` (its scale
+is computed from shapes), so the module is exported with :class:`~edgeldm.exporters.attention_slicing.
+MatMulAttnProcessor` — diffusers' ``AttnProcessor`` would do too, but its ``baddbmm`` on an empty tensor
+becomes a constant of batch x heads x tokens^2 floats in a static graph (6x the file on tiny-random, 1 GB per
+layer at 512 px). The fused graph is ONNX Runtime's alone (OpenVINO and ORT Mobile convert the plain graph;
+the quantizers refuse it); it is validated against torch like any other.
 """
 
 from __future__ import annotations
@@ -48,11 +51,8 @@ def fuse_onnx(source: Path, folder: Path, component: str) -> tuple[list[Path], d
     for name in _GPU_ONLY:
         setattr(options, name, False)
     weights = sum(f.stat().st_size for f in Path(source).parent.glob(f"{Path(source).name}*"))
-    if weights > PROTOBUF_LIMIT:
-        # the optimizer serializes the whole model in memory somewhere on its way (protobuf's 2 GB), even with
-        # shape inference off: an SD 1.5 UNet in fp32 (3.4 GB) stops there
-        raise EdgeLDMError(f"--onnx-fusion: {component}'s graph is {weights / 2**30:.1f} GB, above the 2 GB "
-                           "ONNX Runtime's transformer optimizer handles here", hint="export without --onnx-fusion")
+    if weights > PROTOBUF_LIMIT:  # onnx's shape inference serializes the model in memory: 2 GB at most
+        options.enable_shape_inference = False
     if model_type == "vae":
         # one attention layer in the mid-block, and onnxruntime 1.32's VAE attention fusion reads its head count
         # with int() of a 1-element array, which numpy 2 refuses
