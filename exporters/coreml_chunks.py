@@ -28,35 +28,12 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import EdgeLDMError
+from ..runtimes.backends.coreml_session import chunk_name, chunk_packages  # noqa: F401 (the runtime's rule)
 
 logger = logging.getLogger("edgeldm")
 
 #: the Neural Engine's compile limit Apple's pipeline chunks for: every chunk's weights at most this
 CHUNK_LIMIT_BYTES = 1 << 30
-#: chunk ``i`` (from 1) of a component's Core ML graph, beside where ``model.mlpackage`` would be
-CHUNK_PACKAGE = "model_chunk{index}.mlpackage"
-_CHUNK_PREFIX = "model_chunk"
-
-
-def chunk_name(index: int) -> str:
-    return CHUNK_PACKAGE.format(index=index)
-
-
-def chunk_packages(package: Path) -> list[Path]:
-    """The packages of one Core ML graph, in the order they run: ``[package]`` when it is whole, else every
-    ``model_chunk<i>.mlpackage`` beside the first chunk."""
-    package = Path(package)
-    if not package.name.startswith(_CHUNK_PREFIX):
-        return [package]
-    parts, index = [], 1
-    while (part := package.parent / chunk_name(index)).is_dir():
-        parts.append(part)
-        index += 1
-    if not parts:
-        raise EdgeLDMError(f"{package} has no Core ML chunks beside it", hint="re-export the bundle")
-    return parts
-
-
 def weights_bytes(package: Path) -> int:
     """Bytes of the package's weight file(s): what the Neural Engine's limit is about."""
     weights = Path(package) / "Data" / "com.apple.CoreML" / "weights"

@@ -20,6 +20,30 @@ from ..._lazy import require
 from ...errors import EdgeLDMError
 from .base import BackendSession, SessionInputError
 
+#: chunk ``i`` (from 1) of a component's Core ML graph, beside where ``model.mlpackage`` would be
+CHUNK_PACKAGE = "model_chunk{index}.mlpackage"
+_CHUNK_PREFIX = "model_chunk"
+
+
+def chunk_name(index: int) -> str:
+    return CHUNK_PACKAGE.format(index=index)
+
+
+def chunk_packages(package: Path) -> list[Path]:
+    """The packages of one Core ML graph, in the order they run: ``[package]`` when it is whole, else every
+    ``model_chunk<i>.mlpackage`` beside the first chunk."""
+    package = Path(package)
+    if not package.name.startswith(_CHUNK_PREFIX):
+        return [package]
+    parts, index = [], 1
+    while (part := package.parent / chunk_name(index)).is_dir():
+        parts.append(part)
+        index += 1
+    if not parts:
+        raise EdgeLDMError(f"{package} has no Core ML chunks beside it", hint="re-export the bundle")
+    return parts
+
+
 # Core ML's ArrayFeatureType.ArrayDataType values
 _ARRAY_DTYPES = {65552: np.float16, 65568: np.float32, 65600: np.float64, 131104: np.int32}
 
@@ -38,8 +62,6 @@ class CoreMLSession(BackendSession):
         except KeyError:
             raise EdgeLDMError(f"unknown Core ML compute units {compute_units!r}",
                                hint=f"choose one of {', '.join(u.name for u in ct.ComputeUnit)}") from None
-        from ...exporters.coreml_chunks import chunk_packages
-
         self.models = [ct.models.MLModel(str(p), compute_units=units) for p in chunk_packages(self.model_path)]
         self._feeds = [{f.name: (_ARRAY_DTYPES[f.type.multiArrayType.dataType], tuple(f.type.multiArrayType.shape))
                         for f in m.get_spec().description.input} for m in self.models]
