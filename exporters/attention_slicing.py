@@ -5,7 +5,8 @@ for all heads of a batch-2 call, and it is the largest activation of the whole p
 a time, only ``N`` of them exist at once. diffusers' ``SlicedAttnProcessor`` does this by slicing the batch x
 heads dimension; traced for export, its loop count is fixed by the export batch and the graph breaks at another
 batch (OpenVINO refuses the empty slices at batch 1). Here the loop runs over the heads — a constant of the
-model — so the batch stays dynamic; the arithmetic is diffusers' own (``Attention.get_attention_scores``).
+model — so the batch stays dynamic; the arithmetic is diffusers' own (``Attention.get_attention_scores``, written
+as MatMul - Mul - Softmax: :func:`attention_probs`).
 
 :class:`SplitEinsumAttnProcessor` is the Core ML exporter's ``--coreml-attention split_einsum``: every head its own
 pair of einsums on a channel slice of the projections, so the graph has no reshape / transpose of the heads into a
@@ -16,6 +17,21 @@ rewrites the linear layers as 1x1 convolutions on a (batch, channels, 1, tokens)
 from __future__ import annotations
 
 import contextlib
+
+
+def attention_probs(attn, query, key):
+    """``Attention.get_attention_scores(query, key, None)``'s arithmetic (its upcasts included) as MatMul - Mul -
+    Softmax: diffusers' own ``baddbmm`` on an empty tensor becomes, in a static ONNX export, a constant of
+    batch x heads x tokens^2 floats per call (6x the whole UNet's file on tiny-random, 1 GB per layer at 512 px)."""
+    import torch
+
+    dtype = query.dtype
+    if attn.upcast_attention:
+        query, key = query.float(), key.float()
+    scores = torch.matmul(query, key.transpose(-1, -2)) * attn.scale
+    if attn.upcast_softmax:
+        scores = scores.float()
+    return scores.softmax(dim=-1).to(dtype)
 
 
 class HeadSlicedAttnProcessor:
@@ -64,7 +80,7 @@ class HeadSlicedAttnProcessor:
         for start in range(0, attn.heads, self.heads_per_slice):
             stop = min(start + self.heads_per_slice, attn.heads)
             q, k, v = (t[:, start:stop].reshape(-1, t.shape[2], head_dim) for t in (query, key, value))
-            probs = attn.get_attention_scores(q, k, None)
+            probs = attention_probs(attn, q, k)
             parts.append(torch.bmm(probs, v).reshape(-1, stop - start, q.shape[1], head_dim))
         hidden_states = torch.cat(parts, dim=1)
         return attn.batch_to_head_dim(hidden_states.reshape(-1, hidden_states.shape[2], head_dim))
@@ -106,9 +122,8 @@ def swapped_attention(module, processor):
 
 
 class MatMulAttnProcessor(HeadSlicedAttnProcessor):
-    """All heads at once as MatMul - Mul(scale) - Softmax - MatMul: diffusers' plain arithmetic without the
-    ``baddbmm`` on an empty tensor, which a static ONNX export folds into a constant of batch x heads x tokens^2
-    floats (1 GB per attention layer at 512 px) — the form ONNX Runtime's transformer optimizer fuses."""
+    """All heads at once as MatMul - Mul(scale) - Softmax - MatMul on (batch x heads, tokens, head_dim): diffusers'
+    plain arithmetic (:func:`attention_probs`), the form ONNX Runtime's transformer optimizer fuses."""
 
     def __init__(self):
         super().__init__(1)
@@ -118,5 +133,4 @@ class MatMulAttnProcessor(HeadSlicedAttnProcessor):
 
         # (batch x heads, tokens, head_dim), as diffusers' AttnProcessor lays them out
         query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))
-        probs = (torch.matmul(query, key.transpose(-1, -2)) * attn.scale).softmax(dim=-1)
-        return attn.batch_to_head_dim(torch.matmul(probs, value))
+        return attn.batch_to_head_dim(torch.matmul(attention_probs(attn, query, key), value))

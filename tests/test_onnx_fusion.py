@@ -76,3 +76,20 @@ def test_fusion_is_refused_where_it_cannot_apply(fused, tmp_path):
     with pytest.raises(EdgeLDMError, match="fused for ONNX Runtime") as info:
         quantize_bundle(fused, tmp_path / "q", QuantizeConfig(backend="onnx", scheme="int8-weights"))
     assert "without --onnx-fusion" in info.value.hint and not (tmp_path / "q").exists()
+
+
+def test_a_static_head_sliced_export_holds_no_attention_sized_constant(tiny_random_pipe, tmp_path):
+    """--attention-slice --static: the attention scores are MatMul - Mul, not diffusers' baddbmm on an empty
+    tensor, which a static export folds into a batch x heads x tokens^2 constant per slice (6x the file here)."""
+    from edgeldm.exporters.attention_slicing import HeadSlicedAttnProcessor, swapped_attention
+    from edgeldm.exporters.bundle import component_ios
+    from edgeldm.exporters.onnx_export import export_onnx
+    from edgeldm.exporters.torch_modules import component_module
+
+    io = component_ios(tiny_random_pipe, 64, 64)["unet"].static()
+    module = component_module(tiny_random_pipe, "unet")
+    plain = export_onnx(module, io, tmp_path / "plain")
+    with swapped_attention(module, HeadSlicedAttnProcessor(1)):
+        sliced = export_onnx(module, io, tmp_path / "sliced")
+    size = lambda files: sum(f.stat().st_size for f in files)  # noqa: E731
+    assert size(sliced) < 1.2 * size(plain)
