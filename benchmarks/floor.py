@@ -1,0 +1,111 @@
+"""The arithmetic floor of an image: its MACs over the machine's sustained multiply-accumulate rate (issue #29).
+
+``image_macs``: what one image costs in multiply-accumulates — the text encoder once per prompt (twice with
+classifier-free guidance), the UNet once per step on a batch of one or two, the VAE decoder once — counted by
+``torch.utils.flop_counter`` on shapes only (:func:`edgeldm.inventory.count_macs`: meta weights, nothing runs).
+
+``throughput``: the machine's sustained rate on the two kernels an SD image is made of, through ONNX Runtime's CPU
+provider with the threads given: a MatMul of SD's attention / feed-forward shape and a 3x3 convolution of its
+ResNet shape, each timed after warm-up; the larger rate is the floor's (the best the machine does on that work).
+
+``floor_ratio = measured seconds / (image MACs / best MAC rate)``: 1.0 is the machine's limit, 2.0 twice it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+#: the probe's shapes: SD 1.5 at 512 px, first stage (4 096 tokens x 320 channels; 64 x 64 x 320 feature map)
+MATMUL_SHAPE = (4096, 320, 1280)  # (M, K, N): the feed-forward's first projection
+CONV_SHAPE = (1, 320, 64, 64, 320)  # (N, C, H, W, out channels), 3x3, padding 1
+
+
+def image_macs(source, *, height: int | None = None, width: int | None = None, steps: int, guidance: bool) -> dict:
+    """MACs of one image of ``source`` (zoo name or diffusers folder): per component and in total."""
+    import torch
+
+    from edgeldm.components import vae_scale_factor
+    from edgeldm.inventory import count_macs, unet_example_inputs
+    from edgeldm.loading import resolve_source
+    from edgeldm.zoo import get_zoo_entry
+    from edgeldm.zoo.build import build_components
+
+    kind, path = resolve_source(source)
+    components = build_components(get_zoo_entry(source).folder if kind == "preset" else path, device="meta")
+    unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
+    factor = vae_scale_factor(vae.config)
+    height = height or unet.config.sample_size * factor
+    width = width or unet.config.sample_size * factor
+    seq = components["tokenizer"].model_max_length
+    batch = 2 if guidance else 1
+    unet_step = count_macs(unet, unet_example_inputs(unet, height, width, vae_scale_factor=factor,
+                                                     sequence_length=seq, batch=batch)).total
+    ids = torch.zeros(batch, seq, dtype=torch.long)
+    text = count_macs(text_encoder, {"input_ids": ids}).total
+    latents = torch.zeros(1, vae.config.latent_channels, height // factor, width // factor)
+    decode = count_macs(_Decoder(vae), {"latents": latents}).total
+    return {"height": height, "width": width, "steps": steps, "unet_batch": batch, "text_encoder": text,
+            "unet_step": unet_step, "unet": unet_step * steps, "vae_decoder": decode,
+            "total": text + unet_step * steps + decode}
+
+
+class _Decoder:
+    """``vae.decode`` as a module call for the counter (it calls the model; this only names the method)."""
+
+    def __init__(self, vae):
+        self.vae = vae
+
+    def parameters(self):
+        return self.vae.parameters()
+
+    @property
+    def training(self):
+        return self.vae.training
+
+    def __call__(self, latents):
+        return self.vae.decode(latents).sample
+
+
+def throughput(threads: int = 0, *, seconds: float = 2.0) -> dict:
+    """Sustained MACs per second of ONNX Runtime's CPU kernels on a MatMul and a convolution of SD's shapes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    m, k, n = MATMUL_SHAPE
+    b, c, h, w, o = CONV_SHAPE
+    probes = {
+        "matmul": (helper.make_node("MatMul", ["x", "w"], ["y"]), (m, k), rng.standard_normal((k, n), np.float32),
+                   m * k * n),
+        "conv3x3": (helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), (b, c, h, w),
+                    rng.standard_normal((o, c, 3, 3), np.float32), b * o * h * w * c * 9),
+    }
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    result = {"threads": threads, "provider": "CPUExecutionProvider"}
+    for name, (node, x_shape, weight, macs) in probes.items():
+        graph = helper.make_graph([node], name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(weight, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        x = rng.standard_normal(x_shape, np.float32)
+        session.run(None, {"x": x})  # warm-up: allocations, kernel selection
+        times, start = [], time.perf_counter()
+        while time.perf_counter() - start < seconds or len(times) < 3:
+            t = time.perf_counter()
+            session.run(None, {"x": x})
+            times.append(time.perf_counter() - t)
+        result[f"{name}_macs_per_s"] = macs / float(np.median(times))
+    result["best_macs_per_s"] = max(result["matmul_macs_per_s"], result["conv3x3_macs_per_s"])
+    return result
+
+
+def floor_ratio(measured_s: float, macs: float, macs_per_s: float) -> float:
+    """Measured time over the floor time (``macs / macs_per_s``): 1.0 is the machine's limit."""
+    if measured_s <= 0 or macs <= 0 or macs_per_s <= 0:
+        raise ValueError("floor_ratio needs positive time, MACs and rate")
+    return measured_s / (macs / macs_per_s)
