@@ -109,3 +109,26 @@ def floor_ratio(measured_s: float, macs: float, macs_per_s: float) -> float:
     if measured_s <= 0 or macs <= 0 or macs_per_s <= 0:
         raise ValueError("floor_ratio needs positive time, MACs and rate")
     return measured_s / (macs / macs_per_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgeldm.benchmarks.floor MODEL [--size PX] [--steps N] [--guidance] [--threads T]``: one JSON
+    line with the image's MACs, the machine's rates and the floor time."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.floor", description=main.__doc__.split(":", 1)[0])
+    p.add_argument("model", help="zoo preset or diffusers folder")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's)")
+    p.add_argument("--steps", type=int, default=4, help="UNet steps per image (default 4)")
+    p.add_argument("--guidance", action="store_true", help="classifier-free guidance: UNet batch 2")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads for the probe (0: all cores)")
+    args = p.parse_args(argv)
+    macs = image_macs(args.model, height=args.size, width=args.size, steps=args.steps, guidance=args.guidance)
+    rate = throughput(args.threads)
+    print(json.dumps({"macs": macs, "throughput": rate, "floor_s": macs["total"] / rate["best_macs_per_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
