@@ -17,7 +17,9 @@ def add_parser(sub) -> None:
                     "scheduler, defaults, and every graph's validation against torch (max abs diff, cosine, PSNR). "
                     "Graphs are validated on shapes other than the export shapes; a failure writes nothing.",
         epilog="examples:\n  edgeldm export tiny -o bundles/tiny\n"
-               "  edgeldm export ./sd15 -o bundles/sd15-npu --backend onnx --static --height 512 --width 512",
+               "  edgeldm export ./sd15 -o bundles/sd15-npu --backend onnx --static --height 512 --width 512\n"
+               "  edgeldm export ./sd15 -o bundles/sd15-ane --backend coreml --static --precision fp16 "
+               "--coreml-attention split_einsum   # UNet in <= 1 GB chunks",
         formatter_class=RAW,
     )
     add_stage_arguments(p, ExportOptions, "bundle folder to create", func=run)
