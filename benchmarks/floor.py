@@ -6,7 +6,8 @@ classifier-free guidance), the UNet once per step on a batch of one or two, the 
 
 ``throughput``: the machine's sustained rate on the two kernels an SD image is made of, through ONNX Runtime's CPU
 provider with the threads given: a MatMul of SD's attention / feed-forward shape and a 3x3 convolution of its
-ResNet shape, each timed after warm-up; the larger rate is the floor's (the best the machine does on that work).
+ResNet shape, each timed after warm-up; the larger rate is the floor's (the best the machine does on that work). An INT8
+MatMul (``MatMulInteger``) gives the rate an INT8 graph's floor should use.
 
 ``floor_ratio = measured seconds / (image MACs / best MAC rate)``: 1.0 is the machine's limit, 2.0 twice it.
 """
@@ -92,16 +93,29 @@ def throughput(threads: int = 0, *, seconds: float = 2.0) -> dict:
                                   [numpy_helper.from_array(weight, "w")])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        x = rng.standard_normal(x_shape, np.float32)
-        session.run(None, {"x": x})  # warm-up: allocations, kernel selection
-        times, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds or len(times) < 3:
-            t = time.perf_counter()
-            session.run(None, {"x": x})
-            times.append(time.perf_counter() - t)
-        result[f"{name}_macs_per_s"] = macs / float(np.median(times))
+        result[f"{name}_macs_per_s"] = macs / _median_run(session, rng.standard_normal(x_shape, np.float32), seconds)
     result["best_macs_per_s"] = max(result["matmul_macs_per_s"], result["conv3x3_macs_per_s"])
+    # INT8 graphs run integer kernels (VNNI / AMX where the CPU has them): their floor is this rate, not fp32's
+    int8 = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "matmul_int8",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, (m, k))],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "w")])
+    session = ort.InferenceSession(helper.make_model(int8, opset_imports=[helper.make_opsetid("", 17)])
+                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    result["matmul_int8_macs_per_s"] = m * k * n / _median_run(session, x, seconds)
     return result
+
+
+def _median_run(session, x, seconds: float) -> float:
+    session.run(None, {"x": x})  # warm-up: allocations, kernel selection
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 3:
+        t = time.perf_counter()
+        session.run(None, {"x": x})
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def floor_ratio(measured_s: float, macs: float, macs_per_s: float) -> float:

@@ -25,6 +25,7 @@ def test_image_macs_add_up_per_component_and_step():
 def test_the_probe_reports_both_kernels_and_the_floor_ratio_is_time_over_floor():
     rate = throughput(1, seconds=0.05)
     assert rate["best_macs_per_s"] == max(rate["matmul_macs_per_s"], rate["conv3x3_macs_per_s"]) > 0
+    assert rate["matmul_int8_macs_per_s"] > 0
     assert floor_ratio(3.0, 2e9, 1e9) == pytest.approx(1.5)
     with pytest.raises(ValueError):
         floor_ratio(0.0, 2e9, 1e9)
