@@ -28,7 +28,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import EdgeLDMError
-from ..runtimes.backends.coreml_session import chunk_name, chunk_packages  # noqa: F401 (the runtime's rule)
+from ..runtimes.backends.coreml_session import chunk_name
 
 logger = logging.getLogger("edgeldm")
 
@@ -36,12 +36,14 @@ logger = logging.getLogger("edgeldm")
 CHUNK_LIMIT_BYTES = 1 << 30
 def weights_bytes(package: Path) -> int:
     """Bytes of the package's weight file(s): what the Neural Engine's limit is about."""
-    weights = Path(package) / "Data" / "com.apple.CoreML" / "weights"
-    return sum(f.stat().st_size for f in weights.rglob("*") if f.is_file()) if weights.is_dir() else 0
+    return _bytes_under(Path(package) / "Data" / "com.apple.CoreML" / "weights")
 
 
-def split_package(package: Path, chunks: int | None, *, limit_bytes: int = CHUNK_LIMIT_BYTES,
-                  progress=None) -> list[dict]:
+def _bytes_under(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def split_package(package: Path, chunks: int | None, *, limit_bytes: int = CHUNK_LIMIT_BYTES) -> list[dict]:
     """Replace ``package`` (``.../model.mlpackage``) by ``chunks`` packages ``model_chunk<i>.mlpackage`` beside
     it; ``None``: as many as it takes for each to hold at most ``limit_bytes`` of weights (1: leave it whole).
 
@@ -49,10 +51,10 @@ def split_package(package: Path, chunks: int | None, *, limit_bytes: int = CHUNK
     reads and writes, the package's size); ``[]`` when the package stays whole.
     """
     package = Path(package)
-    total = weights_bytes(package)
     if chunks is not None and chunks < 1:
         raise EdgeLDMError(f"--chunks must be a positive number of chunks, got {chunks}")
     if chunks is None:
+        total = weights_bytes(package)
         if total <= limit_bytes:
             return []
         count = math.ceil(total / limit_bytes)
@@ -62,7 +64,7 @@ def split_package(package: Path, chunks: int | None, *, limit_bytes: int = CHUNK
         count = chunks
     for attempt in range(3):  # the cuts land on operations, so a chunk can overshoot its share a little
         with tempfile.TemporaryDirectory(prefix="edgeldm-chunks-", dir=package.parent) as scratch:
-            parts = _peel(package, count, Path(scratch), progress=progress)
+            parts = _peel(package, count, Path(scratch))
             entries = _check_flow(package, parts)
             too_big = [e for e, part in zip(entries, parts) if weights_bytes(part) > limit_bytes]
             if chunks is None and too_big and attempt < 2:
@@ -114,7 +116,7 @@ def _cut_index(prog, fraction: float) -> int:
     raise EdgeLDMError("no operation to cut the Core ML program at", hint="export with fewer --chunks")
 
 
-def _peel(package: Path, count: int, scratch: Path, *, progress=None) -> list[Path]:
+def _peel(package: Path, count: int, scratch: Path) -> list[Path]:
     """``count`` chunk packages in ``scratch``: the front ``1/k`` of what remains, ``k`` = chunks still to make."""
     ct = require("coremltools")
     from coremltools.models import utils
@@ -131,11 +133,10 @@ def _peel(package: Path, count: int, scratch: Path, *, progress=None) -> list[Pa
         cut = _cut_index(prog, 1 / left)
         first = utils._make_first_chunk_prog(prog, cut)
         parts.append(_save_chunk(_convert(first, spec), original, index, count, scratch))
+        # the first chunk's surgery changed ``prog`` in place: the rest is cut from a fresh load (as bisect_model does)
         second = utils._make_second_chunk_prog(_load_program(remainder)[0], cut)
         remainder = scratch / f"remainder{index}.mlpackage"
         _convert(second, spec).save(str(remainder))
-        if progress is not None:
-            progress(index, count)
     return parts
 
 
@@ -188,7 +189,7 @@ def _check_flow(package: Path, parts: list[Path]) -> list[dict]:
                                "provides", hint="export with another --chunks count")
         available.update(outputs)
         entries.append({"graph": chunk_name(index), "inputs": inputs, "outputs": outputs,
-                        "bytes": sum(f.stat().st_size for f in part.rglob("*") if f.is_file())})
+                        "bytes": _bytes_under(part)})
     lost = [f.name for f in whole.output if f.name not in {*entries[-1]["outputs"]}]
     if lost:
         raise EdgeLDMError(f"the last Core ML chunk does not write {', '.join(lost)}")

@@ -65,15 +65,14 @@ def fuse_onnx(source: Path, folder: Path, component: str) -> tuple[list[Path], d
         raise EdgeLDMError(f"ONNX Runtime's transformer optimizer failed on {component}: {type(exc).__name__}: {exc}",
                            hint="export without --onnx-fusion") from exc
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("model.onnx*"):
+    for stale in folder.glob(f"{ONNX_FILE}*"):
         stale.unlink()
     # beyond protobuf's 2 GB the weights go to one data file beside the graph (the optimizer names it model.onnx.data)
     large = sum(len(t.raw_data) for t in optimized.model.graph.initializer) > PROTOBUF_LIMIT - 64 * 2**20
     optimized.save_model_to_file(str(folder / ONNX_FILE), use_external_data_format=large,
                                  all_tensors_to_one_file=True)
-    counts = collections.Counter(n.op_type for n in optimized.model.graph.node if n.domain == "com.microsoft"
-                                 or n.op_type in FUSED_OPS)
-    fused = {op: counts[op] for op in FUSED_OPS if counts.get(op)}
+    counts = collections.Counter(n.op_type for n in optimized.model.graph.node if n.op_type in FUSED_OPS)
+    fused = {op: counts[op] for op in FUSED_OPS if counts[op]}
     logger.debug("%s: ONNX Runtime fusions %s", component, fused)
     return sorted(p for p in folder.iterdir() if p.name.startswith(ONNX_FILE)), \
         {"optimizer": "onnxruntime.transformers.optimizer", "model_type": model_type, "ops": fused}

@@ -16,7 +16,8 @@ from edgeldm.compressor.quantize import QuantizeConfig, quantize_bundle  # noqa:
 from edgeldm.compressor.quantize.schemes import QuantOptions  # noqa: E402
 from edgeldm.errors import EdgeLDMError  # noqa: E402
 from edgeldm.exporters.bundle import ExportConfig, component_ios, export_bundle  # noqa: E402
-from edgeldm.exporters.coreml_chunks import CHUNK_LIMIT_BYTES, chunk_packages, split_package, weights_bytes  # noqa: E402
+from edgeldm.exporters.coreml_chunks import CHUNK_LIMIT_BYTES, split_package, weights_bytes  # noqa: E402
+from edgeldm.runtimes.backends.coreml_session import chunk_packages  # noqa: E402
 from edgeldm.manifest import graph_file, load_manifest, verify_files  # noqa: E402
 
 CAPTURE = CaptureConfig(samples=2, steps=2, shard_size=4)

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from ...exporters.bundle import component_ios
-    from ...exporters.coreml_chunks import chunk_packages, split_package, weights_bytes
+    from ...exporters.coreml_chunks import split_package, weights_bytes
+    from ...runtimes.backends.coreml_session import chunk_packages
     from ...exporters.coreml_export import COREML_PACKAGE, export_coreml
     from ...exporters.torch_modules import component_module
     from ...loading import load_pipeline

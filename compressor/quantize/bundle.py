@@ -193,8 +193,9 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
 
 def _parts_after(chunks: list[dict], bundle: Path) -> list[dict]:
     """A graph in parts (Core ML chunks) is quantized part by part under the same names: the same chain, new sizes."""
-    return [{**c, "bytes": sum(f.stat().st_size for f in (bundle / c["graph"]).rglob("*") if f.is_file())}
-            for c in chunks]
+    from ...benchmarks.targets import folder_bytes
+
+    return [{**c, "bytes": folder_bytes(bundle / c["graph"])} for c in chunks]
 
 
 def _floor(config: QuantizeConfig, scheme) -> float:

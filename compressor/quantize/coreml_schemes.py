@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..._lazy import require
 from ...errors import EdgeLDMError
-from ...exporters.coreml_chunks import chunk_packages
+from ...runtimes.backends.coreml_session import chunk_packages
 from .schemes import QuantOptions, register_scheme
 
 
