@@ -7,7 +7,8 @@ A target spec is ``[kind:]location``:
   backends side by side);
 * ``MODEL`` (diffusers folder or zoo name) or ``diffusers:MODEL`` — the torch pipeline through diffusers;
 * ``optimum-ort:BUNDLE`` / ``optimum-ov:BUNDLE`` — optimum's ONNX Runtime / optimum-intel's OpenVINO
-  pipeline on our bundle (peers).
+  pipeline on our bundle, or on a folder optimum exported itself (``optimum-cli export openvino``), e.g.
+  optimum-intel's own INT8 LCM pipeline (peers).
 
 Every target produces the same figures: each component call is timed by wrapping the object the
 pipeline calls (a backend session, a torch module's ``forward``, an optimum model's ``forward``), so a
@@ -250,8 +251,9 @@ class _OptimumTarget(Target):
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        # optimum opens the bundle's files itself: the same trust rule first
-        check_bundle(self.location, load_manifest(self.location), backends=[self.backend], verify=self.config.verify)
+        if self.is_bundle:  # optimum opens the bundle's files itself: the same trust rule first
+            check_bundle(self.location, load_manifest(self.location), backends=[self.backend],
+                         verify=self.config.verify)
         self.pipe = self._open()
         self.pipe.set_progress_bar_config(disable=True)
         for c in COMPONENTS:
@@ -266,10 +268,19 @@ class _OptimumTarget(Target):
                         height=c.height, width=c.width, output_type="np").images[0]
         return np.clip(np.asarray(out) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
+    @property
+    def is_bundle(self) -> bool:
+        """Our bundle, or a folder optimum exported itself (``optimum-cli export``, ``save_pretrained``)."""
+        return (Path(self.location) / "edgeldm.json").is_file()
+
     def size_bytes(self):
+        if not self.is_bundle:
+            return folder_bytes(Path(self.location))
         return RuntimeTarget(self.location, BenchConfig(backend=self.backend)).size_bytes()
 
     def source(self):
+        if not self.is_bundle:
+            return self.location
         return RuntimeTarget(self.location, BenchConfig(backend=self.backend)).source()
 
 
@@ -333,6 +344,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, str]:
 def make_target(spec: str, config: BenchConfig) -> Target:
     """``[kind:]location`` (see :func:`parse_spec`) -> a target."""
     kind, backend, location = parse_spec(spec)
+    if kind.startswith("optimum-") and (Path(location) / "model_index.json").is_file():
+        return TARGET_KINDS[kind](location, config)  # a pipeline optimum exported itself
     if kind != "diffusers" and not (Path(location) / "edgeldm.json").is_file():
         raise EdgeLDMError(f"{location} is not an edgeldm bundle (no edgeldm.json)",
                            hint="`edgeldm export MODEL -o BUNDLE` makes one; models are timed with diffusers:MODEL")

@@ -16,7 +16,8 @@ EPILOG = """targets:
                          the runtime with that backend (two backends side by side)
   MODEL, diffusers:MODEL the torch pipeline through diffusers (a folder or a zoo name)
   optimum-ort:BUNDLE     optimum's ORTDiffusionPipeline on the bundle
-  optimum-ov:BUNDLE      optimum-intel's OVDiffusionPipeline on the bundle
+  optimum-ov:BUNDLE      optimum-intel's OVDiffusionPipeline on the bundle (or on a folder optimum-intel
+                         exported itself)
 
 examples:
   edgeldm bench bundles/tiny --vs diffusers:tiny --repeat 10 --markdown

@@ -8,6 +8,10 @@ from pathlib import Path
 #: the folders that hold weights, in a model and in a bundle (tokenizer, scheduler and configs are not counted)
 WEIGHT_FOLDERS = ("text_encoder", "unet", "vae", "vae_decoder", "vae_encoder")
 
+#: the help of the training stages' --teacher-steps
+TEACHER_STEPS_HELP = ("sampler steps of each teacher latent (fewer: cheaper data, e.g. for a smoke run of a large model "
+                      "on a CPU)")
+
 
 @dataclass(frozen=True)
 class StageResult:

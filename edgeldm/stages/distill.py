@@ -10,7 +10,10 @@ from ..arguments import SEED
 from ..compressor.distill_config import LOSSES, MODES, DistillConfig as _Defaults
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, to_config
-from .common import StageResult, check_output, existing, is_main_process, remove_work, same_model, weights_bytes
+from .common import (
+    StageResult, TEACHER_STEPS_HELP, check_output, existing, is_main_process, remove_work, same_model,
+    weights_bytes,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class DistillOptions:
     ema_decay: float = option(_Defaults.ema_decay, "EMA rate of the target network, lcm mode")
     lora_rank: int = option(_Defaults.lora_rank, "LoRA rank, lcm-lora mode")
     teacher_samples: int = option(_Defaults.teacher_samples, "latents the teacher generates as training data")
+    teacher_steps: int = option(_Defaults.teacher_steps, TEACHER_STEPS_HELP)
     teacher_draws: int = option(
         _Defaults.teacher_draws, "precompute the teacher's guided steps for K noise draws per teacher latent and "
                                  "reuse them (a fresh guidance weight each time), so training runs no teacher; 0: "
@@ -42,7 +46,8 @@ class DistillOptions:
     seed: int = option(_Defaults.seed, "random seed", parse=SEED)
 
     def config(self) -> _Defaults:
-        check_positive(self, "steps", "batch_size", "teacher_samples", "ddim_steps", "lora_rank", "lr")
+        check_positive(self, "steps", "batch_size", "teacher_samples", "teacher_steps", "ddim_steps", "lora_rank",
+                       "lr")
         config = to_config(_Defaults, self, validate_every=self.validate_every or self.steps)
         config.check()
         return config

@@ -9,7 +9,7 @@ from ..arguments import SEED
 from ..compressor.vae_distill_config import VaeDistillConfig as _Defaults
 from ..errors import EdgeLDMError
 from ..options import option, resolve, to_config
-from .common import StageResult, check_output, existing, is_main_process, remove_work, weights_bytes
+from .common import StageResult, TEACHER_STEPS_HELP, check_output, existing, is_main_process, remove_work, weights_bytes
 
 
 def block_counts(text: str) -> tuple[int, ...]:
@@ -35,6 +35,7 @@ class DistillVaeOptions:
         _Defaults.encoder_blocks, "encoder blocks per level, highest resolution first (default TAESD's: 1,3,3,3 "
                                   "for SD)", parse=block_counts, metavar="N,N,...")
     teacher_samples: int = option(_Defaults.teacher_samples, "latents MODEL generates as training data")
+    teacher_steps: int = option(_Defaults.teacher_steps, TEACHER_STEPS_HELP)
     scene_samples: int = option(_Defaults.scene_samples, "tiny's training scenes added for tiny-derived models; "
                                                          "0: none")
     prompts: str | None = option(None, "calibration prompts, one per line", metavar="FILE")

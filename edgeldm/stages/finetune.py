@@ -9,7 +9,7 @@ from ..arguments import GUIDANCE, SEED
 from ..compressor.finetune_config import FinetuneConfig as _Defaults
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, to_config
-from .common import StageResult, check_output, existing, is_main_process, remove_work, weights_bytes
+from .common import StageResult, TEACHER_STEPS_HELP, check_output, existing, is_main_process, remove_work, weights_bytes
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,14 @@ class FinetuneOptions:
     guided_kd_scale: float = option(_Defaults.guided_kd_scale, "guidance scale of that guided prediction (the "
                                                                "sampling default)", parse=GUIDANCE)
     teacher_samples: int = option(_Defaults.teacher_samples, "teacher-generated latents")
+    teacher_steps: int = option(_Defaults.teacher_steps, TEACHER_STEPS_HELP)
     scene_samples: int = option(_Defaults.scene_samples, "tiny's training scenes added for tiny-derived models; "
                                                          "0: none")
     prompts: str | None = option(None, "calibration prompts, one per line", metavar="FILE")
     seed: int = option(_Defaults.seed, "random seed", parse=SEED)
 
     def config(self) -> _Defaults:
-        check_positive(self, "steps", "batch_size", "teacher_samples")
+        check_positive(self, "steps", "batch_size", "teacher_samples", "teacher_steps")
         if self.guided_kd_weight < 0:
             raise EdgeLDMError(f"--guided-kd-weight must be >= 0, got {self.guided_kd_weight}", hint="0 turns it off")
         return to_config(_Defaults, self)
