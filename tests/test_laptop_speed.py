@@ -70,3 +70,28 @@ def test_goals_read_the_512_px_row():
     assert g["speedup_vs_torch"]["met"] and not g["speedup_vs_optimum_intel"]["met"]
     assert not g["floor_ratio"]["met"] and g["peak_rss_below_optimum_intel"]["met"]
     assert np.isclose(g["speedup_vs_optimum_intel"]["measured"], 1.2)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_op_profile_splits_a_graphs_time_by_operator_type(tiny_random_bundle, backend):
+    from edgeldm.benchmarks.op_profile import profile
+
+    out = profile(tiny_random_bundle, "unet", backend, size=64, runs=2, threads=1)
+    assert out["inputs"]["sample"] == [2, 4, 32, 32]  # a guided bundle: the UNet's batch of two, latents at 64 px
+    table = out["by_op_type"]
+    assert sum(r["share"] for r in table.values()) == pytest.approx(1.0)
+    assert sum(r["ms"] for r in table.values()) == pytest.approx(out["total_ms"])
+    assert list(table) == sorted(table, key=lambda k: -table[k]["ms"])  # the costliest first
+    assert any(op in table for op in ("Conv", "Convolution")) and all(r["nodes"] >= 1 for r in table.values())
+    if backend == "openvino":  # the kernels the plugin picked: precision and ISA in the name
+        assert any("f32" in k.lower() for k in out["by_kernel"])
+
+
+def test_op_profile_refuses_what_it_cannot_profile(tiny_random_bundle):
+    from edgeldm.benchmarks.op_profile import profile
+    from edgeldm.errors import EdgeLDMError
+
+    with pytest.raises(EdgeLDMError, match="no profiler"):
+        profile(tiny_random_bundle, "unet", "coreml")
+    with pytest.raises(EdgeLDMError, match="no component"):
+        profile(tiny_random_bundle, "vae_encoder", "onnx")
