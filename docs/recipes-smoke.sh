@@ -13,7 +13,10 @@ COMMON=(--set prune.samples=2 --set prune.steps=2 --set prune.remove=3
 status=0
 for R in ${RECIPES:-sd15-laptop-openvino sd15-phone-coreml sd15-jetson-onnx}; do
   case $R in
-    sd15-laptop-openvino) EXTRA=(--set quantize.calib-samples=4 --set quantize.image-prompts=2
+    sd15-laptop-openvino) EXTRA=(--set distill-vae.steps=2 --set distill-vae.teacher-samples=4
+                                 --set distill-vae.batch-size=2 --set distill-vae.teacher-steps=2
+                                 --set distill-vae.scene-samples=0 --set distill-vae.min-psnr=0
+                                 --set quantize.calib-samples=4 --set quantize.image-prompts=2
                                  --set bench.repeat=1 --set bench.warmup=0) ;;
     sd15-phone-coreml)    EXTRA=(--set quantize.calib-samples=4 --set quantize.image-prompts=2) ;;
     # tiny-random's VAE factor is 2: 512 px would be a 256x256 latent whose attention needs > 24 GB
