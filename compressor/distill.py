@@ -310,7 +310,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     # one stream per process and resume point: under `accelerate launch` every rank draws its own batches
     rng = np.random.default_rng([config.seed, start, accelerator.process_index])
     losses = RunningLosses(("loss",), "distill", config.steps)
-    validation_prompts = list(dict.fromkeys(captions))[:4]
+    validation_prompts = list(dict.fromkeys(captions))[:config.validation_prompts]
     validations, t0 = [], time.perf_counter()
     dev = accelerator.device
 
@@ -366,7 +366,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
             losses.update(step + 1, time.perf_counter() - t0, loss=loss)
             bar.update(1)
             done = step + 1
-            if accelerator.is_main_process and config.validate_every and (
+            if accelerator.is_main_process and config.validate_every and validation_prompts and (
                     done % config.validate_every == 0 or done == config.steps):
                 net = target if target is not None else accelerator.unwrap_model(student)
                 net.eval()

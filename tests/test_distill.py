@@ -142,6 +142,19 @@ def test_distill_on_precomputed_teacher_steps_trains_and_resumes(tiny_random_dir
         DistillConfig(teacher_draws=-1).check()
 
 
+def test_validation_prompts_zero_skips_the_validation(tiny_random_dir, tmp_path):
+    from edgeldm.stages.distill import DistillOptions
+
+    assert DistillOptions(validation_prompts=0).config().validation_prompts == 0
+    with pytest.raises(EdgeLDMError, match="validation-prompts"):
+        DistillOptions(validation_prompts=-1).config()
+    config = DistillConfig(steps=1, guidance_embedding_dim=16, **{**FAST, "validate_every": 1},
+                           validation_prompts=0)
+    work = tmp_path / "v.work"
+    _, summary = distill(load_pipeline(str(tiny_random_dir)), str(tiny_random_dir), config, work=work)
+    assert summary["validation"] == [] and not (work / "validation").exists()
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
