@@ -34,7 +34,12 @@ def image_macs(source, *, height: int | None = None, width: int | None = None, s
     from edgeldm.zoo.build import build_components
 
     kind, path = resolve_source(source)
-    components = build_components(get_zoo_entry(source).folder if kind == "preset" else path, device="meta")
+    if kind == "preset":  # shapes only: meta weights
+        components = build_components(get_zoo_entry(source).folder, device="meta")
+    else:  # the real loading code: a pruned UNet's plan replayed, a tiny VAE as it is (counted, not run)
+        from edgeldm.loading import load_pipeline
+
+        components = load_pipeline(str(path)).components
     unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
     factor = vae_scale_factor(vae.config)
     height = height or unet.config.sample_size * factor

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import math
 from pathlib import Path
@@ -110,7 +111,7 @@ def _speedup(result: dict, figure: str) -> float:
 
 
 def measure_size(bundle: str, model: str, peer: str, size: int, *, repeat: int, torch_repeat: int, warmup: int,
-                 threads: int | None, rates: dict, floor_source: str) -> dict:
+                 threads: int | None, rates: dict, floor: dict) -> dict:
     from dataclasses import replace
 
     from ..lineage import default_sampling_of
@@ -130,7 +131,6 @@ def measure_size(bundle: str, model: str, peer: str, size: int, *, repeat: int, 
     beside_torch = replace(ours, repeat=torch_repeat, warmup=0)
     runs["torch"], _ = run_bench(f"openvino:{bundle}", beside_torch, vs=f"diffusers:{model}",
                                  vs_config=replace(beside_torch, steps=TORCH_STEPS, guidance=TORCH_GUIDANCE))
-    floor = image_floor(floor_source, size, own["steps"], _guided_batch(floor_source, own["guidance"]), rates)
     mine = _summary(runs["optimum_intel"])
     return {
         "size": size,
@@ -186,7 +186,7 @@ def goals(per_size: dict) -> dict:
 
 
 def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat: int, warmup: int,
-        threads: int | None, work: Path, floor_source: str | None = None) -> dict:
+        threads: int | None, work: Path, floor_source: str | None = None, on_size=None) -> dict:
     from ..manifest import load_manifest
     from .floor import throughput
 
@@ -197,13 +197,23 @@ def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat:
     source = floor_source or load_manifest(Path(bundle))["source"]["model"]
     logger.info("probing the machine's MAC rates")
     rates = throughput(threads or 0)
-    per_size = {}
+    from ..lineage import default_sampling_of
+
+    own = default_sampling_of(bundle)
+    # counted before any timing: a model that cannot be counted fails in seconds, not after the torch images
+    floors = {size: image_floor(source, size, own["steps"], _guided_batch(source, own["guidance"]), rates)
+              for size in sizes}
+    out = {"bundle": bundle, "model": model, "peer": str(peer), "floor_source": source, "rates": rates,
+           "sizes": {}, "goals": {},
+           "weights": "random-weight preset: latency does not depend on weight values; quality means nothing"}
     for size in sizes:
-        per_size[str(size)] = measure_size(bundle, model, str(peer), size, repeat=repeat, torch_repeat=torch_repeat,
-                                           warmup=warmup, threads=threads, rates=rates, floor_source=source)
-    return {"bundle": bundle, "model": model, "peer": str(peer), "floor_source": source, "rates": rates,
-            "sizes": per_size, "goals": goals(per_size),
-            "weights": "random-weight preset: latency does not depend on weight values; quality means nothing"}
+        out["sizes"][str(size)] = measure_size(bundle, model, str(peer), size, repeat=repeat,
+                                               torch_repeat=torch_repeat, warmup=warmup, threads=threads,
+                                               rates=rates, floor=floors[size])
+        out["goals"] = goals(out["sizes"])
+        if on_size:
+            on_size(out)  # each size's figures kept as soon as they exist: a later size may fail or be stopped
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    def keep(partial: dict) -> None:
+        if args.json:
+            from ..atomic import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(partial, indent=1, default=float))
+
     out = run(args.bundle, args.model, sizes, repeat=args.repeat, torch_repeat=args.torch_repeat,
-              warmup=args.warmup, threads=args.threads, work=Path(args.work), floor_source=args.floor_source)
+              warmup=args.warmup, threads=args.threads, work=Path(args.work), floor_source=args.floor_source,
+              on_size=keep)
     for size, row in out["sizes"].items():
         t = row["targets"]
         print(f"{size} px: ours {t['ours']['image_s']:.2f} s/image | optimum-intel {t['optimum_intel']['image_s']:.2f}"
