@@ -13,16 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .components import (
-    INPAINTING_PIPELINES,
-    REQUIRED_COMPONENTS,
-    SUPPORTED_PIPELINES,
-    WEIGHTED_COMPONENTS,
-    build_model_from_config,
-    component_spec,
-    inpainting_refused,
-    read_json,
-)
+from .components import build_model_from_config, component_spec, inpainting_refused, read_json
 from .errors import (
     CheckpointNotFoundError,
     CorruptWeightsError,
@@ -32,6 +23,7 @@ from .errors import (
     UnsupportedPipelineError,
     WeightShapeMismatchError,
 )
+from .families import DEFAULT_FAMILIES, ModelFamily, check_family
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
@@ -65,6 +57,7 @@ class CheckpointFolder:
     pipeline_class: str
     model_index: dict
     components: dict[str, ComponentFiles]
+    family: ModelFamily
 
     @property
     def uses_pickle(self) -> bool:
@@ -99,37 +92,38 @@ def read_model_index(path: Path) -> dict:
 
 
 def check_checkpoint(path: str | Path, *, allow_pickle: bool = False, check_shapes: bool = True,
-                     inpainting: bool = False) -> CheckpointFolder:
+                     inpainting: bool = False, families=DEFAULT_FAMILIES) -> CheckpointFolder:
     """Validate a diffusers folder; raise a :class:`CheckpointError` subclass on the first problem. An
-    inpainting pipeline passes only where the caller takes one (``inpainting``)."""
+    inpainting pipeline passes only where the caller takes one (``inpainting``), a model family only where the
+    caller takes it (``families``: names in :data:`edgeldm.families.FAMILIES`)."""
     path = Path(path)
     index = read_model_index(path)
     pipeline_class = index["_class_name"]
-    if pipeline_class in INPAINTING_PIPELINES and not inpainting:
+    family = check_family(path, pipeline_class, families)
+    if pipeline_class in family.inpainting_pipelines and not inpainting:
         raise UnsupportedPipelineError(inpainting_refused(path),
                                        hint="use a text-to-image model (4-channel UNet) for those")
-    if pipeline_class not in SUPPORTED_PIPELINES + INPAINTING_PIPELINES:
-        raise UnsupportedPipelineError(
-            f"{path} holds a {pipeline_class}; edgeldm supports {', '.join(SUPPORTED_PIPELINES)}",
-            hint="SDXL, SD3 and video pipelines have other components and are not supported yet",
-        )
-    for name in REQUIRED_COMPONENTS:
+    for name in family.components:
         if component_spec(index, name) is None:
-            raise MissingComponentError(f"{path / 'model_index.json'} does not declare the '{name}' component")
+            raise MissingComponentError(f"{path / 'model_index.json'} does not declare the '{name}' component"
+                                        + (f" (an {family.label} model has {len(family.text_encoders)} text "
+                                           "encoders)" if name in family.text_encoders else ""))
         if not (path / name).is_dir():
             raise MissingComponentError(f"component folder {path / name} is missing (declared in model_index.json)")
-    _check_tokenizer(path / "tokenizer")
+    for name in family.tokenizers:
+        _check_tokenizer(path / name)
     if not (path / "scheduler" / "scheduler_config.json").is_file():
         raise MissingComponentError(f"{path / 'scheduler'} has no scheduler_config.json")
 
     components = {}
-    for name in WEIGHTED_COMPONENTS:
+    for name in family.weighted:
         library, class_name = component_spec(index, name)
         files = _find_weights(path / name, name, library, class_name, allow_pickle=allow_pickle)
         if check_shapes and files.weight_format == "safetensors":
             _check_shapes(files, pruned_skeleton(files.folder) if name == "unet" else None)
         components[name] = files
-    return CheckpointFolder(path=path, pipeline_class=pipeline_class, model_index=index, components=components)
+    return CheckpointFolder(path=path, pipeline_class=pipeline_class, model_index=index, components=components,
+                            family=family)
 
 
 def _check_tokenizer(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a Stable-Diffusion-family pipeline is made of, and how to build a component from its config.
+"""How to build a component from its config (what each family's pipeline is made of: :mod:`edgeldm.families`).
 
 Shared by the zoo (seeded random weights), the checkpoint checker (meta models to compare shapes
 against) and ``edgeldm info``; nothing here reads weights.
@@ -11,17 +11,8 @@ from pathlib import Path
 
 from ._lazy import require
 
-#: pipelines whose components edgeldm knows how to compress, export and run
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")
-#: inpainting pipelines (a 9-channel UNet): read by ``info``, ``convert`` and ``export`` (the runtime inpaints with
-#: them), not yet by the compression stages
-INPAINTING_PIPELINES = ("StableDiffusionInpaintPipeline",)
 #: input channels of an inpainting UNet: latents, mask, masked-image latents
 INPAINT_CHANNELS = 9
-#: every supported pipeline needs all of these
-REQUIRED_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
-#: components that carry weights (the ones compression works on)
-WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
 #: listed in many model_index.json files but never needed on the edge; never loaded
 SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 
@@ -69,6 +60,20 @@ def build_model_from_config(library: str, class_name: str, folder: Path):
     from .errors import UnsupportedPipelineError
 
     raise UnsupportedPipelineError(f"component class {library}.{class_name} is neither a diffusers nor a transformers model")
+
+
+#: what edgeldm never loads, said to a pipeline class that has the argument (SD 1.x's safety checker; SDXL has none)
+_NOT_LOADED = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False,
+               "image_encoder": None}
+
+
+def skipped_components(pipeline_cls) -> dict:
+    """The keyword arguments that leave :data:`SKIPPED_COMPONENTS` out of ``pipeline_cls`` (its ``__init__`` or
+    ``from_pretrained``), for the arguments that class has."""
+    import inspect
+
+    accepted = inspect.signature(pipeline_cls.__init__).parameters
+    return {k: v for k, v in _NOT_LOADED.items() if k in accepted}
 
 
 def build_scheduler_from_config(library: str, class_name: str, folder: Path):

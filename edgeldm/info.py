@@ -10,8 +10,9 @@ from collections import Counter, defaultdict
 
 from .version import __version__
 from .checkpoint import check_checkpoint, pruned_skeleton
-from .components import WEIGHTED_COMPONENTS, component_class, component_spec, read_json, vae_scale_factor
-from .inventory import unet_inventory_with_macs
+from .components import component_class, component_spec, read_json, vae_scale_factor
+from .families import FAMILIES, check_family
+from .inventory import added_condition_shapes, unet_inventory_with_macs
 from .loading import ensure_offline, resolve_source
 from .zoo import get_zoo_entry
 from .zoo.build import build_components
@@ -35,16 +36,19 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
         components = build_components(config_dir, device="meta")
         files = {}
     else:
-        checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=True)
+        checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=True, families=tuple(FAMILIES))
         config_dir = path
-        library, class_name = component_spec(checked.model_index, "tokenizer")
-        tokenizer = component_class(library, class_name).from_pretrained(str(path / "tokenizer"))
-        components = build_components(config_dir, device="meta", tokenizer=tokenizer)
+        tokenizers = {}
+        for name in checked.family.tokenizers:
+            library, class_name = component_spec(checked.model_index, name)
+            tokenizers[name] = component_class(library, class_name).from_pretrained(str(path / name))
+        components = build_components(config_dir, device="meta", tokenizers=tokenizers)
         files = checked.components
         pruned = pruned_skeleton(path / "unet")
         if pruned is not None:  # its config.json alone describes the unpruned architecture
             components["unet"] = pruned
     index = read_json(config_dir / "model_index.json")
+    family = check_family(source, index["_class_name"], tuple(FAMILIES))
 
     unet, vae, tokenizer = components["unet"], components["vae"], components["tokenizer"]
     factor = vae_scale_factor(vae.config)
@@ -53,7 +57,7 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
     seq_len = tokenizer.model_max_length
 
     described = {}
-    for name in WEIGHTED_COMPONENTS:
+    for name in family.weighted:
         model = components[name]
         n_params = sum(p.numel() for p in model.parameters())
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
@@ -64,32 +68,38 @@ def describe_model(source: str, *, height: int | None = None, width: int | None 
             entry["size_on_disk"] = files[name].size_bytes
             entry["weight_format"] = files[name].weight_format
         described[name] = entry
-    described["tokenizer"] = {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
-                              "model_max_length": seq_len}
+    for name in family.tokenizers:
+        described[name] = {"class": type(components[name]).__name__, "vocab_size": len(components[name]),
+                           "model_max_length": components[name].model_max_length}
     sched = components["scheduler"]
     described["scheduler"] = {"class": type(sched).__name__,
                               **{k: sched.config.get(k) for k in ("num_train_timesteps", "beta_schedule",
                                                                   "prediction_type")}}
 
     ops, macs = unet_inventory_with_macs(unet, height, width, vae_scale_factor=factor, sequence_length=seq_len)
+    added = added_condition_shapes(unet.config)
     return {
         "schema": INFO_SCHEMA,
         "edgeldm_version": __version__,
         "source": str(source),
         "source_kind": kind,
         "pipeline": index["_class_name"],
+        "family": family.name,
         "image_size": [height, width],
         "latent_shape": [unet.config.in_channels, height // factor, width // factor],
         "vae_scale_factor": factor,
-        "total_parameters": sum(described[n]["parameters"] for n in WEIGHTED_COMPONENTS),
+        "total_parameters": sum(described[n]["parameters"] for n in family.weighted),
         "components": described,
         "unet": {
             "macs_per_step": macs.total,
-            "mac_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs/2), batch 1, no classifier-free guidance",
+            "mac_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs/2), batch 1, no classifier-free guidance"
+                           + (", the added text-and-time embedding included" if added else ""),
             "batch": 1,
             "sequence_length": seq_len,
             "operator_counts": dict(Counter(op.type for op in ops)),
             "operators": [op.to_dict() for op in ops],
+            # SDXL: the pooled text embedding and the time_ids an app must pass, and what embedding them costs
+            "added_conditions": {**added, "macs": macs.per_module.get("add_embedding", 0)} if added else None,
         },
     }
 
@@ -129,7 +139,7 @@ def render_info(info: dict, *, list_operators: bool = False, console=None) -> No
     for name, c in info["components"].items():
         if "parameters" in c:
             table.add_row(name, c["class"], f"{c['parameters']:,}", c["dtype"], _bytes(c.get("size_on_disk")))
-        elif name == "tokenizer":
+        elif name.startswith("tokenizer"):
             table.add_row(name, c["class"], f"vocab {c['vocab_size']:,}", f"max len {c['model_max_length']}", "")
         else:
             table.add_row(name, c["class"], "", c.get("prediction_type") or "", "")
@@ -137,6 +147,10 @@ def render_info(info: dict, *, list_operators: bool = False, console=None) -> No
     unet = info["unet"]
     console.print(f"UNet: [bold]{_human(unet['macs_per_step'], 'MACs')}[/] per denoising step "
                   f"(batch 1; classifier-free guidance doubles it)")
+    added = unet.get("added_conditions")
+    if added:
+        console.print(f"added conditions: pooled text embedding ({added['text_embeds']}) and {added['time_ids']} "
+                      f"time_ids, embedded in {_human(added['macs'], 'MACs')}")
     by_type: dict[str, list] = defaultdict(list)
     for op in unet["operators"]:
         by_type[op["type"]].append(op)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from ._lazy import require
 from .checkpoint import check_checkpoint
-from .components import component_class
+from .components import component_class, skipped_components
 from .errors import CheckpointError, CheckpointNotFoundError
+from .families import DEFAULT_FAMILIES, check_family
 from .progress import progress_enabled
 from .saving import remember_stored_dtypes
-from .zoo import ZOO, build_preset, get_zoo_entry
+from .zoo import ZOO, build_preset, get_zoo_entry, preset_pipeline_class
 
 logger = logging.getLogger("edgeldm")
 
@@ -50,23 +51,28 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
 
 
 def load_pipeline(source: str | os.PathLike, *, allow_pickle: bool = False, seed: int = 0, dtype=None,
-                  inpainting: bool = False):
+                  inpainting: bool = False, families=DEFAULT_FAMILIES):
     """Load a Stable-Diffusion-family pipeline from a diffusers folder, a single-file checkpoint (original SD
     layout, :mod:`edgeldm.single_file`) or a zoo name.
 
     ``allow_pickle`` admits ``.bin`` / ``.ckpt`` weights (read with ``torch.load(weights_only=True)``);
     ``seed`` only matters for zoo presets (seeded random weights); ``dtype`` casts on load; ``inpainting``
-    admits an inpainting model (``edgeldm convert``; the other stages take text-to-image models).
+    admits an inpainting model (``edgeldm convert``; the other stages take text-to-image models); ``families``
+    names the model families the caller takes (:mod:`edgeldm.families`; another family's model is refused with
+    the commands that do take it).
     """
     ensure_offline()
     kind, path = resolve_source(source)
     if kind == "preset":
+        check_family(source, preset_pipeline_class(str(source)), families)
         return build_preset(str(source), seed=seed, dtype=dtype)
     if kind == "single-file":
         from .single_file import load_single_file
 
-        return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting)
-    return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting)
+        return load_single_file(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting,
+                                families=families)
+    return load_pipeline_folder(path, allow_pickle=allow_pickle, dtype=dtype, inpainting=inpainting,
+                                families=families)
 
 
 def _pruning_plan(unet_folder: Path):
@@ -75,9 +81,10 @@ def _pruning_plan(unet_folder: Path):
     return read_plan(unet_folder) if (unet_folder / PLAN_FILE).is_file() else None
 
 
-def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False):
+def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False,
+                         families=DEFAULT_FAMILIES):
     ensure_offline()
-    checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=inpainting)
+    checked = check_checkpoint(path, allow_pickle=allow_pickle, inpainting=inpainting, families=families)
     require("torch")
     pipeline_cls = component_class("diffusers", checked.pipeline_class)
     if not progress_enabled():  # --quiet: diffusers' own "Loading pipeline components" bar too
@@ -98,9 +105,7 @@ def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None, 
             # True refuses pickles outright; None lets diffusers fall back to .bin (after the user opted in)
             use_safetensors=None if (allow_pickle and checked.uses_pickle) else True,
             torch_dtype=dtype,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
+            **skipped_components(pipeline_cls),
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"diffusers could not load {path}: {exc}") from exc
@@ -108,8 +113,8 @@ def load_pipeline_folder(path: Path, *, allow_pickle: bool = False, dtype=None, 
         _fuse_lora(pipe, path)
     # so that a stage writing this model back keeps e.g. an fp16 text encoder fp16 (edgeldm.saving)
     remember_stored_dtypes(pipe, {name: files.dtype for name, files in checked.components.items()})
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.eval()
+    for name in checked.family.weighted:
+        getattr(pipe, name).eval()
     return pipe
 
 

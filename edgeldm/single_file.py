@@ -14,14 +14,20 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .components import INPAINT_CHANNELS, inpainting_refused
+from .components import INPAINT_CHANNELS, inpainting_refused, skipped_components
 from .errors import CheckpointError, CorruptWeightsError, PickledWeightsError
+from .families import DEFAULT_FAMILIES, check_family
 
 logger = logging.getLogger("edgeldm")
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
+PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.embedders.")
 _UNET = "model.diffusion_model."
+#: the class whose configs an inpainting file's are derived from (:func:`inpainting_configs`)
+SD_PIPELINE = "StableDiffusionPipeline"
+#: SDXL's embedders: base = CLIP ViT-L (0) + OpenCLIP ViT-bigG (1); a refiner has only the OpenCLIP one, as 0
+_SDXL_CLIP_L = "conditioner.embedders.0.transformer."
+_REFINER_TEXT = "conditioner.embedders.0.model."
 
 
 def is_single_file(path: Path) -> bool:
@@ -61,8 +67,33 @@ class Signature:
     unet_in_channels: int  # 4, or 9 for an inpainting UNet
     input_blocks: int  # UNet input blocks (levels x layers + downsamplers + conv_in)
     mid_block: bool
-    context_dim: int  # the text embedding width the cross-attentions take (768 SD 1.x, 1024 SD 2.x)
+    context_dim: int  # the text embedding width the cross-attentions take (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)
     vae_channels: int
+    transformer_blocks: int  # in the whole UNet: what SDXL's pruned students (SSD-1B, Vega, KOALA) removed
+
+
+def _per_block(value, blocks: int) -> list:
+    """A per-block config value (an int for every block, or a list of one per block)."""
+    return list(value) if isinstance(value, (list, tuple)) else [value] * blocks
+
+
+def _layers_sum(depth, layers: int) -> int:
+    """Transformer blocks of one UNet block: a depth for each of its layers, or one depth for all."""
+    return sum(depth) if isinstance(depth, (list, tuple)) else depth * layers
+
+
+def _config_transformer_blocks(unet: dict) -> int:
+    """Transformer blocks a UNet config builds, counted as diffusers' ``UNet2DConditionModel`` lays them out."""
+    down, up = unet["down_block_types"], unet["up_block_types"]
+    layers = _per_block(unet.get("layers_per_block", 2), len(down))
+    depth = _per_block(unet.get("transformer_layers_per_block", 1), len(down))
+    total = sum(_layers_sum(depth[i], layers[i]) for i, kind in enumerate(down) if "CrossAttn" in kind)
+    if unet.get("mid_block_type", "UNetMidBlock2DCrossAttn") == "UNetMidBlock2DCrossAttn":
+        total += _layers_sum(depth[-1], 1) if not isinstance(depth[-1], (list, tuple)) else depth[-1][-1]
+    reverse = unet.get("reverse_transformer_layers_per_block") or list(reversed(depth))
+    up_layers = list(reversed(layers))
+    total += sum(_layers_sum(reverse[i], up_layers[i] + 1) for i, kind in enumerate(up) if "CrossAttn" in kind)
+    return total
 
 
 def checkpoint_signature(shapes: dict[str, tuple[int, ...]], path: Path) -> Signature:
@@ -75,17 +106,27 @@ def checkpoint_signature(shapes: dict[str, tuple[int, ...]], path: Path) -> Sign
                                        hint="pass the diffusers folder it belongs to (the one with "
                                             "model_index.json), or a single-file checkpoint in the original SD "
                                             "layout")
+    if conv_in is not None and any(k.startswith(_REFINER_TEXT) for k in shapes) and not any(
+            k.startswith(_SDXL_CLIP_L) for k in shapes):
+        from .errors import UnsupportedPipelineError
+
+        raise UnsupportedPipelineError(f"{path} is an SDXL refiner checkpoint (one OpenCLIP text encoder, no "
+                                       "CLIP ViT-L); edgeldm does not take refiners yet",
+                                       hint="pass an SDXL base checkpoint, or an SD 1.x / 2.x one")
     if conv_in is None or vae_in is None:
         found = sorted({k.split(".")[0] for k in shapes})[:6]
         raise CheckpointError(f"{path}: its keys match no Stable Diffusion single-file layout (top-level names "
                               f"found: {', '.join(found) or 'none'}; {len(shapes)} tensors)",
-                              hint="expected model.diffusion_model.*, first_stage_model.*, cond_stage_model.* "
-                                   "(SD 1.x / 2.x); a diffusers folder loads as a folder")
+                              hint="expected model.diffusion_model.*, first_stage_model.*, and cond_stage_model.* "
+                                   "(SD 1.x / 2.x) or conditioner.embedders.* (SDXL); a diffusers folder loads as "
+                                   "a folder")
     blocks = {int(k[len(_UNET):].split(".")[1]) for k in shapes if k.startswith(_UNET + "input_blocks.")}
     context = next((s[1] for k, s in shapes.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), 0)
+    transformers = {k.split(".transformer_blocks.")[0] + "." + k.split(".transformer_blocks.")[1].split(".")[0]
+                    for k in shapes if k.startswith(_UNET) and ".transformer_blocks." in k}
     return Signature(unet_channels=conv_in[0], unet_in_channels=conv_in[1], input_blocks=len(blocks),
                      mid_block=any(k.startswith(_UNET + "middle_block.") for k in shapes), context_dim=context,
-                     vae_channels=vae_in[0])
+                     vae_channels=vae_in[0], transformer_blocks=len(transformers))
 
 
 def config_signature(folder: Path) -> Signature:
@@ -97,7 +138,7 @@ def config_signature(folder: Path) -> Signature:
                      input_blocks=1 + levels * layers + levels - 1,
                      mid_block=unet.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None,
                      context_dim=unet.get("cross_attention_dim", 1280) if has_attention else 0,
-                     vae_channels=vae["block_out_channels"][0])
+                     vae_channels=vae["block_out_channels"][0], transformer_blocks=_config_transformer_blocks(unet))
 
 
 def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
@@ -116,6 +157,9 @@ def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
     for name, entry in ZOO.items():
         if (entry.folder / "unet" / "config.json").is_file() and config_signature(entry.folder) == base:
             if found.unet_in_channels == INPAINT_CHANNELS:
+                if json.loads((entry.folder / "model_index.json").read_text())["_class_name"] != SD_PIPELINE:
+                    raise CheckpointError(f"{path} is an inpainting checkpoint of the {name} architecture; "
+                                          "edgeldm takes inpainting checkpoints of SD 1.x / 2.x only")
                 return f"{name}-inpainting", inpainting_configs(name, entry.folder)
             return name, entry.folder
     known = ", ".join(ZOO)
@@ -151,12 +195,14 @@ def inpainting_configs(name: str, folder: Path) -> Path:
     return target
 
 
-def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False):
+def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpainting: bool = False,
+                     families=DEFAULT_FAMILIES):
     """A diffusers pipeline from a single-file checkpoint (see the module docstring); an inpainting checkpoint
-    only where the caller takes one (``inpainting``)."""
+    only where the caller takes one (``inpainting``), a model family only where the caller takes it."""
     from ._lazy import require
 
     name, folder = match_config(path, allow_pickle=allow_pickle)
+    family = check_family(path, json.loads((folder / "model_index.json").read_text())["_class_name"], families)
     if name.endswith("-inpainting") and not inpainting:
         raise CheckpointError(inpainting_refused(path),
                               hint="use a text-to-image checkpoint (4-channel UNet) for those")
@@ -164,19 +210,20 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpa
     require("torch")
     diffusers = require("diffusers")
     extra = {}
-    if not (folder / "tokenizer" / "vocab.json").is_file():  # a preset's configs: the embedded CLIP vocabulary
-        from .zoo.build import clip_tokenizer, read_json
+    for tokenizer in family.tokenizers:
+        if not (folder / tokenizer / "vocab.json").is_file():  # a preset's configs: the embedded CLIP vocabulary
+            from .zoo.build import clip_tokenizer, read_json
 
-        extra["tokenizer"] = clip_tokenizer(read_json(folder / "tokenizer" / "tokenizer_config.json"))
+            extra[tokenizer] = clip_tokenizer(read_json(folder / tokenizer / "tokenizer_config.json"))
     try:
         pipeline_cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["_class_name"])
         pipe = pipeline_cls.from_single_file(
-            str(path), config=str(folder), local_files_only=True, torch_dtype=dtype, safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False, **extra)
+            str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
+            **skipped_components(pipeline_cls), **extra)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"diffusers could not load the single file {path}: {exc}") from exc
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.eval()
+    for component in family.weighted:
+        getattr(pipe, component).eval()
     return pipe
 
 

@@ -71,11 +71,12 @@ def test_missing_weights_file(checkpoint_copy):
 def test_unsupported_pipeline_class(checkpoint_copy):
     index_path = checkpoint_copy / "model_index.json"
     index = json.loads(index_path.read_text())
-    index["_class_name"] = "StableDiffusionXLPipeline"
+    index["_class_name"] = "StableDiffusion3Pipeline"
     index_path.write_text(json.dumps(index))
-    with pytest.raises(UnsupportedPipelineError, match="StableDiffusionXLPipeline") as err:
+    with pytest.raises(UnsupportedPipelineError, match="StableDiffusion3Pipeline") as err:
         load_pipeline(checkpoint_copy)
-    assert "StableDiffusionPipeline" in str(err.value)  # says what is supported
+    # says what is supported, every family's
+    assert "StableDiffusionPipeline" in str(err.value) and "StableDiffusionXLPipeline" in str(err.value)
 
 
 def test_truncated_safetensors(checkpoint_copy):

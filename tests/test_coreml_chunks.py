@@ -224,27 +224,3 @@ def test_chunked_prediction_matches_the_onnx_graph(chunked):
     out = open_session("coreml", graph_file(bundle, manifest, "unet", "coreml"), io,
                        compute_units="CPU_ONLY")(**inputs)["out_sample"]
     assert tensor_psnr(ref, out) >= 60.0
-
-
-def test_sd15_unet_converts_for_the_neural_engine_in_chunks_under_1_gb(tmp_path):
-    """SD 1.5's UNet in fp16 is 1.7 GB of weights: above the Neural Engine's limit, so it is written in chunks of
-    at most 1 GB that chain by name. At 64 px and with diffusers' attention, to keep the test short: the weights
-    do not depend on either (split_einsum is checked on tiny-random; at 512 px it converts in minutes)."""
-    from edgeldm.exporters.coreml_export import COREML_PACKAGE, export_coreml
-    from edgeldm.exporters.torch_modules import component_module
-    from edgeldm.zoo import build_preset
-
-    pipe = build_preset("sd15")
-    io = component_ios(pipe, 64, 64)["unet"].static()
-    folder = tmp_path / "unet"
-    export_coreml(component_module(pipe, "unet"), io, folder, precision="fp16")
-    total = weights_bytes(folder / COREML_PACKAGE)
-    assert total > CHUNK_LIMIT_BYTES
-    chunks = split_package(folder / COREML_PACKAGE, None)
-    assert len(chunks) == 2 and not (folder / COREML_PACKAGE).exists()
-    sizes = [weights_bytes(folder / c["graph"]) for c in chunks]
-    assert all(s <= CHUNK_LIMIT_BYTES for s in sizes) and sum(sizes) >= 0.99 * total
-    assert _flows(chunks, set(io.input_names)) and chunks[-1]["outputs"] == ["out_sample"]
-    spec = _model(folder / chunks[0]["graph"]).get_spec()
-    shapes = {f.name: tuple(f.type.multiArrayType.shape) for f in spec.description.input}
-    assert shapes["sample"] == (2, 4, 8, 8)

@@ -2,8 +2,8 @@
 
 Two kinds of entry, one registry:
 
-* **presets** — real architectures (``sd15``, ``sd21-base``, ``bk-sdm-small``, ``bk-sdm-tiny``) and a
-  test-sized one (``tiny-random``) whose configs are embedded under ``configs/``; weights are seeded
+* **presets** — real architectures (``sd15``, ``sd21-base``, ``bk-sdm-small``, ``bk-sdm-tiny``, ``sdxl``) and
+  test-sized ones (``tiny-random``, ``tiny-random-xl``) whose configs are embedded under ``configs/``; weights are seeded
   random (speed and memory do not depend on weight values).
 * **checkpoints** — trained diffusers folders shipped inside the package, loaded by the very same
   code that loads a user's own folder.
@@ -50,6 +50,18 @@ for _name, _description in {
     "bk-sdm-small": "BK-SDM-Small architecture (SD v1.5 UNet, one block pair less per stage, no mid-block), random",
     "bk-sdm-tiny": "BK-SDM-Tiny architecture (BK-SDM-Small without the innermost stage), seeded random weights",
     "tiny-random": "test-sized SD architecture (diffusers' dummy components, real CLIP vocabulary), random",
+    "sdxl": "Stable Diffusion XL base 1.0 architecture (UNet 2.57 B; CLIP ViT-L + OpenCLIP ViT-bigG text encoders "
+            "with the pooled projection), seeded random weights",
+    # SDXL's pruned students: SDXL's text encoders and VAE, their UNets' block layouts as ComfyUI's model
+    # detection reads them from the released checkpoints (comfy/model_detection.py); the parameter counts match
+    # the papers' (docs/models.md gives the sources)
+    "ssd-1b": "Segmind SSD-1B architecture (SDXL UNet with transformer blocks removed: 1.33 B), seeded random",
+    "segmind-vega": "Segmind-Vega architecture (SDXL UNet with 1/1/2 transformer blocks: 0.75 B), seeded random",
+    "koala-700m": "KOALA-700M architecture (one ResNet per stage, 2/5 transformer blocks, no mid-block: 0.78 B), "
+                  "seeded random",
+    "koala-1b": "KOALA-1B architecture (one ResNet per stage, 2/6 transformer blocks: 1.16 B), seeded random",
+    "tiny-random-xl": "test-sized SDXL architecture (two text encoders, pooled and time_ids conditioning, a deeper "
+                      "transformer stack inside), random",
 }.items():
     register_zoo_entry(ZooEntry(_name, _description, "preset", _configs(_name)))
 
@@ -74,8 +86,16 @@ def get_zoo_entry(name: str) -> ZooEntry:
         ) from None
 
 
+def preset_pipeline_class(name: str) -> str:
+    """The pipeline class a preset's ``model_index.json`` names (read without building anything)."""
+    import json
+
+    return json.loads((get_zoo_entry(name).folder / "model_index.json").read_text(encoding="utf-8"))["_class_name"]
+
+
 def build_preset(name: str, *, seed: int = 0, device: str = "cpu", dtype=None):
-    """A ``StableDiffusionPipeline`` for preset ``name``; ``device="meta"`` builds shapes only."""
+    """The pipeline of preset ``name`` (its ``model_index.json`` names the class); ``device="meta"`` builds
+    shapes only."""
     from .build import build_preset_pipeline
 
     entry = get_zoo_entry(name)
@@ -84,7 +104,7 @@ def build_preset(name: str, *, seed: int = 0, device: str = "cpu", dtype=None):
     return build_preset_pipeline(entry.folder, seed=seed, device=device, dtype=dtype)
 
 
-__all__ = ["ZOO", "ZooEntry", "register_zoo_entry", "get_zoo_entry", "build_preset"]
+__all__ = ["ZOO", "ZooEntry", "register_zoo_entry", "get_zoo_entry", "build_preset", "preset_pipeline_class"]
 
 
 def save_zoo_model(name: str, output, *, seed: int = 0, overwrite: bool = False) -> Path:
@@ -92,13 +112,14 @@ def save_zoo_model(name: str, output, *, seed: int = 0, overwrite: bool = False)
     import logging
 
     from ..atomic import atomic_output_dir, check_output
+    from ..families import FAMILIES
     from ..loading import load_pipeline
     from ..saving import save_pipeline
 
     get_zoo_entry(name)
     check_output(output, folder=True, overwrite=overwrite)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
-        pipe = load_pipeline(name, seed=seed)
+        pipe = load_pipeline(name, seed=seed, families=tuple(FAMILIES))
         logging.getLogger("edgeldm").info("writing %s", output)
         save_pipeline(pipe, tmp)
     return Path(output)

@@ -29,12 +29,14 @@ def empty_weights():
         yield
 
 
-def fill_seeded_(model, seed: int, *, desc: str = "weights", dtype=None):
+def fill_seeded_(model, seed: int, *, desc: str = "weights", dtype=None, namespace: str = ""):
     """Materialise every meta parameter of ``model`` on the CPU with seeded values, in place.
 
     Weights of rank >= 2 ~ U(-sqrt(3/fan_in), sqrt(3/fan_in)), i.e. variance 1/fan_in (keeps activations
     O(1) through the residual stacks, so a random model produces finite images; uniform draws are ~2x
-    faster than normal ones, which matters for 10^9 parameters); norm scales 1, biases 0.
+    faster than normal ones, which matters for 10^9 parameters); norm scales 1, biases 0. ``namespace``
+    prefixes the names the seeds are drawn from (two components with the same parameter names, SDXL's text
+    encoders, get different weights).
     """
     torch = require("torch")
     accelerate_utils = require("accelerate.utils")
@@ -55,7 +57,7 @@ def fill_seeded_(model, seed: int, *, desc: str = "weights", dtype=None):
                 value.fill_(1.0 if (name in norm_params and name.endswith("weight")) else 0.0)
             else:
                 fan_in = math.prod(param.shape[1:])
-                gen = torch.Generator().manual_seed(parameter_seed(seed, name))
+                gen = torch.Generator().manual_seed(parameter_seed(seed, namespace + name))
                 bound = math.sqrt(3.0 / fan_in)
                 value.uniform_(-bound, bound, generator=gen)
             accelerate_utils.set_module_tensor_to_device(model, name, "cpu", value=value.to(target_dtype))
