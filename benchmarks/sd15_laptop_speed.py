@@ -110,16 +110,15 @@ def _speedup(result: dict, figure: str) -> float:
     return 1.0 / ratio if ratio and not math.isnan(ratio) else math.nan
 
 
-def measure_size(bundle: str, model: str, peer: str, size: int, *, repeat: int, torch_repeat: int, warmup: int,
-                 threads: int | None, rates: dict, floor: dict) -> dict:
+def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, repeat: int, torch_repeat: int,
+                 warmup: int, threads: int | None, rates: dict, floor: dict) -> dict:
+    """One image size: ours against optimum-intel and against torch; ``own`` is the bundle's default sampling."""
     from dataclasses import replace
 
-    from ..lineage import default_sampling_of
     from .bench import run_bench
     from .floor import floor_ratio
     from .targets import BenchConfig
 
-    own = default_sampling_of(bundle)
     ours = BenchConfig(steps=own["steps"], guidance=own["guidance"], height=size, width=size, repeat=repeat,
                        warmup=warmup, threads=threads, backend="openvino", quality_prompts=0)
     runs = {}
@@ -159,18 +158,6 @@ def measure_size(bundle: str, model: str, peer: str, size: int, *, repeat: int, 
     }
 
 
-def _guided_batch(source: str, guidance: float) -> bool:
-    """Classifier-free guidance runs the UNet on a batch of two, unless it takes guidance as an input (an LCM's
-    guidance embedding: one call of batch one per step)."""
-    import json
-
-    try:
-        embedded = bool(json.loads((Path(source) / "unet" / "config.json").read_text()).get("time_cond_proj_dim"))
-    except (OSError, ValueError):
-        embedded = False  # a zoo name: none is an LCM
-    return guidance > 1 and not embedded
-
-
 def goals(per_size: dict) -> dict:
     """The issue's goals at 512 px (None where 512 px was not measured)."""
     row = per_size.get("512")
@@ -201,13 +188,15 @@ def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat:
 
     own = default_sampling_of(bundle)
     # counted before any timing: a model that cannot be counted fails in seconds, not after the torch images
-    floors = {size: image_floor(source, size, own["steps"], _guided_batch(source, own["guidance"]), rates)
-              for size in sizes}
+    # classifier-free guidance runs the UNet on a batch of two, unless the UNet takes guidance as an input (an
+    # LCM's guidance embedding: one call of batch one per step); the bundle's own defaults say which
+    guided_batch = own["guidance"] > 1 and not own.get("guidance_embedding", False)
+    floors = {size: image_floor(source, size, own["steps"], guided_batch, rates) for size in sizes}
     out = {"bundle": bundle, "model": model, "peer": str(peer), "floor_source": source, "rates": rates,
            "sizes": {}, "goals": {},
            "weights": "random-weight preset: latency does not depend on weight values; quality means nothing"}
     for size in sizes:
-        out["sizes"][str(size)] = measure_size(bundle, model, str(peer), size, repeat=repeat,
+        out["sizes"][str(size)] = measure_size(bundle, model, str(peer), size, own, repeat=repeat,
                                                torch_repeat=torch_repeat, warmup=warmup, threads=threads,
                                                rates=rates, floor=floors[size])
         out["goals"] = goals(out["sizes"])

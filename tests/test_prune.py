@@ -437,6 +437,21 @@ def test_ranking_by_latency_without_measuring_it_is_refused(tiny_random_dir, tmp
     assert "needs the per-candidate latency" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_score_size_the_model_cannot_take_is_refused_before_scoring(tiny_random_dir, tmp_path, capsys):
+    out = tmp_path / "p"
+    # tiny-random's sides are multiples of 4 (VAE factor 2 x one UNet downsampling)
+    assert main(["prune", str(tiny_random_dir), "-o", str(out), "--score-size", "63", "--samples", "2"]) != 0
+    err = capsys.readouterr().err
+    assert "--score-size 63 is not a multiple of" in err and not out.exists()
+
+
+def test_an_sdxl_model_is_refused_by_prune_in_one_line(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["prune", "tiny-random-xl", "-o", str(out), "--samples", "2"]) != 0
+    err = capsys.readouterr().err
+    assert "is an SDXL model" in err and "edgeldm info" in err and not out.exists()
+
+
 def test_prune_device_is_checked_before_any_work(tiny_random_dir, tmp_path, capsys, monkeypatch):
     import torch
 
