@@ -111,7 +111,7 @@ _OPEN_CLIP_LAYER = (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1"
                     ("self_attn.out_proj", "attn.out_proj"))
 
 
-def open_clip_state_dict(text_encoder, *, final_layer: bool = True) -> dict:
+def open_clip_state_dict(text_encoder, *, final_layer: bool = True, prefix: str = _OPEN_CLIP) -> dict:
     """SD 2.x: the OpenCLIP text tower under ``cond_stage_model.model`` - one fused ``in_proj`` per attention,
     ``ln_1`` / ``ln_2`` / ``c_fc`` / ``c_proj``, and a ``text_projection``. The real files hold all 24 OpenCLIP
     layers while SD 2.x (and diffusers' converter, which drops ``resblocks.23``) uses the penultimate one's output:
@@ -119,24 +119,46 @@ def open_clip_state_dict(text_encoder, *, final_layer: bool = True) -> dict:
     import torch
 
     state = {k: v for k, v in text_encoder.state_dict().items() if not k.endswith("position_ids")}
-    out = {_OPEN_CLIP + "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
-           _OPEN_CLIP + "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
-           _OPEN_CLIP + "ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
-           _OPEN_CLIP + "ln_final.bias": state.pop("text_model.final_layer_norm.bias")}
+    out = {prefix + "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
+           prefix + "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
+           prefix + "ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
+           prefix + "ln_final.bias": state.pop("text_model.final_layer_norm.bias")}
     layers = text_encoder.config.num_hidden_layers
     for i in range(layers):
-        pre, new = f"text_model.encoder.layers.{i}.", f"{_OPEN_CLIP}transformer.resblocks.{i}."
+        pre, new = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
             out[new + f"attn.in_proj_{kind}"] = torch.cat([state.pop(pre + f"self_attn.{p}_proj.{kind}")
                                                           for p in ("q", "k", "v")])
             for old, ldm in _OPEN_CLIP_LAYER:
                 out[new + f"{ldm}.{kind}"] = state.pop(pre + f"{old}.{kind}")
-    if state:
-        raise KeyError(f"no OpenCLIP name for text encoder weights {sorted(state)[:3]}")
     if final_layer:
-        last = f"{_OPEN_CLIP}transformer.resblocks.{layers - 1}."
-        out.update({k.replace(last, f"{_OPEN_CLIP}transformer.resblocks.{layers}."): v.clone()
+        last = f"{prefix}transformer.resblocks.{layers - 1}."
+        out.update({k.replace(last, f"{prefix}transformer.resblocks.{layers}."): v.clone()
                     for k, v in list(out.items()) if k.startswith(last)})
     hidden = text_encoder.config.hidden_size
-    out[_OPEN_CLIP + "text_projection"] = torch.eye(hidden)  # the contrastive head: unused by SD, present in files
+    projection = state.pop("text_projection.weight", None)  # SDXL pools through it; OpenCLIP stores it transposed
+    out[prefix + "text_projection"] = torch.eye(hidden) if projection is None else projection.T.contiguous()
+    if state:
+        raise KeyError(f"no OpenCLIP name for text encoder weights {sorted(state)[:3]}")
     return out
+
+
+#: SDXL's single files: the CLIP ViT-L tower (transformers naming) and the OpenCLIP ViT-bigG one
+_SDXL_CLIP, _SDXL_OPEN_CLIP = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
+#: the added text-and-time embedding is LDM's ``label_emb``
+_ADD_EMBEDDING = (("add_embedding.linear_1.", "label_emb.0.0."), ("add_embedding.linear_2.", "label_emb.0.2."))
+
+
+def sdxl_original_state_dict(pipe) -> dict:
+    """An SDXL pipeline's weights in the single-file layout of Stability's ``sd_xl_base_1.0.safetensors``."""
+    unet = dict(pipe.unet.state_dict())
+    added = {}
+    for new, old in _ADD_EMBEDDING:
+        added.update({"model.diffusion_model." + old + k[len(new):]: unet.pop(k) for k in list(unet)
+                      if k.startswith(new)})
+    out = unet_state_dict(unet, pipe.unet.config)
+    out.update(added)
+    out.update(vae_state_dict(pipe.vae.state_dict(), pipe.vae.config))
+    out.update({_SDXL_CLIP + k: v for k, v in pipe.text_encoder.state_dict().items() if not k.endswith("position_ids")})
+    out.update(open_clip_state_dict(pipe.text_encoder_2, final_layer=False, prefix=_SDXL_OPEN_CLIP))
+    return {k: v.contiguous() for k, v in out.items()}

@@ -60,8 +60,8 @@ for _name, _description in {
     "koala-700m": "KOALA-700M architecture (one ResNet per stage, 2/5 transformer blocks, no mid-block: 0.78 B), "
                   "seeded random",
     "koala-1b": "KOALA-1B architecture (one ResNet per stage, 2/6 transformer blocks: 1.16 B), seeded random",
-    "tiny-random-xl": "test-sized SDXL architecture (two text encoders, pooled and time_ids conditioning, a deeper "
-                      "transformer stack inside), random",
+    "tiny-random-xl": "test-sized SDXL architecture (two text encoders of different widths, pooled and time_ids "
+                      "conditioning, a deeper transformer stack inside), random",
 }.items():
     register_zoo_entry(ZooEntry(_name, _description, "preset", _configs(_name)))
 
