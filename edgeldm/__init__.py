@@ -25,11 +25,12 @@ from . import _compat
 _compat.install()
 
 
-def load_pipeline(source, *, allow_pickle: bool = False, seed: int = 0, dtype=None):
-    """Load a diffusers folder or a zoo model as a diffusers pipeline (see :mod:`edgeldm.loading`)."""
+def load_pipeline(source, *, allow_pickle: bool = False, seed: int = 0, dtype=None, families=("sd",)):
+    """Load a diffusers folder, a single file or a zoo model as a diffusers pipeline; ``families`` names the model
+    families taken (``("sd", "sdxl")`` admits SDXL; see :mod:`edgeldm.loading`)."""
     from .loading import load_pipeline as _load
 
-    return _load(source, allow_pickle=allow_pickle, seed=seed, dtype=dtype)
+    return _load(source, allow_pickle=allow_pickle, seed=seed, dtype=dtype, families=families)
 
 
 def describe_model(source, *, height: int | None = None, width: int | None = None, allow_pickle: bool = False) -> dict:
