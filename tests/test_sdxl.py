@@ -176,3 +176,20 @@ def test_an_sdxl_single_file_loads_bit_exact_and_info_reads_it_from_its_header(t
         assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), name
     with pytest.raises(UnsupportedPipelineError, match="is an SDXL model"):
         load_pipeline(file)  # a stage that does not take SDXL yet
+
+
+def test_generate_is_diffusers_sdxl_pipeline_image(tmp_path):
+    """`edgeldm generate` (the torch reference every later hop is compared with) takes SDXL: diffusers' own
+    StableDiffusionXLPipeline, its two encoders, pooled embedding and time_ids, gives the same image."""
+    from PIL import Image
+
+    from edgeldm.cli import main
+
+    out = tmp_path / "xl.png"
+    assert main(["--quiet", "generate", "tiny-random-xl", "--prompt", "a red circle", "-o", str(out), "--steps", "3",
+                 "--height", "64", "--width", "64", "--seed", "1"]) == 0
+    pipe = build_preset("tiny-random-xl")
+    want = pipe("a red circle", num_inference_steps=3, guidance_scale=7.5, height=64, width=64, output_type="np",
+                generator=torch.Generator().manual_seed(1)).images[0]
+    got = np.asarray(Image.open(out)).astype(np.float32) / 255.0
+    assert np.abs(got - want).max() <= 1.5 / 255

@@ -31,13 +31,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..atomic import atomic_write_bytes, image_bytes
+    from ..families import FAMILIES
     from ..generation import generate
     from ..loading import load_pipeline
     from ..schedulers import swap_scheduler
 
     check_positive(steps=args.steps, height=args.height, width=args.width)
     out = image_output(args.output, args.overwrite, inputs=(args.model,))
-    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle)
+    # the torch reference: diffusers' own pipeline does the work, so every family it has a pipeline for runs here
+    pipe = load_pipeline(args.model, allow_pickle=args.allow_pickle, families=tuple(FAMILIES))
     if args.scheduler:
         swap_scheduler(pipe, args.scheduler)
     images, _ = generate(pipe, [args.prompt], steps=args.steps, guidance=args.guidance, seeds=[args.seed],

@@ -15,6 +15,6 @@ SDXL = register_family(ModelFamily(
                                             "take yet (a base model saved as StableDiffusionXLPipeline loads)",
         "StableDiffusionXLInpaintPipeline": "an SDXL inpainting pipeline, which edgeldm does not take yet",
     },
-    taken_by="SDXL models are taken by `edgeldm info`; the compression, export and run commands do not take "
-             "them yet",
+    taken_by="SDXL models are taken by `edgeldm info`, `generate` (the torch reference) and `zoo save`; the "
+             "compression, export and run commands do not take them yet",
 ))
