@@ -28,6 +28,11 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
+def pipeline_class_of(folder: Path) -> str:
+    """The pipeline class a diffusers layout's ``model_index.json`` names (configs only, nothing built)."""
+    return read_json(Path(folder) / "model_index.json")["_class_name"]
+
+
 def component_spec(model_index: dict, name: str) -> tuple[str, str] | None:
     """(library, class name) of component ``name`` in a ``model_index.json``, or None if absent/null."""
     spec = model_index.get(name)
@@ -63,8 +68,7 @@ def build_model_from_config(library: str, class_name: str, folder: Path):
 
 
 #: what edgeldm never loads, said to a pipeline class that has the argument (SD 1.x's safety checker; SDXL has none)
-_NOT_LOADED = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False,
-               "image_encoder": None}
+_NOT_LOADED = {**dict.fromkeys(SKIPPED_COMPONENTS), "requires_safety_checker": False}
 
 
 def skipped_components(pipeline_cls) -> dict:

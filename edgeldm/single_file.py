@@ -14,7 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .components import INPAINT_CHANNELS, inpainting_refused, skipped_components
+from .components import INPAINT_CHANNELS, inpainting_refused, pipeline_class_of, skipped_components
 from .errors import CheckpointError, CorruptWeightsError, PickledWeightsError
 from .families import DEFAULT_FAMILIES, check_family
 
@@ -89,7 +89,8 @@ def _config_transformer_blocks(unet: dict) -> int:
     depth = _per_block(unet.get("transformer_layers_per_block", 1), len(down))
     total = sum(_layers_sum(depth[i], layers[i]) for i, kind in enumerate(down) if "CrossAttn" in kind)
     if unet.get("mid_block_type", "UNetMidBlock2DCrossAttn") == "UNetMidBlock2DCrossAttn":
-        total += _layers_sum(depth[-1], 1) if not isinstance(depth[-1], (list, tuple)) else depth[-1][-1]
+        last = depth[-1]  # the mid block takes the innermost stage's depth (its last layer's, if per layer)
+        total += last[-1] if isinstance(last, (list, tuple)) else last
     reverse = unet.get("reverse_transformer_layers_per_block") or list(reversed(depth))
     up_layers = list(reversed(layers))
     total += sum(_layers_sum(reverse[i], up_layers[i] + 1) for i, kind in enumerate(up) if "CrossAttn" in kind)
@@ -157,7 +158,7 @@ def match_config(path: Path, *, allow_pickle: bool = False) -> tuple[str, Path]:
     for name, entry in ZOO.items():
         if (entry.folder / "unet" / "config.json").is_file() and config_signature(entry.folder) == base:
             if found.unet_in_channels == INPAINT_CHANNELS:
-                if json.loads((entry.folder / "model_index.json").read_text())["_class_name"] != SD_PIPELINE:
+                if pipeline_class_of(entry.folder) != SD_PIPELINE:
                     raise CheckpointError(f"{path} is an inpainting checkpoint of the {name} architecture; "
                                           "edgeldm takes inpainting checkpoints of SD 1.x / 2.x only")
                 return f"{name}-inpainting", inpainting_configs(name, entry.folder)
@@ -202,7 +203,8 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpa
     from ._lazy import require
 
     name, folder = match_config(path, allow_pickle=allow_pickle)
-    family = check_family(path, json.loads((folder / "model_index.json").read_text())["_class_name"], families)
+    pipeline_class = pipeline_class_of(folder)
+    family = check_family(path, pipeline_class, families)
     if name.endswith("-inpainting") and not inpainting:
         raise CheckpointError(inpainting_refused(path),
                               hint="use a text-to-image checkpoint (4-channel UNet) for those")
@@ -216,7 +218,7 @@ def load_single_file(path: Path, *, allow_pickle: bool = False, dtype=None, inpa
 
             extra[tokenizer] = clip_tokenizer(read_json(folder / tokenizer / "tokenizer_config.json"))
     try:
-        pipeline_cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["_class_name"])
+        pipeline_cls = getattr(diffusers, pipeline_class)
         pipe = pipeline_cls.from_single_file(
             str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
             **skipped_components(pipeline_cls), **extra)

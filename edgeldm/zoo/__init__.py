@@ -88,9 +88,9 @@ def get_zoo_entry(name: str) -> ZooEntry:
 
 def preset_pipeline_class(name: str) -> str:
     """The pipeline class a preset's ``model_index.json`` names (read without building anything)."""
-    import json
+    from ..components import pipeline_class_of
 
-    return json.loads((get_zoo_entry(name).folder / "model_index.json").read_text(encoding="utf-8"))["_class_name"]
+    return pipeline_class_of(get_zoo_entry(name).folder)
 
 
 def build_preset(name: str, *, seed: int = 0, device: str = "cpu", dtype=None):
