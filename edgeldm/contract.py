@@ -35,11 +35,58 @@ def _sampler(manifest: dict) -> dict:
             "rule": f"{DOC}#sampler-{sampler.name}", "parameters": sampler.config.to_dict()}
 
 
+def family_of_manifest(manifest: dict):
+    """The bundle's model family (bundles before format 4 hold SD 1.x / 2.x models and do not say)."""
+    from .families import FAMILIES
+
+    return FAMILIES[manifest.get("family", "sd")]
+
+
+def text_encoders(manifest: dict) -> list[dict]:
+    """Every text encoder of the bundle in the order their states are concatenated: its tokenizer, the output
+    the UNet reads (the last hidden state, or SDXL's penultimate layer ``hidden_states.N-1``) and, for the
+    encoder whose pooled embedding the UNet takes as well, that output (``pooled_output``)."""
+    family = family_of_manifest(manifest)
+    encoders = []
+    for component, tokenizer in zip(family.text_encoders, family.tokenizers):
+        _, outputs = _io_names(manifest, component)
+        if family.text_layer == -1:
+            output = "last_hidden_state"
+        else:  # hidden_states.0 (the embeddings) … hidden_states.N (the last layer)
+            states = [o for o in outputs if o.startswith("hidden_states.")]
+            output = states[family.text_layer]
+        tok = manifest[tokenizer]
+        entry = {"component": component, "tokenizer": f"{tok['folder']}/tokenizer.json",
+                 "max_length": tok["model_max_length"], "pad_token_id": tok["pad_token_id"], "output": output}
+        if component == family.pooled_from:
+            entry["pooled_output"] = "text_embeds" if "text_embeds" in outputs else "pooler_output"
+        encoders.append(entry)
+    return encoders
+
+
+def added_conditions(manifest: dict) -> dict:
+    """The UNet's inputs besides the text states (SDXL: the pooled text embedding and the micro-conditioning),
+    each with the rule that makes it; empty for SD 1.x / 2.x."""
+    unet_in = {t["name"] for t in manifest["components"]["unet"]["io"]["inputs"]}
+    added = {}
+    if "text_embeds" in unet_in:
+        pooled = next(e for e in text_encoders(manifest) if "pooled_output" in e)
+        added["text_embeds"] = {
+            "unet_input": "text_embeds",
+            "value": f"{pooled['component']}(input_ids=ids).{pooled['pooled_output']}, per batch entry like the "
+                     "states (zeros for the unconditional entry when the states are zeros)"}
+    if "time_ids" in unet_in:
+        added["time_ids"] = {
+            "unet_input": "time_ids",
+            "value": "float32 [height, width, 0, 0, height, width] per batch entry: the original size, the crop's "
+                     "top-left corner and the target size, in image pixels (SDXL's micro-conditioning)"}
+    return added
+
+
 def generation_contract(manifest: dict) -> dict:
     """The ``generation`` section for ``manifest`` (which must hold image, defaults, scheduler, tokenizer and
     the components' I/O)."""
     image, comps = manifest["image"], manifest["components"]
-    _, text_out = _io_names(manifest, "text_encoder")
     _, (unet_out, *_) = _io_names(manifest, "unet")
     unet_in = {t["name"]: t for t in comps["unet"]["io"]["inputs"]}
     latent_channels = image["latent_channels"]
@@ -58,12 +105,28 @@ def generation_contract(manifest: dict) -> dict:
                         combine="out = out[unconditional] + guidance * (out[conditional] - out[unconditional])",
                         otherwise="batch of one, conditional only")
 
+    encoders = text_encoders(manifest)
+    added = added_conditions(manifest)
+    if len(encoders) == 1:
+        tokenize = "ids = tokenize([unconditional, prompt] if classifier-free guidance applies else [prompt])"
+        hidden = f"hidden = {encoders[0]['component']}(input_ids=ids).{encoders[0]['output']}"
+    else:
+        tokenize = ("for each encoder e: ids_e = e's tokenizer([unconditional, prompt] if classifier-free guidance "
+                    "applies else [prompt])")
+        hidden = "hidden = concat(" + ", ".join(f"{e['component']}(input_ids=ids_e).{e['output']}"
+                                                for e in encoders) + ", last axis)"
+    for e in encoders:
+        if "pooled_output" in e:
+            hidden += f"; pooled = {e['component']}(input_ids=ids_e).{e['pooled_output']}"
+    if added:
+        hidden += "; " + ", ".join(f"{name} as text.added_conditions says" for name in added)
+    unet_extra = "".join(f", {name}={'pooled' if name == 'text_embeds' else name}" for name in added)
     modes = {"text-to-image": [
-        "ids = tokenize([unconditional, prompt] if classifier-free guidance applies else [prompt])",
-        f"hidden = text_encoder(input_ids=ids).{text_out[0]}",
+        tokenize,
+        hidden,
         f"latents = noise({', '.join(latent_shape)}) * init_noise_sigma",
         "for t in sampler timesteps: x = scale_model_input(latents, t); batch x as guidance.batch says; "
-        f"out = unet(sample=x, timestep=float32(t), encoder_hidden_states=hidden"
+        f"out = unet(sample=x, timestep=float32(t), encoder_hidden_states=hidden{unet_extra}"
         f"{', timestep_cond=embedding' if embedded else ''}).{unet_out}; combine by guidance; "
         "eps = noise(latents shape) if the sampler needs noise at this step; latents = step(out, t, latents, eps)",
         "pixels = to_pixels(vae_decoder(latent_sample=latents / scaling_factor).sample)",
@@ -90,16 +153,26 @@ def generation_contract(manifest: dict) -> dict:
              "(clean itself after the last step)"),
             "denoise as text-to-image does", modes["text-to-image"][-1]]
 
+    first = encoders[0]
+    text = {
+        "tokenizer": first["tokenizer"], "rule": TOKENIZER_RULE,
+        "max_length": first["max_length"], "pad_token_id": first["pad_token_id"],
+        "unconditional": "the negative prompt, else the empty string, tokenized the same way",
+        "encoder_input": "input_ids", "encoder_output": first["output"],
+        "unet_input": "encoder_hidden_states", "encoders": encoders,
+    }
+    if len(encoders) > 1:
+        text["combine"] = "encoder_hidden_states = concat(each encoder's output, in encoders order, last axis)"
+    if (manifest.get("pipeline_config") or {}).get("force_zeros_for_empty_prompt"):
+        text["unconditional"] = ("the negative prompt tokenized the same way; with no negative prompt, zeros of "
+                                 "the conditional states' and pooled embedding's shapes (diffusers' "
+                                 "force_zeros_for_empty_prompt)")
+    if added:
+        text["added_conditions"] = added
+
     contract = {
         "doc": DOC,
-        "text": {
-            "tokenizer": f"{manifest['tokenizer']['folder']}/tokenizer.json", "rule": TOKENIZER_RULE,
-            "max_length": manifest["tokenizer"]["model_max_length"],
-            "pad_token_id": manifest["tokenizer"]["pad_token_id"],
-            "unconditional": "the negative prompt, else the empty string, tokenized the same way",
-            "encoder_input": "input_ids", "encoder_output": text_out[0],
-            "unet_input": "encoder_hidden_states",
-        },
+        "text": text,
         "guidance": guidance,
         "sampler": {**_sampler(manifest), "steps_default": manifest["defaults"]["steps"],
                     "timestep_input": "timestep, a float32 scalar: the sampler's timestep value"},

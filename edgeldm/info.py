@@ -12,7 +12,8 @@ from .version import __version__
 from .checkpoint import check_checkpoint, pruned_skeleton
 from .components import component_class, component_spec, read_json, vae_scale_factor
 from .families import FAMILIES, check_family
-from .inventory import added_condition_shapes, unet_inventory_with_macs
+from .inventory import unet_inventory_with_macs
+from .io_spec import added_condition_shapes
 from .loading import ensure_offline, resolve_source
 from .zoo import get_zoo_entry
 from .zoo.build import build_components

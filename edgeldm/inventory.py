@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ._lazy import require
+from .io_spec import added_condition_shapes
 
 #: (operator type, diffusers class) in match order; the first isinstance hit wins
 OPERATOR_TYPES: list[tuple[str, str]] = []
@@ -109,21 +110,6 @@ def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int 
     if added:  # SDXL: the pooled text embedding and the micro-conditioning time_ids
         inputs["added_cond_kwargs"] = {name: torch.zeros(batch, width) for name, width in added.items()}
     return inputs
-
-
-#: SDXL's micro-conditioning: original size, crop top-left, target size, each (height, width)
-TIME_IDS = 6
-
-
-def added_condition_shapes(unet_config) -> dict[str, int]:
-    """Widths of the added conditions a UNet takes besides the text states (``added_cond_kwargs``), from its
-    config alone: SDXL's ``text_time`` embedding takes the pooled text embedding (``text_embeds``) and six
-    ``time_ids``, each of those Fourier-embedded to ``addition_time_embed_dim`` and concatenated with it."""
-    get = unet_config.get if isinstance(unet_config, dict) else lambda k, d=None: getattr(unet_config, k, d)
-    if get("addition_embed_type") != "text_time":
-        return {}
-    pooled = get("projection_class_embeddings_input_dim") - TIME_IDS * get("addition_time_embed_dim")
-    return {"text_embeds": pooled, "time_ids": TIME_IDS}
 
 
 REAL_COUNT_MAX_PARAMS = 50_000_000

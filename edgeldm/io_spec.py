@@ -2,7 +2,8 @@
 
 Names follow optimum's exporters so optimum's ``ORTStableDiffusionPipeline`` / ``OVStableDiffusionPipeline``
 can load an edgeldm bundle: ``text_encoder(input_ids) -> last_hidden_state, pooler_output``,
-``unet(sample, timestep, encoder_hidden_states[, timestep_cond]) -> out_sample``,
+``unet(sample, timestep, encoder_hidden_states[, text_embeds, time_ids][, timestep_cond]) -> out_sample``,
+SDXL's ``text_encoder_2(input_ids) -> text_embeds, last_hidden_state, hidden_states.0 … N``,
 ``vae_decoder(latent_sample) -> sample``, ``vae_encoder(sample) -> latent_parameters``.
 A dimension is an int (fixed) or a string (symbolic, dynamic unless the export is static).
 The same specs drive dummy inputs for export, validation shapes, the manifest and the runtime's
@@ -89,13 +90,47 @@ def _eval_dim(expr: str, sizes: dict[str, int]) -> int:
     return int(value)
 
 
-def text_encoder_io(text_config, *, sequence_length: int = 77) -> ComponentIO:
+#: SDXL's micro-conditioning: original size, crop top-left, target size, each (height, width)
+TIME_IDS = 6
+
+
+def added_condition_shapes(unet_config) -> dict[str, int]:
+    """Widths of the added conditions a UNet takes besides the text states (``added_cond_kwargs``), from its
+    config alone: SDXL's ``text_time`` embedding takes the pooled text embedding (``text_embeds``) and six
+    ``time_ids``, each of those Fourier-embedded to ``addition_time_embed_dim`` and concatenated with it."""
+    get = unet_config.get if isinstance(unet_config, dict) else lambda k, d=None: getattr(unet_config, k, d)
+    if get("addition_embed_type") != "text_time":
+        return {}
+    pooled = get("projection_class_embeddings_input_dim") - TIME_IDS * get("addition_time_embed_dim")
+    return {"text_embeds": pooled, "time_ids": TIME_IDS}
+
+
+def hidden_state_name(layer: int) -> str:
+    """optimum's name for the hidden states after ``layer`` encoder layers (0: the embeddings)."""
+    return f"hidden_states.{layer}"
+
+
+def text_encoder_io(text_config, *, sequence_length: int = 77, component: str = "text_encoder",
+                    projection: bool = False, hidden_states: bool = False) -> ComponentIO:
+    """A CLIP text encoder's graph. ``projection``: a ``CLIPTextModelWithProjection`` (SDXL's second encoder),
+    whose first output is the projected pooled embedding ``text_embeds``; ``hidden_states``: every layer's hidden
+    states too (``hidden_states.0`` … ``hidden_states.N``), as optimum exports the encoders of pipelines that read
+    a penultimate layer — optimum's pipelines index them, so the names and their number are its contract."""
     hidden = text_config.hidden_size
+    states = ("batch_size", "sequence_length", hidden)
+    if projection:
+        outputs = [TensorSpec("text_embeds", "float32", ("batch_size", text_config.projection_dim)),
+                   TensorSpec("last_hidden_state", "float32", states)]
+    else:
+        outputs = [TensorSpec("last_hidden_state", "float32", states),
+                   TensorSpec("pooler_output", "float32", ("batch_size", hidden))]
+    if hidden_states:
+        outputs += [TensorSpec(hidden_state_name(i), "float32", states)
+                    for i in range(text_config.num_hidden_layers + 1)]
     return ComponentIO(
-        "text_encoder",
+        component,
         inputs=(TensorSpec("input_ids", "int64", ("batch_size", "sequence_length")),),
-        outputs=(TensorSpec("last_hidden_state", "float32", ("batch_size", "sequence_length", hidden)),
-                 TensorSpec("pooler_output", "float32", ("batch_size", hidden))),
+        outputs=tuple(outputs),
         dims={"batch_size": 1, "sequence_length": sequence_length},
     )
 
@@ -109,6 +144,9 @@ def unet_io(unet_config, *, latent_height: int, latent_width: int, sequence_leng
         TensorSpec("encoder_hidden_states", "float32", ("batch_size", "sequence_length",
                                                         unet_config.cross_attention_dim)),
     ]
+    # SDXL: the pooled text embedding and the micro-conditioning, in optimum's order (before timestep_cond)
+    inputs += [TensorSpec(name, "float32", ("batch_size", width))
+               for name, width in added_condition_shapes(unet_config).items()]
     if getattr(unet_config, "time_cond_proj_dim", None):
         inputs.append(TensorSpec("timestep_cond", "float32", ("batch_size", unet_config.time_cond_proj_dim)))
     return ComponentIO(
@@ -150,5 +188,5 @@ def io_to_json(ios: dict[str, ComponentIO]) -> dict:
     return {name: io.to_dict() for name, io in ios.items()}
 
 
-__all__ = ["TensorSpec", "ComponentIO", "text_encoder_io", "unet_io", "vae_decoder_io", "vae_encoder_io",
-           "io_to_json"]
+__all__ = ["TensorSpec", "ComponentIO", "TIME_IDS", "added_condition_shapes", "hidden_state_name", "text_encoder_io",
+           "unet_io", "vae_decoder_io", "vae_encoder_io", "io_to_json"]

@@ -27,7 +27,9 @@ MANIFEST_FILE = "edgeldm.json"
 FORMAT = "edgeldm.bundle"
 #: 2: the configs peer loaders open are listed under "files"; every path must stay inside the bundle
 #: 3: "generation" states the pipeline around the graphs (docs/bundle-format.md); portable Philox noise
-FORMAT_VERSION = 3
+#: 4: the model "family"; "generation.text.encoders" lists every text encoder (SDXL's two, with "tokenizer_2") and
+#:    "generation.text.added_conditions" the UNet's pooled text embedding and micro-conditioning (SDXL)
+FORMAT_VERSION = 4
 logger = logging.getLogger("edgeldm")
 
 
@@ -63,7 +65,7 @@ def _shape_problems(m) -> list[str]:
     return sorted(set(problems))
 
 
-SCHEMA_FILE = Path(__file__).parent / "schemas" / "edgeldm.bundle.v3.schema.json"
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "edgeldm.bundle.v4.schema.json"
 
 
 def manifest_schema() -> dict:
@@ -247,8 +249,12 @@ def graph_name(backend: str) -> str:
     return (b.graph_file if b is not None else None) or f"<no {backend} graph>"
 
 
+#: the tokenizer entries a manifest may hold: every bundle's, and SDXL's second (format 4)
+TOKENIZERS = ("tokenizer", "tokenizer_2")
+
+
 def _tokenizer_files(manifest: dict) -> dict:
-    return dict((manifest.get("tokenizer") or {}).get("files") or {})
+    return {rel: digest for key in TOKENIZERS for rel, digest in ((manifest.get(key) or {}).get("files") or {}).items()}
 
 
 NO_VERIFY_WARNING = ("--no-verify: the bundle's files are not checked against the SHA-256 digests of its manifest; "

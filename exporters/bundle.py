@@ -29,7 +29,12 @@ from .validation import DEFAULT_TOLERANCES, ExportValidationError, ValidationRep
 
 logger = logging.getLogger("edgeldm")
 
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+#: the graphs of every bundle besides its family's text encoders (and the optional VAE encoder)
+COMPONENTS = ("unet", "vae_decoder")
+#: pipeline config keys the generation contract reads
+PIPELINE_SWITCHES = ("force_zeros_for_empty_prompt",)
+#: the model families export takes
+FAMILIES = ("sd", "sdxl")
 #: graph precisions an export writes (fp16 keeps the VAE in fp32 unless asked)
 PRECISIONS = ("fp32", "fp16")
 
@@ -85,11 +90,21 @@ class ExportConfig:
 
 
 def component_ios(pipe, height: int, width: int) -> dict[str, ComponentIO]:
+    """Every graph a bundle of ``pipe`` may hold, declared for ``height`` x ``width`` images: one per text encoder
+    of the model's family (SDXL's two output every layer's hidden states: the UNet reads the penultimate), the
+    UNet (with SDXL's added conditions), the VAE's decoder and encoder."""
+    from ..families import family_of
+
+    family = family_of(pipe)
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     lh, lw = height // factor, width // factor
     seq = pipe.tokenizer.model_max_length
+    encoders = {name: text_encoder_io(getattr(pipe, name).config, sequence_length=seq, component=name,
+                                      projection=hasattr(getattr(pipe, name), "text_projection"),
+                                      hidden_states=family.text_layer != -1)
+                for name in family.text_encoders}
     return {
-        "text_encoder": text_encoder_io(pipe.text_encoder.config, sequence_length=seq),
+        **encoders,
         "unet": unet_io(pipe.unet.config, latent_height=lh, latent_width=lw, sequence_length=seq),
         "vae_decoder": vae_decoder_io(pipe.vae.config, latent_height=lh, latent_width=lw),
         "vae_encoder": vae_encoder_io(pipe.vae.config, height=height, width=width),
@@ -173,12 +188,14 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
     """Export ``source`` (zoo name or diffusers folder) to a bundle at ``output``; returns the manifest."""
     from ..arguments import check_image_size
     from ..components import INPAINT_CHANNELS, size_multiple, unet_downsampling, vae_scale_factor
+    from ..families import family_of
     from ..loading import load_pipeline, resolve_source
     from .torch_modules import component_module
 
     config.check()
     # an inpainting model exports as any other: its UNet's sample input is 9 channels wide (unet_io reads them)
-    pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
+    pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True, families=FAMILIES)
+    family = family_of(pipe)
     if config.attention_slice:
         from .attention_slicing import HeadSlicedAttnProcessor
 
@@ -199,7 +216,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
         raise EdgeLDMError(f"--vae-encoder: {type(pipe.vae).__name__}'s encoder has no posterior to export",
                            hint="export without --vae-encoder (text-to-image needs only the decoder)")
     ios = component_ios(pipe, height, width)
-    components = list(COMPONENTS) + (["vae_encoder"] if config.vae_encoder else [])
+    components = [*family.text_encoders, *COMPONENTS] + (["vae_encoder"] if config.vae_encoder else [])
     if config.static:
         # a model that samples without guidance by default (an LCM-LoRA student) calls its UNet with batch 1
         unet_batch = 1 if default_sampling(pipe, source)["guidance"] <= 1.0 else None
@@ -207,7 +224,9 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                for k, v in ios.items()}
     kind, path = resolve_source(source)
     protect = (path,) if path is not None and kind in ("folder", "single-file") else ()
-    vocab = pipe.text_encoder.config.vocab_size
+    # the UNet's and VAE's example inputs have no token ids: any vocabulary serves them
+    vocab = {c: getattr(pipe, c if c in family.text_encoders else "text_encoder").config.vocab_size
+             for c in components}
     manifest_components: dict[str, dict] = {}
     failures: list[ValidationReport] = []
 
@@ -216,14 +235,14 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             progress_bar(total=len(components) * len(config.backends), desc="exporting", unit="graph") as bar:
         for comp in components:
             io = ios[comp]
-            module = component_module(pipe, comp)
+            module = component_module(pipe, comp, io)
             precision = config.precision
             if comp.startswith("vae") and precision == "fp16" and not config.fp16_vae_decoder:
                 precision = "fp32"  # fp16 VAEs overflow into black images
             tol = config.tolerances.get(comp, DEFAULT_TOLERANCES[precision])
             folder = tmp / comp
             entry = {"io": io.to_dict(), "precision": precision, "backends": {}}
-            job = ExportJob(module, io, folder, Path(scratch), precision, vocab, config.opset, config.coreml_target,
+            job = ExportJob(module, io, folder, Path(scratch), precision, vocab[comp], config.opset, config.coreml_target,
                             config.coreml_attention, config.coreml_chunks, config.onnx_fusion)
             for name in (b for b in BACKENDS if b in config.backends):  # registry order: ONNX before OpenVINO
                 backend = BACKENDS[name]
@@ -233,7 +252,7 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                     validation = _skipped_validation(io, precision, tol, skip)
                 else:
                     report = _validate(module, io, folder / backend.graph_in(folder), name, precision, tol,
-                                       spatial_multiple=unet_downsampling(pipe.unet.config), vocab_size=vocab)
+                                       spatial_multiple=unet_downsampling(pipe.unet.config), vocab_size=vocab[comp])
                     logger.info("%s %s: %s", comp, name, ", ".join(
                         f"{o.name} max|diff| {o.max_abs_diff:.2e} PSNR {o.psnr_db:.1f} dB" for o in report.outputs))
                     if not report.passed:
@@ -255,7 +274,8 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
                                         hint="re-export with --precision fp32, or check the model for "
                                              "operations the backend does not support")
         pipe.scheduler.save_pretrained(str(tmp / "scheduler"))
-        _write_tokenizer(pipe.tokenizer, tmp / "tokenizer")
+        for tok in family.tokenizers:
+            _write_tokenizer(getattr(pipe, tok), tmp / tok)
         import diffusers
 
         # pipe.config lacks the class and version keys (diffusers adds them on save); optimum's
@@ -280,14 +300,17 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
             "recipe": {"stage": "export", "options": {**asdict(config), "tolerances": {
                 k: asdict(v) for k, v in config.tolerances.items()}}},
             "pipeline": pipe.config["_class_name"] if "_class_name" in pipe.config else type(pipe).__name__,
+            "family": family.name,
+            # the pipeline's own switches that change what a client computes (SDXL's zero negative embedding)
+            "pipeline_config": {k: v for k, v in dict(pipe.config).items() if k in PIPELINE_SWITCHES},
             "image": {"height": height, "width": width, "vae_scale_factor": factor, "size_multiple": multiple,
                       "latent_channels": pipe.vae.config.latent_channels,
                       "scaling_factor": pipe.vae.config.scaling_factor, "static": config.static},
             "defaults": default_sampling(pipe, source),
             "scheduler": {"class": type(pipe.scheduler).__name__, "config": dict(pipe.scheduler.config)},
-            "tokenizer": {"folder": "tokenizer", "model_max_length": pipe.tokenizer.model_max_length,
-                          "pad_token_id": pipe.tokenizer.pad_token_id, "files": digest_files(
-                              tmp, sorted((tmp / "tokenizer").iterdir()))},
+            **{tok: {"folder": tok, "model_max_length": getattr(pipe, tok).model_max_length,
+                     "pad_token_id": getattr(pipe, tok).pad_token_id,
+                     "files": digest_files(tmp, sorted((tmp / tok).iterdir()))} for tok in family.tokenizers},
             "components": manifest_components,
             "files": digest_files(tmp, configs),
         }
@@ -298,8 +321,8 @@ def export_bundle(source, output: str | Path, config: ExportConfig = ExportConfi
 
 def _write_component_config(pipe, component: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    if component == "text_encoder":
-        pipe.text_encoder.config.to_json_file(str(folder / "config.json"))
+    if component.startswith("text_encoder"):
+        getattr(pipe, component).config.to_json_file(str(folder / "config.json"))
     elif component == "unet":
         pipe.unet.save_config(str(folder))
     else:  # optimum keeps the VAE's config beside each VAE graph

@@ -8,6 +8,8 @@ from ..io_spec import ComponentIO
 
 #: where a diffusion UNet is usually evaluated; any value in [0, 1000) works
 EXAMPLE_TIMESTEP = 981.0
+#: SDXL's micro-conditioning as its pipeline sends it: original size, crop top-left, target size (pixels)
+EXAMPLE_TIME_IDS = (1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0)
 
 
 def example_inputs(io: ComponentIO, dims: dict[str, int] | None = None, *, seed: int = 0,
@@ -22,6 +24,8 @@ def example_inputs(io: ComponentIO, dims: dict[str, int] | None = None, *, seed:
             out[spec.name] = ids.astype(spec.dtype)
         elif spec.name == "timestep":
             out[spec.name] = np.full(shape, EXAMPLE_TIMESTEP, dtype=spec.dtype)
+        elif spec.name == "time_ids":  # sizes, Fourier-embedded: values in the range the UNet was trained on
+            out[spec.name] = np.broadcast_to(np.asarray(EXAMPLE_TIME_IDS, dtype=spec.dtype), shape).copy()
         else:
             out[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return out

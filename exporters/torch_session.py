@@ -16,9 +16,10 @@ from ..runtimes.backends.base import BackendSession
 
 @lru_cache(maxsize=2)
 def _source_pipeline(source: str):
+    from ..families import FAMILIES
     from ..loading import load_pipeline
 
-    return load_pipeline(source)
+    return load_pipeline(source, families=tuple(FAMILIES))
 
 
 class TorchSession(BackendSession):
@@ -33,7 +34,7 @@ class TorchSession(BackendSession):
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
-        self.module = component_module(_source_pipeline(source), io.component)
+        self.module = component_module(_source_pipeline(source), io.component, io)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch

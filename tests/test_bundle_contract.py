@@ -21,7 +21,7 @@ def test_a_written_manifest_validates_and_states_the_pipeline(tiny_random_bundle
 
     manifest = load_manifest(tiny_random_bundle)
     validate_manifest(manifest)
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 4
     g = manifest["generation"]
     t2i = Text2Image(tiny_random_bundle, backend="onnx")
     assert g["text"]["encoder_output"] == "last_hidden_state" and g["text"]["max_length"] == 77
@@ -55,7 +55,7 @@ def test_an_lcm_bundle_states_the_embedded_guidance(tiny_random_lcm, tmp_path):
 
 @pytest.mark.parametrize("break_it, expected", [
     (lambda m: m.pop("generation"), "'generation' is a required property"),
-    (lambda m: m.update(format_version=2), "3 was expected"),
+    (lambda m: m.update(format_version=2), "4 was expected"),
     (lambda m: m["components"]["unet"]["backends"]["onnx"]["files"].update({"unet/model.onnx": "abc"}),
      "does not match"),
     (lambda m: m["tokenizer"]["files"].update({"../outside.json": "0" * 64}), "does not match"),

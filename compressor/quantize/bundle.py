@@ -173,6 +173,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             "previous": manifest.get("recipe")}
         # a bundle of an older format comes out in the current one, its pipeline stated for this backend's graphs
         new_manifest["format_version"] = FORMAT_VERSION
+        new_manifest.setdefault("family", "sd")  # bundles before format 4 hold SD 1.x / 2.x models only
         new_manifest["generation"] = generation_contract(new_manifest)
         write_manifest(tmp, new_manifest)
         if runnable is None and config.image_prompts:

@@ -34,8 +34,8 @@ def _source_module(src: Path, component: str):
         raise EdgeLDMError(f"the ExecuTorch int8 scheme rebuilds {component} from the bundle's source {model!r}, "
                            f"which does not load: {exc.message}",
                            hint="run it where the source checkpoint is, or quantize another backend's graphs") from None
-    return component_module(pipe, component).eval(), component_io(manifest, component), \
-        pipe.text_encoder.config.vocab_size
+    io = component_io(manifest, component)
+    return component_module(pipe, component, io), io, pipe.text_encoder.config.vocab_size
 
 
 @register_scheme("int8", "executorch", "INT8 weights (per channel) and activations through torchao's PT2E flow "

@@ -31,6 +31,11 @@ class ModelFamily:
     refused: dict = field(default_factory=dict)
     #: the commands that take this family today: the hint of a stage that refuses it
     taken_by: str = ""
+    #: the text encoders' hidden layer the UNet reads: -1 their last (SD 1.x / 2.x), -2 the penultimate (SDXL);
+    #: another than the last makes their graphs output every layer's hidden states, as optimum exports them
+    text_layer: int = -1
+    #: the text encoder whose pooled, projected embedding the UNet takes as ``text_embeds`` (SDXL's second)
+    pooled_from: str | None = None
 
     @property
     def components(self) -> tuple[str, ...]:

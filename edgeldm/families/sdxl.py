@@ -15,6 +15,8 @@ SDXL = register_family(ModelFamily(
                                             "take yet (a base model saved as StableDiffusionXLPipeline loads)",
         "StableDiffusionXLInpaintPipeline": "an SDXL inpainting pipeline, which edgeldm does not take yet",
     },
+    text_layer=-2,
+    pooled_from="text_encoder_2",
     taken_by="SDXL models are taken by `edgeldm info`, `generate` (the torch reference) and `zoo save`; the "
              "compression, export and run commands do not take them yet",
 ))

@@ -8,7 +8,7 @@ import { join, resolve, sep } from "node:path";
 
 import { ClipTokenizer } from "./tokenizer.js";
 
-export const READS_FORMAT = 3;
+export const READS_FORMAT = 4;
 
 function inside(root, rel) {
   if (rel.startsWith("/") || rel.includes("\\") || /^[A-Za-z]:/.test(rel) || rel.split("/").includes("..")) {
@@ -34,6 +34,12 @@ export class Bundle {
     if (m.format !== "edgeldm.bundle") throw new Error(`${path}: not an edgeldm bundle manifest`);
     if (m.format_version > READS_FORMAT) throw new Error(`${path}: format ${m.format_version}; this client reads up to ${READS_FORMAT}`);
     if (!m.generation) throw new Error(`${path}: format ${m.format_version} states no pipeline (generation): re-export it`);
+    // format 4 states SDXL's second text encoder and added conditions; this client wires one encoder only
+    const text = m.generation.text;
+    if ((text.encoders && text.encoders.length > 1) || text.added_conditions) {
+      throw new Error(`${path}: a ${m.family ?? "multi-encoder"} bundle (${(text.encoders ?? []).length} text encoders, ` +
+                      "added UNet conditions); this client runs SD 1.x / 2.x bundles: use edgeldm's Python runtime");
+    }
     this.graphs = {};
     const listed = { ...m.files, ...m.tokenizer.files };
     for (const [name, comp] of Object.entries(m.components)) {
