@@ -57,7 +57,7 @@ def text_encoders(manifest: dict) -> list[dict]:
             output = states[family.text_layer]
         tok = manifest[tokenizer]
         entry = {"component": component, "tokenizer": f"{tok['folder']}/tokenizer.json",
-                 "max_length": tok["model_max_length"], "pad_token_id": tok["pad_token_id"], "output": output}
+                 "max_length": tok["model_max_length"], "pad_token_id": tok.get("pad_token_id"), "output": output}
         if component == family.pooled_from:
             entry["pooled_output"] = "text_embeds" if "text_embeds" in outputs else "pooler_output"
         encoders.append(entry)

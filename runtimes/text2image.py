@@ -36,7 +36,8 @@ from .vae_tiling import tiled_apply
 
 logger = logging.getLogger("edgeldm")
 
-__all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding"]
+__all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding", "micro_conditioning"]
+#: the graphs every bundle has besides its family's text encoders (SDXL: text_encoder_2 too)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 #: the VAE tile of low-memory mode, in latent pixels (256 image pixels for SD's factor 8; diffusers tiles at 64)
 LOW_MEMORY_VAE_TILE = 32
@@ -59,6 +60,12 @@ def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     return emb.astype(np.float32)
 
 
+def micro_conditioning(height: int, width: int, batch: int) -> np.ndarray:
+    """SDXL's ``time_ids`` for a ``height`` x ``width`` image, one row per batch entry: original size, crop
+    top-left (0, 0), target size — what diffusers' SDXL pipeline sends unless told other sizes."""
+    return np.tile(np.array([[height, width, 0, 0, height, width]], dtype=np.float32), (batch, 1))
+
+
 def _sampler(manifest: dict, name: str | None):
     from .samplers import SAMPLERS
 
@@ -74,13 +81,20 @@ class Text2Image:
         """``low_memory`` opens each component on first use and releases it when its phase ends
         (:mod:`.low_memory`), and tiles the VAE at 32 latent pixels unless ``vae_tile`` says otherwise;
         ``vae_tile`` (latent pixels a side) tiles the VAE decode and encode of larger images (:mod:`.vae_tiling`)."""
+        from ..contract import added_conditions, family_of_manifest, text_encoders
+
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle)
+        # what the family's text conditioning takes (the contract's own reading: docs/bundle-format.md)
+        self.text_encoders = text_encoders(self.manifest)
+        self.added_conditions = tuple(added_conditions(self.manifest))
+        self.zero_negative = bool((self.manifest.get("pipeline_config") or {}).get("force_zeros_for_empty_prompt"))
+        required = (*family_of_manifest(self.manifest).text_encoders, *COMPONENTS[1:])
         if backend not in BACKENDS:
             raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
         # the torch reference runs the source model's modules, so every bundle "has" it
         lacking = [] if backend == "torch" else \
-            [c for c in COMPONENTS if backend not in self.manifest["components"].get(c, {}).get("backends", {})]
+            [c for c in required if backend not in self.manifest["components"].get(c, {}).get("backends", {})]
         if lacking:
             have = sorted({b for c in self.manifest["components"].values() for b in c["backends"]})
             raise BundleError(f"bundle {self.bundle} has no {backend} graph for {', '.join(lacking)}",
@@ -92,7 +106,7 @@ class Text2Image:
                            "; ".join(gate.get("failures", [])))
         self.backend = backend
         listed = self.manifest["components"]
-        components = COMPONENTS + tuple(c for c in OPTIONAL_COMPONENTS if c in listed and (
+        components = required + tuple(c for c in OPTIONAL_COMPONENTS if c in listed and (
             backend == "torch" or backend in listed[c].get("backends", {})))
         self.ios = {c: component_io(self.manifest, c) for c in components}
         if backend == "torch":
@@ -117,10 +131,10 @@ class Text2Image:
         else:
             self._lazy = {}
             self.sessions = {c: open_() for c, open_ in openers.items()}
-        tok = self.manifest["tokenizer"]
-        tok_file = bundle_file(self.bundle, f"{tok['folder']}/tokenizer.json")
-        self.tokenizer = PromptTokenizer(tok_file.parent, max_length=tok["model_max_length"],
-                                         pad_token_id=tok.get("pad_token_id"))
+        self.tokenizers = {e["component"]: PromptTokenizer(bundle_file(self.bundle, e["tokenizer"]).parent,
+                                                           max_length=e["max_length"], pad_token_id=e["pad_token_id"])
+                           for e in self.text_encoders}
+        self.tokenizer = self.tokenizers["text_encoder"]
         self.image = self.manifest["image"]
         self.defaults = self.manifest["defaults"]
         unet_inputs = {t.name: t for t in self.ios["unet"].inputs}
@@ -162,16 +176,31 @@ class Text2Image:
                                f"{self.image['width']}; asked for {height}x{width}",
                                hint="re-export without --static, or with --height/--width of this size")
 
-    def _encode(self, prompts: list[str]) -> np.ndarray:
-        ids = self.tokenizer(prompts)
-        batch = self.ios["text_encoder"].inputs[0].shape[0]
-        if isinstance(batch, int):  # a static text encoder takes a fixed batch: call it per prompt
-            return np.concatenate([self.sessions["text_encoder"](input_ids=ids[i:i + batch])["last_hidden_state"]
-                                   for i in range(0, len(ids), batch)])
-        return self.sessions["text_encoder"](input_ids=ids)["last_hidden_state"]
+    def _encode_with(self, encoder: dict, prompts: list[str]) -> dict[str, np.ndarray]:
+        """One text encoder's outputs for ``prompts`` (per prompt when its graph takes a fixed batch)."""
+        component = encoder["component"]
+        ids = self.tokenizers[component](prompts)
+        wanted = [encoder["output"], *([encoder["pooled_output"]] if "pooled_output" in encoder else [])]
+        batch = self.ios[component].inputs[0].shape[0]
+        step = batch if isinstance(batch, int) else len(ids)
+        calls = [self.sessions[component](input_ids=ids[i:i + step]) for i in range(0, len(ids), step)]
+        return {name: np.concatenate([out[name] for out in calls]) for name in wanted}
 
-    def _unet(self, sample: np.ndarray, t: float, cond: np.ndarray, timestep_cond: np.ndarray | None) -> np.ndarray:
-        inputs = {"sample": sample, "timestep": np.asarray(t, dtype=np.float32), "encoder_hidden_states": cond}
+    def _encode(self, prompts: list[str]) -> dict[str, np.ndarray]:
+        """The UNet's text inputs for ``prompts``: ``encoder_hidden_states`` (every encoder's output, concatenated
+        on the last axis) and, for SDXL, the pooled ``text_embeds``."""
+        states, cond = [], {}
+        for encoder in self.text_encoders:
+            out = self._encode_with(encoder, prompts)
+            states.append(out[encoder["output"]])
+            if "pooled_output" in encoder:
+                cond["text_embeds"] = out[encoder["pooled_output"]]
+        cond["encoder_hidden_states"] = np.concatenate(states, axis=-1) if len(states) > 1 else states[0]
+        return cond
+
+    def _unet(self, sample: np.ndarray, t: float, cond: dict[str, np.ndarray],
+              timestep_cond: np.ndarray | None) -> np.ndarray:
+        inputs = {"sample": sample, "timestep": np.asarray(t, dtype=np.float32), **cond}
         if timestep_cond is not None:
             inputs["timestep_cond"] = timestep_cond
         return self.sessions["unet"](**inputs)["out_sample"]
@@ -276,11 +305,17 @@ class Text2Image:
         # 1-2. prompt embeddings; guidance doubles the batch unless the UNet embeds the guidance scale
         use_embedding = self.guidance_embedding_dim is not None
         do_cfg = guidance > 1.0 and not use_embedding
-        texts = [negative_prompt or "", prompt] if do_cfg else [prompt]
-        cond = self._encode(texts)
-        self.release("text_encoder")
+        if do_cfg and negative_prompt is None and self.zero_negative:
+            # SDXL's force_zeros_for_empty_prompt: no negative prompt means a zero unconditional embedding
+            cond = self._encode([prompt])
+            cond = {k: np.concatenate([np.zeros_like(v), v]) for k, v in cond.items()}
+        else:
+            cond = self._encode([negative_prompt or "", prompt] if do_cfg else [prompt])
+        self.release(*(e["component"] for e in self.text_encoders))
         timestep_cond = guidance_scale_embedding(np.array([guidance - 1.0]), self.guidance_embedding_dim) \
             if use_embedding else None
+        if "time_ids" in self.added_conditions:
+            cond["time_ids"] = micro_conditioning(height, width, len(cond["encoder_hidden_states"]))
         # 3. initial latents
         shape = (1, self.image["latent_channels"], height // factor, width // factor)
         known = extra = None  # inpainting: the region kept, and the inpainting UNet's extra input channels
