@@ -25,10 +25,12 @@ import numpy as np
 
 from ..backends import get_backend, owners
 from ..errors import EdgeLDMError
+from ..families import FAMILIES
 from ..runtimes.backends import device_options
 
-#: the components every target reports, in pipeline order
+#: the components every target reports, in pipeline order (SDXL's text_encoder_2 counts as text encoder time)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 #: the prompt every latency run uses (a tiny caption; any prompt costs the same)
 BENCH_PROMPT = "a small red circle in the top left on a white background"
 
@@ -182,7 +184,8 @@ class RuntimeTarget(Target):
             if not f.is_file():
                 continue
             rel = f.relative_to(self.location)
-            if has_graphs and len(rel.parts) > 1 and rel.parts[0] in COMPONENTS + ("vae_encoder",):
+            if has_graphs and len(rel.parts) > 1 and rel.parts[0] in (*COMPONENTS, *TEXT_ENCODERS,
+                                                                                    "vae_encoder"):
                 if rel.parts[0] == "vae_encoder" or self.backend not in owners(rel.parts[0], rel.as_posix()):
                     continue
             total += f.stat().st_size
@@ -212,10 +215,12 @@ class DiffusersTarget(Target):
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.pipe = load_pipeline(self.location).to(torch_device(self.device))
+        self.pipe = load_pipeline(self.location, families=tuple(FAMILIES)).to(torch_device(self.device))
         self.pipe.set_progress_bar_config(disable=True)
         self.timer.sync = synchronizer(self.device)
-        self.timer.wrap_forward("text_encoder", self.pipe.text_encoder)
+        for c in TEXT_ENCODERS:
+            if getattr(self.pipe, c, None) is not None:
+                self.timer.wrap_forward(c, getattr(self.pipe, c))
         self.timer.wrap_forward("unet", self.pipe.unet)
         self.pipe.vae.decode = self.timer.wrap("vae_decoder", self.pipe.vae.decode)
 
@@ -256,8 +261,9 @@ class _OptimumTarget(Target):
                          verify=self.config.verify)
         self.pipe = self._open()
         self.pipe.set_progress_bar_config(disable=True)
-        for c in COMPONENTS:
-            self.timer.wrap_forward(c, getattr(self.pipe, c))
+        for c in (*TEXT_ENCODERS[1:], *COMPONENTS):
+            if getattr(self.pipe, c, None) is not None:
+                self.timer.wrap_forward(c, getattr(self.pipe, c))
 
     def image(self, prompt, seed):
         import torch

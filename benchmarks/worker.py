@@ -47,7 +47,8 @@ def _child(conn, spec: str, config, backends=()) -> None:
                 image = target.image(BENCH_PROMPT, seed)
                 total = time.perf_counter() - t0
                 calls = target.timer.calls
-                conn.send(("ok", {"image_s": total, "text_encoder_s": sum(calls["text_encoder"]),
+                conn.send(("ok", {"image_s": total, "text_encoder_s": sum(sum(v) for k, v in calls.items()
+                                                                         if k.startswith("text_encoder")),
                                   "unet_step_s": float(np.mean(calls["unet"])) if calls["unet"] else float("nan"),
                                   "unet_calls": len(calls["unet"]), "vae_decode_s": sum(calls["vae_decoder"]),
                                   "image": image}))

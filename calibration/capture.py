@@ -27,7 +27,13 @@ logger = logging.getLogger("edgeldm")
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = "edgeldm.calibration/1"
+#: the graphs whose inputs a capture records (and every further text encoder a bundle has: SDXL's text_encoder_2)
 CAPTURED = ("text_encoder", "unet", "vae_decoder")
+
+
+def captured_components(components) -> tuple[str, ...]:
+    """What a capture of a bundle with ``components`` records: its text encoders, UNet and VAE decoder."""
+    return tuple(c for c in components if c in CAPTURED or c.startswith("text_encoder"))
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,10 @@ class _Recorder:
 
 
 class _ShardWriter:
-    def __init__(self, folder: Path, shard_size: int):
+    def __init__(self, folder: Path, shard_size: int, components: tuple[str, ...]):
         self.folder, self.shard_size = folder, shard_size
-        self.pending: dict[str, list[dict]] = {c: [] for c in CAPTURED}
-        self.shards: dict[str, list[dict]] = {c: [] for c in CAPTURED}
+        self.pending: dict[str, list[dict]] = {c: [] for c in components}
+        self.shards: dict[str, list[dict]] = {c: [] for c in components}
 
     def add(self, component: str, inputs: dict) -> None:
         self.pending[component].append(inputs)
@@ -93,14 +99,15 @@ def capture(bundle: str | Path, out: str | Path, config: CaptureConfig = Capture
     prompts = calibration_prompts(str(Path(bundle)), config.samples, prompts_file=config.prompts_file,
                                   seed=config.seed + 3)
     with atomic_output_dir(out, overwrite=overwrite, protect=(bundle,)) as tmp:
-        writer = _ShardWriter(tmp, config.shard_size)
-        for c in CAPTURED:
+        recorded = captured_components(t2i.sessions)
+        writer = _ShardWriter(tmp, config.shard_size, recorded)
+        for c in recorded:
             t2i.sessions[c] = _Recorder(t2i.sessions[c], c, writer)
         with progress_bar(total=len(prompts), desc="calibration capture", unit="img") as bar:
             for i, prompt in enumerate(prompts):
                 t2i.decode(t2i.latents(prompt, steps=steps, guidance=guidance, seed=config.seed + i))
                 bar.update(1)
-        for c in CAPTURED:
+        for c in recorded:
             writer.flush(c)
         index = {"format": CALIBRATION_FORMAT, "bundle": str(Path(bundle).resolve()), "source": source,
                  "sampler": type(t2i.sampler).__name__, "steps": steps, "guidance": guidance,
@@ -137,7 +144,7 @@ class CalibrationSet:
         """
         stride = max(1, count // limit) if count and limit else 1
         if component not in self.index["components"]:
-            raise EdgeLDMError(f"no {component} inputs in {self.folder}", hint=f"captured: {', '.join(CAPTURED)}")
+            raise EdgeLDMError(f"no {component} inputs in {self.folder}", hint=f"captured: {', '.join(self.index['components'])}")
         seen = 0
         for shard in self.index["components"][component]:
             if seen + shard["calls"] <= start:

@@ -17,7 +17,7 @@ from pathlib import Path
 logger = logging.getLogger("edgeldm")
 
 STORED_DTYPE = "_edgeldm_stored_dtype"  # attribute on a component module; survives copy.deepcopy
-COMPONENTS = ("unet", "vae", "text_encoder")
+COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # those a pipeline has
 
 
 def remember_stored_dtypes(pipe, stored: dict[str, str | None]) -> None:

@@ -70,8 +70,6 @@ def test_the_bundle_states_both_encoders_and_the_added_conditions(xl_bundle):
     assert text["encoders"][1]["tokenizer"] == "tokenizer_2/tokenizer.json" and text["encoders"][1]["pad_token_id"] == 0
     assert set(text["added_conditions"]) == {"text_embeds", "time_ids"} and "zeros" in text["unconditional"]
     assert "tokenizer_2/tokenizer.json" in m["tokenizer_2"]["files"]
-    # the SDXL VAE overflows in fp16: its graphs stay fp32 whatever the export precision
-    assert m["components"]["vae_decoder"]["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("negative", [None, "a red circle"])
@@ -143,3 +141,19 @@ def test_inpainting_gives_the_diffusers_sdxl_image(xl_bundle, xl_pipe):
     ours = t2i.decode(t2i.latents(PROMPT, steps=STEPS, guidance=GUIDANCE, image=_input_image(), mask=mask,
                                   strength=1.0, noise=_torch_draws(3)))
     assert psnr(ours[None], _as_uint8(reference)[None])[0] >= 40.0
+
+
+def test_quantization_covers_both_text_encoders(xl_bundle, tmp_path):
+    """A scheme's default text_encoder stands for SDXL's text_encoder_2 as well (the larger of the two), the
+    capture records both, and the quantized bundle runs."""
+    import edgeldm
+
+    out = tmp_path / "int8"
+    edgeldm.quantize(xl_bundle, out, backend="onnx", scheme="int8-weights", calib_samples=1, image_prompts=0)
+    m = json.loads((out / "edgeldm.json").read_text())
+    assert {c for c, e in m["components"].items() if e["precision"] == "int8-weights"} == {
+        "text_encoder", "text_encoder_2", "unet", "vae_decoder"}
+    assert m["quantization"]["calibration"]["calls"]["text_encoder_2"] == 1
+    assert m["family"] == "sdxl" and m["generation"]["text"]["encoders"][1]["component"] == "text_encoder_2"
+    image = Text2Image(out)("a red circle", steps=2)
+    assert image.size == (SIZE, SIZE)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ...calibration.capture import CAPTURED, CalibrationSet, CaptureConfig, capture
+from ...calibration.capture import CalibrationSet, CaptureConfig, capture
 from ...errors import EdgeLDMError
 from ...backends import BACKENDS, get_backend, load
 from ...contract import generation_contract
@@ -92,7 +92,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
 
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
-    schemes = component_schemes(config.backend, config.scheme, config.components)
+    schemes = component_schemes(config.backend, config.scheme, config.components, present=manifest["components"])
     components = tuple(schemes)
     unknown = [c for c in components if c not in manifest["components"]]
     if unknown:
@@ -162,7 +162,7 @@ def quantize_bundle(bundle: str | Path, out: str | Path, config: QuantizeConfig,
             "options": asdict(config.options),
             "calibration": {k: calib.index[k] for k in ("sampler", "steps", "guidance", "guidance_embedding")}
             | {"prompts": len(calib.index["prompts"]),
-               "calls": {c: calib.calls(c) for c in CAPTURED}},
+               "calls": {c: calib.calls(c) for c in calib.index["components"]}},
             "source_bundle": str(bundle.resolve()),
         }
         new_manifest["recipe"] = {"stage": "quantize", "options": {

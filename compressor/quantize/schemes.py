@@ -110,16 +110,22 @@ def get_scheme(backend: str, name: str) -> Scheme:
     return SCHEMES[key]
 
 
-def component_schemes(backend: str, spec: str, components: tuple[str, ...] | None = None) -> dict[str, Scheme]:
+def component_schemes(backend: str, spec: str, components: tuple[str, ...] | None = None,
+                      present=()) -> dict[str, Scheme]:
     """Which scheme quantizes which component.
 
     ``spec`` is one scheme name (for ``components``, or the scheme's default components) or a per-component
     mix ``"text_encoder=int4-weights,unet=int8-weights"`` — each graph gets the scheme its size and
-    sensitivity call for (a token embedding takes 4 bits, VAE activations take none).
+    sensitivity call for (a token embedding takes 4 bits, VAE activations take none). A scheme's default
+    ``text_encoder`` stands for every text encoder among the bundle's ``present`` components (SDXL's
+    ``text_encoder_2``, its largest).
     """
     if "=" not in spec:
         scheme = get_scheme(backend, spec.strip())
-        return {c: scheme for c in (components or scheme.components)}
+        chosen = list(components or scheme.components)
+        if not components and "text_encoder" in chosen:
+            chosen += [c for c in present if c.startswith("text_encoder") and c not in chosen]
+        return {c: scheme for c in chosen}
     if components:
         raise EdgeLDMError(f"--scheme {spec!r} names its components; --components cannot also be given")
     mix: dict[str, Scheme] = {}

@@ -17,6 +17,7 @@ SDXL = register_family(ModelFamily(
     },
     text_layer=-2,
     pooled_from="text_encoder_2",
-    taken_by="SDXL models are taken by `edgeldm info`, `generate` (the torch reference) and `zoo save`; the "
-             "compression, export and run commands do not take them yet",
+    taken_by="SDXL models are taken by `edgeldm info`, `generate` (the torch reference), `export`, `zoo save`, "
+             "and their bundles by `run` and `quantize`; prune, finetune, distill and compress do not take them "
+             "yet",
 ))
