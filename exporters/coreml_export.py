@@ -34,6 +34,7 @@ from .._lazy import require
 from ..errors import EdgeLDMError
 from ..io_spec import ComponentIO
 from .dummy_inputs import example_inputs
+from ..runtimes.backends.coreml_session import coreml_name
 
 logger = logging.getLogger("edgeldm")
 
@@ -51,16 +52,22 @@ _DESCRIPTIONS = {
     "vae_decoder.sample": "decoded image in [-1, 1]",
     "vae_encoder.sample": "image in [-1, 1]",
     "timestep": "diffusion timestep; a scalar in edgeldm's I/O, shape (1,) in Core ML (no rank-0 inputs)",
-    "encoder_hidden_states": "text encoder's last hidden state, one row per batch element",
+    "encoder_hidden_states": "text encoder's hidden states (SDXL: both encoders' penultimate, concatenated), one row "
+                             "per batch element",
+    "text_embeds": "SDXL: text_encoder_2's projected pooled embedding (the UNet input), one row per batch element",
+    "time_ids": "SDXL micro-conditioning: original height, width, crop top, left, target height, width",
     "timestep_cond": "guidance-scale embedding (latent consistency models)",
     "latent_sample": "latents divided by the VAE's scaling factor",
     "last_hidden_state": "per-token text embeddings (the UNet's encoder_hidden_states)",
     "pooler_output": "embedding of the end-of-text token",
+    **{f"hidden_states.{i}": f"hidden states after {i} encoder layers" + (" (the embeddings)" if i == 0 else "")
+       for i in range(49)},
     "out_sample": "predicted noise (or v / x0, per the scheduler's prediction type)",
     "latent_parameters": "posterior mean and log-variance, stacked on the channel axis",
 }
 _SHORT = {
     "text_encoder": "CLIP text encoder: token ids -> text embeddings",
+    "text_encoder_2": "SDXL's second text encoder (OpenCLIP ViT-bigG): token ids -> text embeddings, pooled projection",
     "unet": "denoising UNet: noisy latents, timestep, text embeddings -> model output",
     "vae_decoder": "VAE decoder: latents -> image in [-1, 1]",
     "vae_encoder": "VAE encoder: image in [-1, 1] -> posterior mean and log-variance",
@@ -97,6 +104,9 @@ def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp
     # Typed explicitly: with fp16 compute and an iOS16 target, coremltools makes untyped I/O fp16, and fp16
     # holds token ids exactly only up to 2048. float32 at the edges, like the ONNX and OpenVINO graphs.
     inputs, adaptations = [], {}
+    for name in io.output_names:  # Core ML allows no dots in feature names
+        if coreml_name(name) != name:
+            adaptations.setdefault(name, {})["name"] = [name, coreml_name(name)]
     for spec in io.inputs:
         dtype = np.int32 if np.dtype(spec.dtype).kind in "iu" else np.float32
         shape = spec.shape or (1,)
@@ -109,7 +119,7 @@ def export_coreml(module, io: ComponentIO, folder: Path, *, precision: str = "fp
         program,
         convert_to="mlprogram",
         inputs=inputs,
-        outputs=[ct.TensorType(name=name, dtype=np.float32) for name in io.output_names],
+        outputs=[ct.TensorType(name=coreml_name(name), dtype=np.float32) for name in io.output_names],
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         minimum_deployment_target=getattr(ct.target, deployment_target),
     )
@@ -151,7 +161,7 @@ def _describe(model, io: ComponentIO, precision: str, target: str, attention: st
     for spec in io.inputs:
         model.input_description[spec.name] = describe(spec.name)
     for spec in io.outputs:
-        model.output_description[spec.name] = describe(spec.name)
+        model.output_description[coreml_name(spec.name)] = describe(spec.name)
     model.user_defined_metadata.update({
         "edgeldm_version": versions["edgeldm"],
         "coremltools_version": versions["coremltools"],

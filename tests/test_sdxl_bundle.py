@@ -157,3 +157,22 @@ def test_quantization_covers_both_text_encoders(xl_bundle, tmp_path):
     assert m["family"] == "sdxl" and m["generation"]["text"]["encoders"][1]["component"] == "text_encoder_2"
     image = Text2Image(out)("a red circle", steps=2)
     assert image.size == (SIZE, SIZE)
+
+
+def test_core_ml_names_the_hidden_states_without_dots(xl_pipe, tmp_path):
+    """Core ML features allow no dots: the package says hidden_states_0 … and records the renaming; the session
+    reads them back under the manifest's names (coreml_session.coreml_name)."""
+    import coremltools as ct
+
+    from edgeldm.exporters.bundle import component_ios
+    from edgeldm.exporters.coreml_export import export_coreml
+    from edgeldm.exporters.torch_modules import component_module
+    from edgeldm.runtimes.backends.coreml_session import coreml_name
+
+    io = component_ios(xl_pipe, SIZE, SIZE)["text_encoder_2"].static()
+    export_coreml(component_module(xl_pipe, "text_encoder_2", io), io, tmp_path, vocab_size=49408)
+    model = ct.models.MLModel(str(tmp_path / "model.mlpackage"), skip_model_load=True)
+    names = [o.name for o in model.get_spec().description.output]
+    assert names == [coreml_name(n) for n in io.output_names] and "hidden_states_5" in names
+    adaptations = json.loads(model.user_defined_metadata["io_adaptations"])
+    assert adaptations["hidden_states.5"]["name"] == ["hidden_states.5", "hidden_states_5"]

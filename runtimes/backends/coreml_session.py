@@ -44,6 +44,12 @@ def chunk_packages(package: Path) -> list[Path]:
     return parts
 
 
+def coreml_name(name: str) -> str:
+    """The feature name Core ML gives a declared tensor name: it allows no dots (optimum's ``hidden_states.0``
+    becomes ``hidden_states_0``); the export names the package's features so and the session maps them back."""
+    return name.replace(".", "_")
+
+
 # Core ML's ArrayFeatureType.ArrayDataType values
 _ARRAY_DTYPES = {65552: np.float16, 65568: np.float32, 65600: np.float64, 131104: np.int32}
 
@@ -78,5 +84,5 @@ class CoreMLSession(BackendSession):
                                             f"{np.dtype(dtype).name}")
                 feed[name] = np.ascontiguousarray(np.asarray(value).astype(dtype, copy=False).reshape(shape))
             values.update(model.predict(feed))  # a chunk's outputs: what the chunks after it read
-        return {spec.name: np.asarray(values[spec.name], dtype=spec.dtype).reshape(self.io.resolve(spec))
+        return {spec.name: np.asarray(values[coreml_name(spec.name)], dtype=spec.dtype).reshape(self.io.resolve(spec))
                 for spec in self.io.outputs}
