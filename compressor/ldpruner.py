@@ -207,8 +207,8 @@ def score_candidates(pipe, candidates: list[Candidate], prompts: list[str], conf
     measure, score = (stats.statistics if variant.statistics else stats.latents), variant.score
     reference = measure()
     config = default_config_for(pipe, config)
-    step_inputs = {k: v.to(unet.device) for k, v in unet_example_inputs(
-        unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor, batch=2).items()}
+    step_inputs = unet_example_inputs(unet, config.height, config.width, vae_scale_factor=pipe.vae_scale_factor,
+                                      batch=2, device=unet.device)
     todo = [c for c in candidates if cache.get(c) is None]
     state = PartialState()
     with state.split_between_processes(todo) as mine:

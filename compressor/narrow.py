@@ -85,7 +85,7 @@ def narrow(unet: nn.Module, op_name: str, op_type: str, idxs: list[int]) -> Call
     layer, handler, norm = NARROWABLE[op_type](module)
     device = next(unet.parameters()).device
     # the smallest latent every stage can still halve (shapes only matter to the dependency graph)
-    inputs = {k: v.to(device) for k, v in unet_example_inputs(unet, 64, 64).items()}
+    inputs = unet_example_inputs(unet, 64, 64, device=device)
     with torch.inference_mode(False), torch.enable_grad():  # the dependency graph traces through autograd
         graph = tp.DependencyGraph().build_dependency(unet, example_inputs=inputs,
                                                       output_transform=lambda o: o.sample)

@@ -90,8 +90,9 @@ class MacCount:
 
 
 def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int = 8, batch: int = 1,
-                        sequence_length: int = 77) -> dict:
-    """Inputs of one denoising step at an image size (latents are ``size / vae_scale_factor``)."""
+                        sequence_length: int = 77, device=None) -> dict:
+    """Inputs of one denoising step at an image size (latents are ``size / vae_scale_factor``), on ``device``
+    (default: the CPU) — SDXL's added conditions nested under ``added_cond_kwargs``, as the UNet takes them."""
     torch = require("torch")
     cfg = unet.config
     if height % vae_scale_factor or width % vae_scale_factor:
@@ -109,6 +110,10 @@ def unet_example_inputs(unet, height: int, width: int, *, vae_scale_factor: int 
     added = added_condition_shapes(cfg)
     if added:  # SDXL: the pooled text embedding and the micro-conditioning time_ids
         inputs["added_cond_kwargs"] = {name: torch.zeros(batch, width) for name, width in added.items()}
+    if device is not None:
+        from torch.utils._pytree import tree_map
+
+        inputs = tree_map(lambda t: t.to(device), inputs)
     return inputs
 
 

@@ -14,6 +14,9 @@ from ..errors import EdgeLDMError
 from ..options import check_exclusive, check_positive, option, resolve
 from .common import StageResult, check_output, existing, is_main_process, remove_work
 
+#: the model families LD-Pruner takes (SDXL: its transformer blocks are operators of their own)
+FAMILIES = ("sd", "sdxl")
+
 logger = logging.getLogger("edgeldm")
 
 
@@ -89,7 +92,7 @@ def _load(model, options: PruneOptions, allow_pickle: bool):
     from ..loading import load_pipeline
 
     device = torch_device(options.device, PartialState().device)
-    pipe = load_pipeline(str(model), allow_pickle=allow_pickle)
+    pipe = load_pipeline(str(model), allow_pickle=allow_pickle, families=FAMILIES)
     if options.score_size:
         from ..components import size_multiple
 
