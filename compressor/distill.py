@@ -79,15 +79,19 @@ class SkippingSchedule:
         return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
-def guided_step_terms(teacher, solver: SkippingSchedule, xt, t_start, index, emb, uncond) -> tuple:
+def guided_step_terms(teacher, solver: SkippingSchedule, xt, t_start, index, emb, uncond, vae_scale_factor: int = 8
+                      ) -> tuple:
     """The teacher's classifier-free-guided DDIM step t_{n+k} -> t_n as (p, q) with x_prev = p + w * q.
 
     The step ddim(x0_c + w (x0_c - x0_u), eps_c + w (eps_c - eps_u)) is linear in the guidance weight w,
     so one pair of teacher predictions (conditional, unconditional) serves every w.
     """
+    from .conditioning import unet_text_inputs
+
     dev, n = xt.device, len(xt)
-    both = teacher(torch.cat([xt, xt]), torch.cat([t_start, t_start]).to(dev),
-                   torch.cat([emb, uncond.expand(n, -1, -1).to(dev)])).sample
+    pair = torch.cat([xt, xt])
+    both = teacher(pair, torch.cat([t_start, t_start]).to(dev), **unet_text_inputs(
+        teacher, torch.cat([emb, uncond.expand(n, -1, -1).to(dev)]), pair, vae_scale_factor)).sample
     alpha = solver.alphas[t_start].view(-1, 1, 1, 1).to(dev)
     x0_c, eps_c = x0_and_eps(both[:n], xt, alpha, solver.prediction_type)
     x0_u, eps_u = x0_and_eps(both[n:], xt, alpha, solver.prediction_type)
@@ -95,7 +99,7 @@ def guided_step_terms(teacher, solver: SkippingSchedule, xt, t_start, index, emb
 
 
 def teacher_step_table(teacher, solver: SkippingSchedule, noise_sched, latents, cond, uncond, *, draws: int,
-                       seed: int, batch_size: int = 64) -> dict:
+                       seed: int, batch_size: int = 64, vae_scale_factor: int = 8) -> dict:
     """The teacher's guided step for ``draws`` (noise, schedule point) draws per latent, computed once.
 
     Rows: latent index, noise, schedule index and the step's (p, q); the training loop then runs no teacher
@@ -118,7 +122,8 @@ def teacher_step_table(teacher, solver: SkippingSchedule, noise_sched, latents, 
             sl = slice(i, i + batch_size)
             t = solver.timesteps[index[sl]]
             xt = noise_sched.add_noise(latents[latent[sl]], noise[sl], t).to(dev)
-            a, b = guided_step_terms(teacher, solver, xt, t, index[sl], cond[latent[sl]].to(dev), uncond)
+            a, b = guided_step_terms(teacher, solver, xt, t, index[sl], cond[latent[sl]].to(dev), uncond,
+                                     vae_scale_factor)
             p[sl], q[sl] = a.cpu(), b.cpu()
             bar.update(len(t))
     return {"latent": latent, "index": index, "noise": noise, "p": p, "q": q}
@@ -265,6 +270,7 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
+    from .conditioning import unet_text_inputs
     from .training import RunningLosses, WorkDir, adamw, teacher_dataset, warmup_cosine
 
     config.check()
@@ -297,13 +303,15 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
         accelerator.register_for_checkpointing(target)
     noise_sched = DDPMScheduler.from_config(teacher_pipe.scheduler.config)
     prediction_type = noise_sched.config.prediction_type
+    factor = teacher_pipe.vae_scale_factor
     solver = SkippingSchedule(noise_sched.alphas_cumprod, config.ddim_steps, prediction_type)
     table, table_seconds = None, 0.0
     if config.teacher_draws:
         t_table = time.perf_counter()
         with accelerator.main_process_first():
             table = work.data(lambda: teacher_step_table(teacher, solver, noise_sched, latents, cond, uncond,
-                                                         draws=config.teacher_draws, seed=config.seed),
+                                                         draws=config.teacher_draws, seed=config.seed,
+                                                         vae_scale_factor=factor),
                               name="teacher_steps")
         table_seconds = time.perf_counter() - t_table
     start = work.resume(accelerator)
@@ -337,18 +345,19 @@ def distill(teacher_pipe, source: str, config: DistillConfig, *, work: Path, pro
             skip_s, out_s = boundary_scalings(t_start, config.timestep_scaling)
             skip_e, out_e = boundary_scalings(t_end, config.timestep_scaling)
 
-            pred = student(xt, t_start.to(dev), emb, timestep_cond=w_emb).sample
+            text = unet_text_inputs(teacher, emb, xt, factor)
+            pred = student(xt, t_start.to(dev), **text, timestep_cond=w_emb).sample
             x0_s, _ = x0_and_eps(pred, xt, per_sample(solver.alphas[t_start]), prediction_type)
             model_out = per_sample(skip_s) * xt + per_sample(out_s) * x0_s
 
             with torch.no_grad():
                 if table is None:
-                    p, q = guided_step_terms(teacher, solver, xt, t_start, index, emb, uncond)
+                    p, q = guided_step_terms(teacher, solver, xt, t_start, index, emb, uncond, factor)
                 else:
                     p, q = table["p"][rows].to(dev), table["q"][rows].to(dev)
                 x_prev = p + per_sample(w) * q
                 net = target if target is not None else student
-                pred_t = net(x_prev, t_end.to(dev), emb, timestep_cond=w_emb).sample
+                pred_t = net(x_prev, t_end.to(dev), **text, timestep_cond=w_emb).sample
                 x0_t, _ = x0_and_eps(pred_t, x_prev, per_sample(solver.alphas[t_end]), prediction_type)
                 target_out = per_sample(skip_e) * x_prev + per_sample(out_e) * x0_t
 

@@ -54,6 +54,7 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
     from diffusers import DDPMScheduler
 
     from ..progress import progress_bar
+    from .conditioning import unet_text_inputs
     from .training import RunningLosses, WorkDir, adamw, teacher_dataset, warmup_cosine
 
     torch.manual_seed(config.seed)
@@ -102,10 +103,11 @@ def finetune(student_pipe, teacher_pipe, source: str, config: FinetuneConfig, *,
                 if guided:  # the same noisy latents once more, without their captions, in the same call
                     xt, t, noise = torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([noise, noise])
                     emb = torch.cat([emb, uncond[:1].to(emb.device).expand_as(emb)])
+                text = unet_text_inputs(teacher, emb, xt, teacher_pipe.vae_scale_factor)
                 with torch.no_grad():
-                    eps_t = teacher(xt, t, emb).sample
+                    eps_t = teacher(xt, t, **text).sample
                     feats_t = ft.take()
-                eps_s = student(xt, t, emb).sample
+                eps_s = student(xt, t, **text).sample
                 feats_s = fs.take()
                 task = F.mse_loss(eps_s, noise)
                 out_kd = F.mse_loss(eps_s, eps_t)

@@ -45,7 +45,8 @@ def generated_latents(teacher, prompts: list[str], seeds: list[int], *, steps: i
 
     from .digest import weights_digest
 
-    key = {"weights": weights_digest(teacher.unet, teacher.text_encoder),
+    key = {"weights": weights_digest(teacher.unet, teacher.text_encoder,
+                                     *filter(None, [getattr(teacher, "text_encoder_2", None)])),
            "scheduler": {k: v for k, v in teacher.scheduler.config.items() if not k.startswith("_")},
            "sample_size": teacher.unet.config.sample_size, "prompts": prompts, "seeds": seeds,
            "steps": steps, "guidance": guidance}
@@ -96,22 +97,15 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
 
 def teacher_dataset(teacher, source: str, *, samples: int, steps: int, guidance: float, scene_samples: int = 0,
                     seed: int = 0, prompts_file=None, cache: Path | None = None) -> dict:
-    """:func:`teacher_latents` plus the text embeddings: {latents, cond, uncond (the empty prompt), captions}."""
+    """:func:`teacher_latents` plus the text conditioning (:mod:`.conditioning`): {latents, cond, uncond (the
+    empty prompt, or SDXL's zeros), captions}."""
     latents, captions = teacher_latents(teacher, source, samples=samples, steps=steps, guidance=guidance,
                                         scene_samples=scene_samples, seed=seed, prompts_file=prompts_file,
                                         cache=cache)
-    return {"latents": latents, "cond": encode_captions(teacher, captions), "uncond": encode_captions(teacher, [""]),
+    from .conditioning import encode_text, unconditional
+
+    return {"latents": latents, "cond": encode_text(teacher, captions), "uncond": unconditional(teacher),
             "captions": captions}
-
-
-def encode_captions(pipe, captions: list[str]) -> torch.Tensor:
-    with torch.no_grad():
-        out = []
-        for i in range(0, len(captions), 256):
-            ids = pipe.tokenizer(captions[i:i + 256], padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
-            out.append(pipe.text_encoder(ids.to(pipe.device))[0].cpu())
-        return torch.cat(out)
 
 
 class WorkDir:

@@ -15,6 +15,9 @@ from .common import (
     weights_bytes,
 )
 
+#: the model families the training loops take (compressor/conditioning.py: SDXL's added conditions)
+FAMILIES = ("sd", "sdxl")
+
 
 @dataclass(frozen=True)
 class DistillOptions:
@@ -71,10 +74,10 @@ def distill(model: str | Path, output: str | Path, options: DistillOptions | Non
     model, out = str(model), Path(output)
     teacher = options.teacher
     check_output(out, overwrite, inputs=(model, teacher))
-    pipe = load_pipeline(model, allow_pickle=allow_pickle)
+    pipe = load_pipeline(model, allow_pickle=allow_pickle, families=FAMILIES)
     if teacher is not None and same_model(teacher, model):
         teacher = None  # --teacher MODEL is the default: one load, and no second copy in memory
-    teacher_pipe = pipe if teacher is None else load_pipeline(teacher, allow_pickle=allow_pickle)
+    teacher_pipe = pipe if teacher is None else load_pipeline(teacher, allow_pickle=allow_pickle, families=FAMILIES)
     for name, p in ((model, pipe), (teacher, teacher_pipe)):
         if getattr(p.unet.config, "time_cond_proj_dim", None):
             raise EdgeLDMError(f"{name} already has a guidance embedding (it is an LCM)",

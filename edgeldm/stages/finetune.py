@@ -11,6 +11,9 @@ from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, to_config
 from .common import StageResult, TEACHER_STEPS_HELP, check_output, existing, is_main_process, remove_work, weights_bytes
 
+#: the model families the training loops take (compressor/conditioning.py: SDXL's added conditions)
+FAMILIES = ("sd", "sdxl")
+
 
 @dataclass(frozen=True)
 class FinetuneOptions:
@@ -61,8 +64,8 @@ def finetune(pruned: str | Path, output: str | Path, options: FinetuneOptions | 
     config = options.config()
     pruned, teacher, out = str(pruned), str(options.teacher), Path(output)
     check_output(out, overwrite, inputs=(pruned, teacher))
-    student = load_pipeline(pruned, allow_pickle=allow_pickle)
-    teacher_pipe = load_pipeline(teacher, allow_pickle=allow_pickle)
+    student = load_pipeline(pruned, allow_pickle=allow_pickle, families=FAMILIES)
+    teacher_pipe = load_pipeline(teacher, allow_pickle=allow_pickle, families=FAMILIES)
     summary = train(student, teacher_pipe, lineage_base(pruned), config, work=Path(f"{out}.work"),
                     prompts_file=options.prompts, data_cache=Path(data_cache) if data_cache else None)
     if not is_main_process():
