@@ -144,7 +144,8 @@ class CalibrationSet:
         """
         stride = max(1, count // limit) if count and limit else 1
         if component not in self.index["components"]:
-            raise EdgeLDMError(f"no {component} inputs in {self.folder}", hint=f"captured: {', '.join(self.index['components'])}")
+            raise EdgeLDMError(f"no {component} inputs in {self.folder}",
+                               hint=f"captured: {', '.join(self.index['components'])}")
         seen = 0
         for shard in self.index["components"][component]:
             if seen + shard["calls"] <= start:

@@ -120,7 +120,7 @@ def fuse_loras(pipe, specs) -> list[dict]:
             raise CheckpointError(f"{spec.path} does not fit this model: {str(exc).splitlines()[0][:300]}",
                                   hint="the adapter must be trained for this model's architecture") from None
         counts = {c: sum(1 for _, m in getattr(pipe, c).named_modules() if hasattr(m, "lora_A"))
-                  for c in ("unet", "text_encoder")}
+                  for c in ("unet", "text_encoder", "text_encoder_2") if getattr(pipe, c, None) is not None}
         if not any(counts.values()):
             pipe.unload_lora_weights()
             raise CheckpointError(f"{spec.path}: none of its keys match a module of the model "

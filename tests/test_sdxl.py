@@ -77,10 +77,10 @@ def test_info_describes_an_sdxl_folder_with_its_added_conditions(tiny_xl_dir):
                                            for n in ("text_encoder", "text_encoder_2", "unet", "vae"))
 
 
-def test_a_stage_that_does_not_take_sdxl_says_which_commands_do(tiny_xl_dir):
+def test_code_that_does_not_take_sdxl_says_how_to_ask_for_it(tiny_xl_dir):
     with pytest.raises(UnsupportedPipelineError, match="is an SDXL model; this command takes SD 1.x / 2.x") as err:
         load_pipeline(tiny_xl_dir)
-    assert "edgeldm info" in err.value.hint
+    assert "families=('sd', 'sdxl')" in err.value.hint
     with pytest.raises(UnsupportedPipelineError, match="SDXL model"):
         load_pipeline("tiny-random-xl")
 

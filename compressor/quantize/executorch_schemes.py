@@ -29,7 +29,7 @@ def _source_module(src: Path, component: str):
     manifest = load_manifest(bundle)
     model = manifest["source"]["model"]
     try:
-        pipe = load_pipeline(model)
+        pipe = load_pipeline(model, families=("sd", "sdxl"))
     except EdgeLDMError as exc:
         raise EdgeLDMError(f"the ExecuTorch int8 scheme rebuilds {component} from the bundle's source {model!r}, "
                            f"which does not load: {exc.message}",

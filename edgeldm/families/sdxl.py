@@ -17,7 +17,6 @@ SDXL = register_family(ModelFamily(
     },
     text_layer=-2,
     pooled_from="text_encoder_2",
-    taken_by="SDXL models are taken by `edgeldm info`, `generate` (the torch reference), `export`, `zoo save`, "
-             "and their bundles by `run` and `quantize`; prune, finetune, distill and compress do not take them "
-             "yet",
+    taken_by="every edgeldm command takes SDXL models; in Python, pass families=('sd', 'sdxl') to "
+             "edgeldm.load_pipeline (its default is the SD family, for code written for one text encoder)",
 ))

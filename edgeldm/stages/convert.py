@@ -55,7 +55,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
         read_lora(spec)
     if options.vae:
         read_vae_source(options.vae)
-    pipe = load_pipeline(source, allow_pickle=allow_pickle, inpainting=True)
+    pipe = load_pipeline(source, allow_pickle=allow_pickle, families=("sd", "sdxl"), inpainting=True)
     scheduler = pipe.scheduler.config.get("prediction_type")
     prediction = _prediction_type(pipe, options, path if kind == "single-file" else None)
     if prediction is not None and prediction != scheduler:

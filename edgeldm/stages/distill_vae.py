@@ -60,7 +60,7 @@ def distill_vae(model: str | Path, output: str | Path, options: DistillVaeOption
     config = options.config()
     model, out = str(model), Path(output)
     check_output(out, overwrite, inputs=(model,))
-    pipe = load_pipeline(model, allow_pickle=allow_pickle)
+    pipe = load_pipeline(model, allow_pickle=allow_pickle, families=("sd", "sdxl"))
     if type(pipe.vae).__name__ != "AutoencoderKL":
         raise EdgeLDMError(f"{model}'s VAE is a {type(pipe.vae).__name__}; distill-vae replaces an AutoencoderKL",
                            hint="distil the model it was made from")

@@ -72,7 +72,7 @@ def evaluate(model: str | Path, options: EvaluateOptions | None = None, *, allow
         from ..lineage import lineage_base
         from ..loading import load_pipeline
 
-        pipe = load_pipeline(model, allow_pickle=allow_pickle)
+        pipe = load_pipeline(model, allow_pickle=allow_pickle, families=("sd", "sdxl"))
         defaults = default_sampling(pipe, lineage_base(model))
     config = to_config(EvalConfig, options, steps=options.steps or defaults["steps"],
                        guidance=defaults["guidance"] if options.guidance is None else options.guidance)
