@@ -445,13 +445,6 @@ def test_a_score_size_the_model_cannot_take_is_refused_before_scoring(tiny_rando
     assert "--score-size 63 is not a multiple of" in err and not out.exists()
 
 
-def test_an_sdxl_model_is_refused_by_prune_in_one_line(tmp_path, capsys):
-    out = tmp_path / "p"
-    assert main(["prune", "tiny-random-xl", "-o", str(out), "--samples", "2"]) != 0
-    err = capsys.readouterr().err
-    assert "is an SDXL model" in err and "edgeldm info" in err and not out.exists()
-
-
 def test_prune_device_is_checked_before_any_work(tiny_random_dir, tmp_path, capsys, monkeypatch):
     import torch
 
