@@ -117,3 +117,19 @@ def test_the_client_refuses_an_altered_bundle_and_an_unknown_sampler(node, tiny_
     (altered / "edgeldm.json").write_text(json.dumps(manifest))
     result = js(node, "run", altered, "--prompt", "x", "--no-verify", "-o", tmp_path / "b.png", check=False)
     assert result.returncode == 1 and "sampler pndm" in result.stderr and "ddim, euler, lcm" in result.stderr
+
+
+def test_the_client_refuses_a_bundle_with_two_text_encoders(node, tiny_bundle, tmp_path):
+    """Format 4 states SDXL's second encoder and added conditions; this client wires one encoder and says so
+    rather than draw an image from half the conditioning."""
+    sdxl = tmp_path / "sdxl"
+    shutil.copytree(tiny_bundle, sdxl)
+    manifest = json.loads((sdxl / "edgeldm.json").read_text())
+    text = manifest["generation"]["text"]
+    text["encoders"] = [*text["encoders"], {**text["encoders"][0], "component": "text_encoder_2"}]
+    text["added_conditions"] = {"time_ids": {"unet_input": "time_ids", "value": "…"}}
+    manifest["family"] = "sdxl"
+    (sdxl / "edgeldm.json").write_text(json.dumps(manifest))
+    result = js(node, "run", sdxl, "--prompt", "x", "-o", tmp_path / "c.png", check=False)
+    assert result.returncode == 1 and "sdxl bundle (2 text encoders" in result.stderr
+    assert "Python runtime" in result.stderr and not (tmp_path / "c.png").exists()
