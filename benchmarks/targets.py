@@ -30,7 +30,7 @@ from ..runtimes.backends import device_options
 
 #: the components every target reports, in pipeline order (SDXL's text_encoder_2 counts as text encoder time)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
-TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+TEXT_ENCODERS = tuple(dict.fromkeys(c for f in FAMILIES.values() for c in f.text_encoders))
 #: the prompt every latency run uses (a tiny caption; any prompt costs the same)
 BENCH_PROMPT = "a small red circle in the top left on a white background"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..io_spec import added_condition_shapes
+from ..io_spec import added_condition_shapes, micro_conditioning
 
 
 def _config(unet):
@@ -65,6 +65,6 @@ def unet_text_inputs(unet, emb: torch.Tensor, sample: torch.Tensor, vae_scale_fa
         return {"encoder_hidden_states": emb}
     pooled_width = added_condition_shapes(config)["text_embeds"]
     h, w = (s * vae_scale_factor for s in sample.shape[-2:])
-    time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=emb.dtype, device=emb.device).expand(len(emb), -1)
+    time_ids = torch.tensor([micro_conditioning(h, w)], dtype=emb.dtype, device=emb.device).expand(len(emb), -1)
     return {"encoder_hidden_states": emb[:, :-1, :config.cross_attention_dim],
             "added_cond_kwargs": {"text_embeds": emb[:, -1, :pooled_width], "time_ids": time_ids}}

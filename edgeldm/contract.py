@@ -64,6 +64,11 @@ def text_encoders(manifest: dict) -> list[dict]:
     return encoders
 
 
+def zeros_for_empty_negative(manifest: dict) -> bool:
+    """Is the unconditional input zeros when no negative prompt is given (SDXL's force_zeros_for_empty_prompt)?"""
+    return bool((manifest.get("pipeline_config") or {}).get("force_zeros_for_empty_prompt"))
+
+
 def added_conditions(manifest: dict) -> dict:
     """The UNet's inputs besides the text states (SDXL: the pooled text embedding and the micro-conditioning),
     each with the rule that makes it; empty for SD 1.x / 2.x."""
@@ -163,7 +168,7 @@ def generation_contract(manifest: dict) -> dict:
     }
     if len(encoders) > 1:
         text["combine"] = "encoder_hidden_states = concat(each encoder's output, in encoders order, last axis)"
-    if (manifest.get("pipeline_config") or {}).get("force_zeros_for_empty_prompt"):
+    if zeros_for_empty_negative(manifest):
         text["unconditional"] = ("the negative prompt tokenized the same way; with no negative prompt, zeros of "
                                  "the conditional states' and pooled embedding's shapes (diffusers' "
                                  "force_zeros_for_empty_prompt)")

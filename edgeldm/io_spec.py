@@ -105,6 +105,12 @@ def added_condition_shapes(unet_config) -> dict[str, int]:
     return {"text_embeds": pooled, "time_ids": TIME_IDS}
 
 
+def micro_conditioning(height: int, width: int) -> list[int]:
+    """SDXL's ``time_ids`` of a ``height`` x ``width`` image: original size, crop top-left (0, 0), target size —
+    what diffusers' SDXL pipeline sends unless told other sizes (one row per batch entry)."""
+    return [height, width, 0, 0, height, width]
+
+
 def hidden_state_name(layer: int) -> str:
     """optimum's name for the hidden states after ``layer`` encoder layers (0: the embeddings)."""
     return f"hidden_states.{layer}"
@@ -188,5 +194,5 @@ def io_to_json(ios: dict[str, ComponentIO]) -> dict:
     return {name: io.to_dict() for name, io in ios.items()}
 
 
-__all__ = ["TensorSpec", "ComponentIO", "TIME_IDS", "added_condition_shapes", "hidden_state_name", "text_encoder_io",
-           "unet_io", "vae_decoder_io", "vae_encoder_io", "io_to_json"]
+__all__ = ["TensorSpec", "ComponentIO", "TIME_IDS", "added_condition_shapes", "micro_conditioning", "hidden_state_name",
+           "text_encoder_io", "unet_io", "vae_decoder_io", "vae_encoder_io", "io_to_json"]

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .backends import BACKENDS, owners
 from .errors import EdgeLDMError
+from .families import FAMILIES
 from .io_spec import ComponentIO
 
 MANIFEST_FILE = "edgeldm.json"
@@ -249,8 +250,8 @@ def graph_name(backend: str) -> str:
     return (b.graph_file if b is not None else None) or f"<no {backend} graph>"
 
 
-#: the tokenizer entries a manifest may hold: every bundle's, and SDXL's second (format 4)
-TOKENIZERS = ("tokenizer", "tokenizer_2")
+#: the tokenizer entries a manifest may hold: every family's (SDXL's second since format 4)
+TOKENIZERS = tuple(dict.fromkeys(t for f in FAMILIES.values() for t in f.tokenizers))
 
 
 def _tokenizer_files(manifest: dict) -> dict:

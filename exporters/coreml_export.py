@@ -60,8 +60,6 @@ _DESCRIPTIONS = {
     "latent_sample": "latents divided by the VAE's scaling factor",
     "last_hidden_state": "per-token text embeddings (the UNet's encoder_hidden_states)",
     "pooler_output": "embedding of the end-of-text token",
-    **{f"hidden_states.{i}": f"hidden states after {i} encoder layers" + (" (the embeddings)" if i == 0 else "")
-       for i in range(49)},
     "out_sample": "predicted noise (or v / x0, per the scheduler's prediction type)",
     "latent_parameters": "posterior mean and log-variance, stacked on the channel axis",
 }
@@ -157,7 +155,13 @@ def _describe(model, io: ComponentIO, precision: str, target: str, attention: st
     model.short_description = f"{_SHORT.get(io.component, io.component)} (edgeldm {versions['edgeldm']}, {precision})"
     model.author = "edgeldm"
     model.version = versions["edgeldm"]
-    describe = lambda name: _DESCRIPTIONS.get(f"{io.component}.{name}", _DESCRIPTIONS.get(name, name))  # noqa: E731
+
+    def describe(name: str) -> str:
+        if name.startswith("hidden_states."):  # optimum's hidden_states.<layers run>
+            layers = name.split(".", 1)[1]
+            return f"hidden states after {layers} encoder layers" + (" (the embeddings)" if layers == "0" else "")
+        return _DESCRIPTIONS.get(f"{io.component}.{name}", _DESCRIPTIONS.get(name, name))
+
     for spec in io.inputs:
         model.input_description[spec.name] = describe(spec.name)
     for spec in io.outputs:

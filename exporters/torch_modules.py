@@ -32,11 +32,10 @@ class UNetModule(torch.nn.Module):
     def __init__(self, unet, inputs=None):
         super().__init__()
         self.unet = unet
-        if inputs is None:  # what the UNet's config says it takes, in the I/O's order
-            from ..io_spec import added_condition_shapes
+        if inputs is None:  # what the UNet's config says it takes, in its declared I/O's order (sizes do not matter)
+            from ..io_spec import unet_io
 
-            inputs = ("sample", "timestep", "encoder_hidden_states", *added_condition_shapes(unet.config),
-                      *(["timestep_cond"] if getattr(unet.config, "time_cond_proj_dim", None) else []))
+            inputs = unet_io(unet.config, latent_height=1, latent_width=1).input_names
         self.extra = tuple(inputs)[3:]
 
     def forward(self, sample, timestep, encoder_hidden_states, *extra):

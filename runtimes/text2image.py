@@ -26,6 +26,7 @@ import numpy as np
 from ..arguments import check_guidance, check_image_size, check_positive_int, check_seed, check_strength, check_text
 from ..backends import get_backend
 from ..errors import EdgeLDMError, LatentsOverflowError
+from ..io_spec import micro_conditioning
 from ..manifest import BundleError, bundle_file, check_bundle, component_io, graph_file, load_manifest, \
     session_config
 from .backends import BACKENDS, open_session
@@ -36,7 +37,7 @@ from .vae_tiling import tiled_apply
 
 logger = logging.getLogger("edgeldm")
 
-__all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding", "micro_conditioning"]
+__all__ = ["COMPONENTS", "Text2Image", "guidance_scale_embedding"]
 #: the graphs every bundle has besides its family's text encoders (SDXL: text_encoder_2 too)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 #: the VAE tile of low-memory mode, in latent pixels (256 image pixels for SD's factor 8; diffusers tiles at 64)
@@ -60,12 +61,6 @@ def guidance_scale_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     return emb.astype(np.float32)
 
 
-def micro_conditioning(height: int, width: int, batch: int) -> np.ndarray:
-    """SDXL's ``time_ids`` for a ``height`` x ``width`` image, one row per batch entry: original size, crop
-    top-left (0, 0), target size — what diffusers' SDXL pipeline sends unless told other sizes."""
-    return np.tile(np.array([[height, width, 0, 0, height, width]], dtype=np.float32), (batch, 1))
-
-
 def _sampler(manifest: dict, name: str | None):
     from .samplers import SAMPLERS
 
@@ -81,14 +76,14 @@ class Text2Image:
         """``low_memory`` opens each component on first use and releases it when its phase ends
         (:mod:`.low_memory`), and tiles the VAE at 32 latent pixels unless ``vae_tile`` says otherwise;
         ``vae_tile`` (latent pixels a side) tiles the VAE decode and encode of larger images (:mod:`.vae_tiling`)."""
-        from ..contract import added_conditions, family_of_manifest, text_encoders
+        from ..contract import added_conditions, family_of_manifest, text_encoders, zeros_for_empty_negative
 
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle)
         # what the family's text conditioning takes (the contract's own reading: docs/bundle-format.md)
         self.text_encoders = text_encoders(self.manifest)
         self.added_conditions = tuple(added_conditions(self.manifest))
-        self.zero_negative = bool((self.manifest.get("pipeline_config") or {}).get("force_zeros_for_empty_prompt"))
+        self.zero_negative = zeros_for_empty_negative(self.manifest)
         required = (*family_of_manifest(self.manifest).text_encoders, *COMPONENTS[1:])
         if backend not in BACKENDS:
             raise EdgeLDMError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
@@ -134,7 +129,6 @@ class Text2Image:
         self.tokenizers = {e["component"]: PromptTokenizer(bundle_file(self.bundle, e["tokenizer"]).parent,
                                                            max_length=e["max_length"], pad_token_id=e["pad_token_id"])
                            for e in self.text_encoders}
-        self.tokenizer = self.tokenizers["text_encoder"]
         self.image = self.manifest["image"]
         self.defaults = self.manifest["defaults"]
         unet_inputs = {t.name: t for t in self.ios["unet"].inputs}
@@ -315,7 +309,8 @@ class Text2Image:
         timestep_cond = guidance_scale_embedding(np.array([guidance - 1.0]), self.guidance_embedding_dim) \
             if use_embedding else None
         if "time_ids" in self.added_conditions:
-            cond["time_ids"] = micro_conditioning(height, width, len(cond["encoder_hidden_states"]))
+            cond["time_ids"] = np.tile(np.asarray([micro_conditioning(height, width)], np.float32),
+                                       (len(cond["encoder_hidden_states"]), 1))
         # 3. initial latents
         shape = (1, self.image["latent_channels"], height // factor, width // factor)
         known = extra = None  # inpainting: the region kept, and the inpainting UNet's extra input channels

@@ -108,8 +108,8 @@ def check_family(where, pipeline_class: str, families=DEFAULT_FAMILIES) -> Model
             f"{where} holds a {pipeline_class}; edgeldm supports {', '.join(supported_pipelines())}",
             hint="SD3, Flux and video pipelines have other components and are not supported yet")
     if pipeline_class in family.refused:
-        raise UnsupportedPipelineError(f"{where} holds a {pipeline_class}: {family.refused[pipeline_class]}",
-                                       hint=family.taken_by or None)
+        # the reason says what does load; taken_by (which commands take the family) would not apply to it
+        raise UnsupportedPipelineError(f"{where} holds a {pipeline_class}: {family.refused[pipeline_class]}")
     if family.name not in families:
         takes = " or ".join(FAMILIES[name].label for name in families)
         raise UnsupportedPipelineError(f"{where} is an {family.label} model; this command takes {takes} models",
