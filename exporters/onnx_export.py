@@ -42,6 +42,9 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
         torch.onnx.export(module, args, str(path), input_names=io.input_names, output_names=io.output_names,
                           dynamic_axes=dynamic_axes or None, opset_version=opset, do_constant_folding=True,
                           dynamo=False)
+    if precision != "fp16" and _gather_external_data(onnx, path):  # > 2 GB, streamed: never all in memory
+        logger.debug("exported %s to %s (external data)", io.component, path)
+        return [path, folder / ONNX_DATA_FILE]
     model = onnx.load(str(path), load_external_data=True)
     if precision == "fp16":
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -63,6 +66,42 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
     files = [path] + ([folder / ONNX_DATA_FILE] if large else [])
     logger.debug("exported %s to %s (%s)", io.component, path, "external data" if large else "single file")
     return files
+
+
+def _gather_external_data(onnx, path: Path) -> bool:
+    """Move the tensors the exporter scattered one file each (a graph over 2 GB) into one ``model.onnx_data``
+    beside ``path``, copying file by file, and point the graph at it; False when nothing was external.
+
+    Loading such a graph whole to save it again would hold a second copy of the weights beside the torch
+    model: 20 GB for an SDXL UNet on a machine that has 24.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
+    if not external:
+        return False
+    folder = path.parent
+    scattered = set()
+    tmp = folder / (ONNX_DATA_FILE + ".tmp")
+    with open(tmp, "wb") as out:
+        for tensor in external:
+            info = ExternalDataInfo(tensor)
+            with open(folder / info.location, "rb") as f:
+                f.seek(info.offset or 0)
+                data = f.read(info.length) if info.length else f.read()
+            out.write(b"\0" * (-out.tell() % 4096))  # page-aligned: runtimes may map each tensor
+            del tensor.external_data[:]  # (onnx's set_external_data wants the bytes in memory: not here)
+            for key, value in (("location", ONNX_DATA_FILE), ("offset", out.tell()), ("length", len(data))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, str(value)
+            out.write(data)
+            scattered.add(info.location)
+    for name in scattered - {ONNX_DATA_FILE}:
+        (folder / name).unlink()
+    tmp.replace(folder / ONNX_DATA_FILE)
+    onnx.save_model(model, str(path))
+    return True
 
 
 def _constants_to_initializers(model) -> None:

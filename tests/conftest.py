@@ -21,6 +21,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+#: the files that take longest (seconds of test time on 2 busy cores, `--durations`, 2026-12-07), heaviest first
+HEAVY_FILES = ("test_quantize.py", "test_prune.py", "test_distill.py", "test_single_file.py", "test_executorch.py",
+               "test_compress.py", "test_python_api.py", "test_coreml_chunks.py", "test_coreml.py", "test_export.py",
+               "test_laptop_speed.py", "test_sdxl_compress.py", "test_bench.py", "test_vae_distill.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Longest files first. Under ``--dist loadfile`` a file runs whole on one worker, in collection order: a long
+    file collected last (alphabetical order put test_vae_distill and test_sdxl_* there) kept one core busy while
+    the other had finished. The sort is stable, so tests keep their order inside a file, and deterministic, as
+    xdist needs every worker to collect the same order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def tiny_random_pipe():
     from edgeldm.zoo import build_preset

@@ -3,11 +3,12 @@
     python -m edgeldm.benchmarks.studies.prune_bench latency [--target-macs 0.65] [--size 256] [--repeat 5] [--threads 2]
                                                      [--rank-by budget|latency --samples 2 --score-steps 2]
     python -m edgeldm.benchmarks.studies.prune_bench latency --backend torch --device cuda [--dtype float16] [--size 512]
+    python -m edgeldm.benchmarks.studies.prune_bench latency --model sdxl --like ssd-1b --size 512 [--repeat 3]
     python -m edgeldm.benchmarks.studies.prune_bench score-cost MODEL [--device cuda] [--candidates 4] [--samples 32]
     python -m edgeldm.benchmarks.studies.prune_bench ablation [--finetune-steps 800] [--out DIR]
 
-``latency``: the ``sd15`` preset UNet and the same UNet pruned to ``--target-macs``, both exported to
-ONNX and timed alternately (A B A B …) in ONNX Runtime fp32, one guided step (batch 2) at ``--size`` px.
+``latency``: the ``sd15`` preset UNet (or ``--model``'s) and the same UNet pruned to ``--target-macs`` (or to
+the MACs of the preset ``--like`` names: SDXL pruned to SSD-1B's budget), both exported to ONNX and timed alternately (A B A B …) in ONNX Runtime fp32, one guided step (batch 2) at ``--size`` px.
 The preset's weights are random, so its LD-Pruner scores would mean nothing: the operators are picked
 by weight magnitude here — the latency of a pruned architecture depends on what is removed, not on why —
 unless ``--rank-by`` asks for LD-Pruner's selection: with ``latency`` its score is divided by the UNet-step
@@ -41,36 +42,56 @@ from pathlib import Path
 import numpy as np
 
 
+def _step_feeds(unet_config, latent: int, seed: int = 0) -> dict:
+    """One guided step's inputs (batch 2) as numpy arrays, SDXL's added conditions included."""
+    from ...exporters.dummy_inputs import example_inputs
+    from ...io_spec import unet_io
+
+    io = unet_io(unet_config, latent_height=latent, latent_width=latent)
+    feeds = example_inputs(io, {"batch_size": 2}, seed=seed)
+    feeds["timestep"] = np.asarray(500.0, dtype=np.float32)
+    return feeds
+
+
 def _torch_step_timer(original, pruned, device: str, dtype: str, latent: int):
     """Two UNets on a torch device: a callable per model running one guided step (batch 2), synchronised."""
     import torch
 
+    from ...exporters.torch_modules import UNetModule
     from ..timing import synchronizer
 
     dt = getattr(torch, dtype)
-    gen = torch.Generator().manual_seed(0)
-    cfg = original.config
-    feeds = {"sample": torch.randn(2, cfg.in_channels, latent, latent, generator=gen),
-             "timestep": torch.tensor([500, 500]),
-             "encoder_hidden_states": torch.randn(2, 77, cfg.cross_attention_dim, generator=gen)}
-    feeds = {k: v.to(device, dt if v.is_floating_point() else v.dtype) for k, v in feeds.items()}
+    feeds = [torch.from_numpy(v).to(device, dt) for v in _step_feeds(original.config, latent).values()]
     sync = synchronizer(device)
 
     def runner(unet):
-        unet.to(device, dt).eval()
+        module = UNetModule(unet.to(device, dt).eval())
 
         def step():
             with torch.inference_mode():
-                unet(**feeds)
+                module(*feeds)
             sync()
         return step
 
     return runner(original), runner(pruned)
 
 
+def macs_ratio(model: str, like: str, size: int) -> float:
+    """MACs per UNet step of preset ``like`` over those of preset ``model`` at ``size`` px (shapes only)."""
+    from ...inventory import count_macs, unet_example_inputs
+    from ...zoo import get_zoo_entry
+    from ...zoo.build import build_components
+
+    def macs(name):
+        unet = build_components(get_zoo_entry(name).folder, device="meta", only=("unet",))["unet"]
+        return count_macs(unet, unet_example_inputs(unet, size, size)).total
+
+    return macs(like) / macs(model)
+
+
 def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by: str | None = None,
             samples: int = 2, score_steps: int = 2, latency_repeat: int = 3, cache: str | None = None,
-            backend: str = "onnx", device: str = "cpu", dtype: str = "float32") -> dict:
+            backend: str = "onnx", device: str = "cpu", dtype: str = "float32", model: str = "sd15") -> dict:
     import torch
 
     from ...compressor.ldpruner import ScoreConfig
@@ -85,10 +106,10 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
     from ..timing import alternate, summarize
 
     torch.set_num_threads(threads)
-    pipe = build_preset("sd15")
+    pipe = build_preset(model)
     latent = size // pipe.vae_scale_factor
     io = unet_io(pipe.unet.config, latent_height=latent, latent_width=latent)
-    out: dict = {"size": size, "threads": threads, "target_macs": target_macs, "backend": backend,
+    out: dict = {"model": model, "size": size, "threads": threads, "target_macs": target_macs, "backend": backend,
                  "device": device, "dtype": dtype if backend == "torch" else "float32"}
     with tempfile.TemporaryDirectory(prefix="edgeldm-prune-bench-") as tmp:
         tmp = Path(tmp)
@@ -106,7 +127,7 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
                                                    latency_repeat=latency_repeat))
             out.update(strategy="ldpruner", rank_by=rank_by, samples=samples, score_steps=score_steps,
                        latency_repeat=latency_repeat)
-        plan, _ = prune_pipeline(pipe, "sd15", config, cache_dir=Path(cache) if cache else None)
+        plan, _ = prune_pipeline(pipe, model, config, cache_dir=Path(cache) if cache else None)
         out["selection_seconds"] = time.perf_counter() - t0
         out["macs"], out["params"] = plan.report["macs"], plan.report["params"]
         out["removed"] = [f"{o.modification} {o.op}" for o in plan.operations]
@@ -114,11 +135,8 @@ def latency(target_macs: float, size: int, repeat: int, threads: int, *, rank_by
             run_original, run_pruned = _torch_step_timer(original, pipe.unet, device, dtype, latent)
         else:
             export_onnx(UNetModule(pipe.unet).eval(), io, tmp / "pruned")
+            feeds = _step_feeds(pipe.unet.config, latent)
             del pipe
-            rng = np.random.default_rng(0)
-            feeds = {"sample": rng.standard_normal((2, 4, latent, latent)).astype(np.float32),
-                     "timestep": np.asarray(500.0, dtype=np.float32),
-                     "encoder_hidden_states": rng.standard_normal((2, 77, 768)).astype(np.float32)}
             sessions = {k: open_session("onnx", tmp / k / "model.onnx", io, threads=threads)
                         for k in ("original", "pruned")}
             run_original = lambda: sessions["original"](**feeds)  # noqa: E731
@@ -283,8 +301,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.studies.prune_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="figure", required=True)
-    lat = sub.add_parser("latency", help="sd15 UNet step, pruned / original, ONNX Runtime fp32")
+    lat = sub.add_parser("latency", help="a preset's UNet step (default sd15), pruned / original, ONNX Runtime fp32")
+    lat.add_argument("--model", default="sd15", help="architecture preset to prune (sd15, sdxl, ...)")
     lat.add_argument("--target-macs", type=float, default=0.65)
+    lat.add_argument("--like", default=None, metavar="PRESET",
+                     help="instead of --target-macs, the MACs per step of this preset over --model's at --size "
+                          "(e.g. --model sdxl --like ssd-1b: LD-Pruner at SSD-1B's budget)")
     lat.add_argument("--size", type=int, default=256)
     lat.add_argument("--repeat", type=int, default=5)
     lat.add_argument("--threads", type=int, default=2)
@@ -331,12 +353,18 @@ def main(argv=None) -> int:
 
     ensure_offline()
     if args.figure == "latency":
+        if args.like:
+            args.target_macs = macs_ratio(args.model, args.like, args.size)
+            print(f"{args.like} has {args.target_macs:.3f}x the MACs per step of {args.model} at {args.size} px")
         res = latency(args.target_macs, args.size, args.repeat, args.threads, rank_by=args.rank_by,
                       samples=args.samples, score_steps=args.score_steps, latency_repeat=args.latency_repeat,
-                      cache=args.cache, backend=args.backend, device=args.device, dtype=args.dtype)
+                      cache=args.cache, backend=args.backend, device=args.device, dtype=args.dtype,
+                      model=args.model)
+        if args.like:
+            res["like"] = args.like
         where = (f"torch {args.dtype} on {args.device}" if args.backend == "torch"
                  else f"ONNX Runtime fp32, {args.threads} threads")
-        print(f"sd15 UNet at {args.size} px, {where}: MACs kept "
+        print(f"{args.model} UNet at {args.size} px, {where}: MACs kept "
               f"{res['macs']['kept']:.3f}, step pruned / original {res['ratio_median']:.3f} (median of "
               f"{len(res['ratio_per_pair'])} pairs; {res['pruned']['median']:.3f} s vs {res['original']['median']:.3f} s)")
     elif args.figure == "score-cost":

@@ -22,17 +22,20 @@ logger = logging.getLogger("edgeldm")
 
 
 def build_components(config_dir: Path, *, seed: int = 0, device: str = "cpu", dtype=None,
-                     tokenizers: dict | None = None) -> dict:
+                     tokenizers: dict | None = None, only: tuple[str, ...] | None = None) -> dict:
     """Components of the pipeline described by ``config_dir`` (a diffusers layout of configs).
 
     Weighted components get seeded random weights, or stay on the meta device (``device="meta"``: shapes
     only, what ``edgeldm info`` needs). Each tokenizer is the real CLIP one built from its folder's
-    ``tokenizer_config.json`` unless ``tokenizers`` passes it in (by component name).
+    ``tokenizer_config.json`` unless ``tokenizers`` passes it in (by component name). ``only`` builds just
+    the named components (an SDXL UNet alone is 10 GB: a benchmark of it should not also hold the rest).
     """
     index = read_json(config_dir / "model_index.json")
     family = check_family(config_dir, index["_class_name"], tuple(FAMILIES))
     components = {}
     for name in family.components:
+        if only is not None and name not in only:
+            continue
         library, class_name = component_spec(index, name)
         folder = config_dir / name
         if name in family.weighted:
