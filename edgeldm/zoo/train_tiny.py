@@ -216,40 +216,66 @@ class _Captioner:
         return [caption(self.scenes[i], self.rng) for i in idx]
 
 
-def train_text_encoder(cfg: TinyTrainingConfig, captioner: _Captioner, labels: np.ndarray, work: Path, log: _Log):
+def train_text_encoder(cfg: TinyTrainingConfig, captioner: _Captioner, labels: np.ndarray, work: Path, log: _Log, *,
+                       te=None, name: str = "text_encoder", readouts=None):
+    """Pretrain a text encoder to name every caption attribute from ``readouts`` (feature vectors the UNet will
+    read: ``[(width, fn(output) -> (B, width))]``; default the pooled output), then freeze it."""
     import torch
 
     from ..calibration.scenes import ATTRIBUTES, VALUES
 
-    te = build_text_encoder(cfg)
-    path = work / "text_encoder.pt"
+    te = te if te is not None else build_text_encoder(cfg)
+    readouts = readouts or [(cfg.text_hidden, lambda out: out.pooler_output)]
+    path = work / f"{name}.pt"
     cached = _load_checkpoint(path)
     if cached is not None:
         te.load_state_dict(cached["model"])
         return te.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed + 2)
-    heads = torch.nn.ModuleList(torch.nn.Linear(cfg.text_hidden, len(VALUES[a])) for a in ATTRIBUTES)
+    heads = torch.nn.ModuleList(torch.nn.ModuleList(torch.nn.Linear(width, len(VALUES[a])) for a in ATTRIBUTES)
+                                for width, _ in readouts)
     opt = torch.optim.AdamW(list(te.parameters()) + list(heads.parameters()), lr=cfg.text_lr)
     gen = np.random.Generator(np.random.PCG64([cfg.seed, 13]))
     for step in range(cfg.text_steps):
         idx = gen.integers(len(labels), size=cfg.text_batch)
         captions = captioner.captions(idx)
-        pooled = te(input_ids=captioner.ids(captions)).pooler_output
+        out = te(input_ids=captioner.ids(captions), output_hidden_states=len(readouts) > 1 or None)
         y = torch.from_numpy(labels[idx])
         has_bg = torch.tensor([captioner.scenes[i].background in c for i, c in zip(idx, captions)])
         losses, accs = [], []
-        for k, (attr, head) in enumerate(zip(ATTRIBUTES, heads)):
-            logits = head(pooled)
-            mask = has_bg if attr == "background" else torch.ones(len(idx), dtype=torch.bool)
-            losses.append(torch.nn.functional.cross_entropy(logits[mask], y[mask, k]))
-            accs.append((logits[mask].argmax(1) == y[mask, k]).float().mean().item())
+        for (_, readout), head_set in zip(readouts, heads):
+            features = readout(out)
+            for k, (attr, head) in enumerate(zip(ATTRIBUTES, head_set)):
+                logits = head(features)
+                mask = has_bg if attr == "background" else torch.ones(len(idx), dtype=torch.bool)
+                losses.append(torch.nn.functional.cross_entropy(logits[mask], y[mask, k]))
+                accs.append((logits[mask].argmax(1) == y[mask, k]).float().mean().item())
         loss = sum(losses)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if (step + 1) % 50 == 0:
-            log(f"text step {step + 1}/{cfg.text_steps}  loss {loss.item():.4f}  attribute acc "
-                + " ".join(f"{a} {v:.2f}" for a, v in zip(ATTRIBUTES, accs)))
+            log(f"{name} step {step + 1}/{cfg.text_steps}  loss {loss.item():.4f}  attribute acc "
+                + " ".join(f"{a} {v:.2f}" for a, v in zip(ATTRIBUTES * len(readouts), accs)))
     _atomic_torch_save({"model": te.state_dict()}, path)
     return te.eval().requires_grad_(False)
+
+
+class _SDText:
+    """SD's text conditioning for :func:`train_unet`: the text encoder's last hidden states."""
+
+    def __init__(self, te, captioner: _Captioner):
+        self.te, self.captioner = te, captioner
+
+    def encode(self, captions: list[str]):
+        import torch
+
+        with torch.no_grad():
+            return self.te(input_ids=self.captioner.ids(captions)).last_hidden_state
+
+    def unconditional(self):
+        return self.encode([""])
+
+    def unet_kwargs(self, cond, noisy) -> dict:
+        return {"encoder_hidden_states": cond}
 
 
 def build_unet(cfg: TinyTrainingConfig):
@@ -265,12 +291,14 @@ def build_unet(cfg: TinyTrainingConfig):
     )
 
 
-def train_unet(cfg, te, captioner: _Captioner, lat_mean, lat_std, scaling_factor, work: Path, log: _Log):
+def train_unet(cfg, unet, text, lat_mean, lat_std, scaling_factor, work: Path, log: _Log):
+    """Train ``unet`` on the pre-encoded latents, conditioned by ``text`` (:class:`_SDText` or a family's twin:
+    ``encode(captions)``, ``unconditional()``, ``unet_kwargs(cond, noisy)``, ``captioner``)."""
     import torch
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel, compute_snr
 
-    unet = build_unet(cfg)
+    captioner = text.captioner
     noise_sched = DDPMScheduler(**SD_SCHEDULE)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=1e-2)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.unet_warmup))
@@ -289,21 +317,19 @@ def train_unet(cfg, te, captioner: _Captioner, lat_mean, lat_std, scaling_factor
     log(f"unet: {n_params / 1e6:.2f} M parameters, {cfg.unet_steps} steps at batch {cfg.unet_batch}")
     gen = np.random.Generator(np.random.PCG64([cfg.seed, 17]))
     order = gen.integers(len(lat_mean), size=(cfg.unet_steps, cfg.unet_batch))
-    with torch.no_grad():
-        empty = te(input_ids=captioner.ids([""])).last_hidden_state
+    empty = text.unconditional()
     unet.train()
     running, t_last = None, time.time()
     for step in range(start, cfg.unet_steps):
         idx = order[step]
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape)) * scaling_factor
-        with torch.no_grad():
-            cond = te(input_ids=captioner.ids(captioner.captions(idx))).last_hidden_state
+        cond = text.encode(captioner.captions(idx))
         drop = torch.rand(len(idx)) < cfg.caption_dropout
         cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
         noise = torch.randn_like(latents)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),))
         noisy = noise_sched.add_noise(latents, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        pred = unet(noisy, t, **text.unet_kwargs(cond, noisy)).sample
         snr = compute_snr(noise_sched, t)
         weight = torch.clamp(snr, max=cfg.snr_gamma) / snr  # min-SNR-γ for ε-prediction
         loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
@@ -385,7 +411,7 @@ def main(argv=None) -> int:
     tokenizer = clip_tokenizer({"pad_token": "<|endoftext|>"})
     captioner = _Captioner(tokenizer, data.scenes, cfg.seed)
     te = train_text_encoder(cfg, captioner, data.labels, work, log)
-    unet = train_unet(cfg, te, captioner, lat_mean, lat_std, scaling_factor, work, log)
+    unet = train_unet(cfg, build_unet(cfg), _SDText(te, captioner), lat_mean, lat_std, scaling_factor, work, log)
     save_pipeline(cfg, vae, te, tokenizer, unet, scaling_factor, out, args.overwrite, log)
     return 0
 
