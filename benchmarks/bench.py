@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeLDMError
-from ..lineage import derives_from_tiny
+from ..lineage import derives_from_scenes
 from .targets import BENCH_PROMPT, BenchConfig
 from .timing import summarize
 
@@ -144,7 +144,7 @@ def _fingerprint(describe: dict, config: BenchConfig) -> dict:
 def _quality(proc, source: str, config: BenchConfig):
     n = config.quality_prompts
     if n is None:
-        n = DEFAULT_QUALITY_PROMPTS if derives_from_tiny(source) else 0
+        n = DEFAULT_QUALITY_PROMPTS if derives_from_scenes(source) else 0
     if n == 0:
         return None, None, None
     if n < 2:

@@ -40,9 +40,9 @@ def calibration_prompts(model: str, n: int, *, prompts_file: str | Path | None =
     if prompts_file is not None:
         pool = read_prompt_file(prompts_file)
     else:
-        from ..lineage import derives_from_tiny
+        from ..lineage import derives_from_scenes
 
-        if derives_from_tiny(str(model)):
+        if derives_from_scenes(str(model)):
             from .scenes import eval_prompts
 
             # the train split: calibration must not peek at the held-out scenes that eval scores

@@ -75,13 +75,13 @@ def teacher_latents(teacher, source: str, *, samples: int, steps: int, guidance:
                     seed: int = 0, prompts_file=None, cache: Path | None = None) -> tuple[torch.Tensor, list[str]]:
     """(latents scaled as the UNet sees them, captions): teacher generations (+ tiny's scenes when asked)."""
     from ..calibration.prompts import calibration_prompts
-    from ..lineage import derives_from_tiny
+    from ..lineage import derives_from_scenes
 
     prompts = calibration_prompts(source, samples, prompts_file=prompts_file, seed=seed + 1)
     seeds = [seed * 7919 + i for i in range(len(prompts))]
     lat = [generated_latents(teacher, prompts, seeds, steps=steps, guidance=guidance, cache=cache)]
     caps = list(prompts)
-    if scene_samples and prompts_file is None and derives_from_tiny(str(source)):
+    if scene_samples and prompts_file is None and derives_from_scenes(str(source)):
         from ..calibration.scenes import make_scenes
 
         scenes = make_scenes(scene_samples, seed=seed + 11, split="train")

@@ -115,16 +115,17 @@ def adapters_of(source: str | Path) -> dict:
     return {}
 
 
-def derives_from_tiny(source: str) -> bool:
-    """Was this model made from the embedded ``tiny`` (directly or through a bundle / a compression stage)?
+def derives_from_scenes(source: str) -> bool:
+    """Was this model made from a zoo model trained on edgeldm's scenes (``tiny``, ``tiny-xl``), directly or
+    through a bundle / a compression stage? Its prompts are then scene captions and its images can be scored.
 
     Follows a bundle's ``source.model`` and an ``edgeldm_source.json`` (``{"base": ...}``, written by the
     compression stages) back to the root (:func:`lineage_chain`).
     """
     from .zoo import ZOO
 
-    tiny = ZOO.get("tiny")
-    tiny_folder = Path(tiny.folder).resolve() if tiny is not None else None
-    return any(step == "tiny" or (tiny_folder is not None and Path(step).exists()
-                                  and Path(step).resolve() == tiny_folder)
+    scene_models = [e for e in ZOO.values() if e.trained_on_scenes]
+    folders = {Path(e.folder).resolve() for e in scene_models}
+    names = {e.name for e in scene_models}
+    return any(step in names or (Path(step).exists() and Path(step).resolve() in folders)
                for step in lineage_chain(source))

@@ -16,7 +16,7 @@ from edgeldm.benchmarks.bench import (BENCH_SCHEMA, COMPONENT_PEAK_FIGURES, GATE
 from edgeldm.benchmarks.fingerprint import device_fingerprint, fingerprint_id
 from edgeldm.benchmarks.report import pareto_front, write_report
 from edgeldm.benchmarks.targets import BenchConfig, make_target
-from edgeldm.lineage import derives_from_tiny
+from edgeldm.lineage import derives_from_scenes
 from edgeldm.cli import main
 from edgeldm.errors import EdgeLDMError
 
@@ -165,8 +165,8 @@ def test_targets_resolve_by_kind_and_lineage(tiny_bundle):
     assert (ov.kind, ov.backend, ov.label) == ("bundle", "openvino", f"openvino:{tiny_bundle}")
     with pytest.raises(EdgeLDMError, match="not an edgeldm bundle"):
         make_target("optimum-ort:tiny", CONFIG)
-    assert derives_from_tiny("tiny") and derives_from_tiny(str(tiny_bundle))
-    assert not derives_from_tiny("tiny-random") and not derives_from_tiny("sd15")
+    assert derives_from_scenes("tiny") and derives_from_scenes(str(tiny_bundle)) and derives_from_scenes("tiny-xl")
+    assert not derives_from_scenes("tiny-random") and not derives_from_scenes("sd15")
 
 
 def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_path, monkeypatch):

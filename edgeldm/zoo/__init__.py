@@ -5,8 +5,8 @@ Two kinds of entry, one registry:
 * **presets** — real architectures (``sd15``, ``sd21-base``, ``bk-sdm-small``, ``bk-sdm-tiny``, ``sdxl``) and
   test-sized ones (``tiny-random``, ``tiny-random-xl``) whose configs are embedded under ``configs/``; weights are seeded
   random (speed and memory do not depend on weight values).
-* **checkpoints** — trained diffusers folders shipped inside the package, loaded by the very same
-  code that loads a user's own folder.
+* **checkpoints** — trained diffusers folders shipped inside the package (``tiny``, ``tiny-xl``), loaded by the
+  very same code that loads a user's own folder.
 
 This module is torch-free; building a model imports torch lazily.
 """
@@ -26,6 +26,7 @@ class ZooEntry:
     description: str
     kind: str  # "preset" (configs + seeded random weights) or "checkpoint" (shipped trained weights)
     folder: Path  # configs for a preset, the diffusers folder for a checkpoint
+    trained_on_scenes: bool = False  # trained on edgeldm's captioned scenes: its images can be scored exactly
 
 
 ZOO: dict[str, ZooEntry] = {}
@@ -73,6 +74,18 @@ register_zoo_entry(ZooEntry(
     "(64 px; CLIP BPE tokenizer, UNet2DConditionModel, AutoencoderKL f=8)",
     "checkpoint",
     Path(str(resources.files("edgeldm.zoo").joinpath("tiny"))),
+    trained_on_scenes=True,
+))
+
+
+# Its SDXL-architecture twin on the same scenes, trained by `python -m edgeldm.zoo.train_tiny_xl` (tiny-xl/TRAINING.md)
+register_zoo_entry(ZooEntry(
+    "tiny-xl",
+    "SDXL-architecture text-to-image LDM trained by edgeldm on tiny's scenes (64 px; two CLIP text encoders with "
+    "the pooled projection, text_time conditioning, a deeper innermost transformer stack; tiny's VAE)",
+    "checkpoint",
+    Path(str(resources.files("edgeldm.zoo").joinpath("tiny-xl"))),
+    trained_on_scenes=True,
 ))
 
 
