@@ -350,60 +350,81 @@ def train_unet(cfg, unet, text, lat_mean, lat_std, scaling_factor, work: Path, l
     return unet.eval()
 
 
-def save_pipeline(cfg, vae, te, tokenizer, unet, scaling_factor: float, out: Path, overwrite: bool, log: _Log):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def save_folder(cfg, pipe, out: Path, overwrite: bool, log: _Log, *, text_encoders=("text_encoder",)) -> None:
+    """Write ``pipe`` as a diffusers folder (safetensors) with its training config, atomically. The token
+    embedding (49 408 x hidden) is most of a text encoder: those are stored in fp16, which halves the shipped
+    size; the pipeline computes in fp32 after loading."""
+    from safetensors.torch import load_file, save_file
 
     from ..atomic import atomic_output_dir
 
-    vae.register_to_config(scaling_factor=scaling_factor)
-    scheduler = DDIMScheduler(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
-        # the token embedding (49 408 x hidden) is most of the text encoder: fp16 storage halves the
-        # shipped size; the pipeline computes in fp32 after loading
-        from safetensors.torch import load_file, save_file
-
-        te_file = tmp / "text_encoder" / "model.safetensors"
-        save_file({k: v.half() for k, v in load_file(te_file).items()}, te_file, metadata={"format": "pt"})
+        for name in text_encoders:
+            path = tmp / name / "model.safetensors"
+            save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
         (tmp / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     log(f"saved {out} ({size / 2**20:.1f} MiB)")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeldm.zoo.train_tiny", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def save_pipeline(cfg, vae, te, tokenizer, unet, scaling_factor: float, out: Path, overwrite: bool, log: _Log):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    vae.register_to_config(scaling_factor=scaling_factor)
+    scheduler = DDIMScheduler(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    save_folder(cfg, pipe, out, overwrite, log)
+
+
+def training_parser(prog: str, doc: str, fields: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The trainers' shared command line: output, work folder, seed, and integer overrides of ``fields``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output diffusers folder")
     parser.add_argument("--work", default=None, help="checkpoints and log (default: OUT.work); reused to resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    for field in ("vae_steps", "text_steps", "unet_steps", "unet_batch", "train_images", "threads"):
+    for field in fields:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def start_run(args, config_cls, fields: tuple[str, ...], prog: str, argv):
+    """``(config, output folder, work folder, log)`` from the parsed command line (the thread count set, the
+    config and command logged); None when OUT exists and may not be replaced."""
     import torch
 
-    from ..calibration.scenes import make_scenes
     from ..loading import ensure_offline
-    from .clip_bpe import clip_tokenizer
 
     ensure_offline()
-    overrides = {f: getattr(args, f) for f in ("vae_steps", "text_steps", "unet_steps", "unet_batch", "train_images",
-                                               "threads") if getattr(args, f) is not None}
-    cfg = TinyTrainingConfig(seed=args.seed, **overrides)
+    cfg = config_cls(seed=args.seed, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         print(f"error: {out} already exists (pass --overwrite)", file=sys.stderr)
-        return 1
+        return None
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     log = _Log(work / "train.log")
     torch.set_num_threads(cfg.threads)
     log(f"config: {json.dumps(asdict(cfg))}")
-    log(f"command: python -m edgeldm.zoo.train_tiny {' '.join(argv if argv is not None else sys.argv[1:])}")
+    log(f"command: python -m {prog} {' '.join(argv if argv is not None else sys.argv[1:])}")
+    return cfg, out, work, log
 
+
+FIELDS = ("vae_steps", "text_steps", "unet_steps", "unet_batch", "train_images", "threads")
+
+
+def main(argv=None) -> int:
+    args = training_parser("python -m edgeldm.zoo.train_tiny", __doc__, FIELDS).parse_args(argv)
+
+    from ..calibration.scenes import make_scenes
+    from .clip_bpe import clip_tokenizer
+
+    run = start_run(args, TinyTrainingConfig, FIELDS, "edgeldm.zoo.train_tiny", argv)
+    if run is None:
+        return 1
+    cfg, out, work, log = run
     data = make_scenes(cfg.train_images, seed=cfg.seed, split="train")
     log(f"data: {len(data.images)} training scenes")
     vae = train_vae(cfg, data.images, work, log)

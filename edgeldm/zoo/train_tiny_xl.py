@@ -21,14 +21,11 @@ finetune and distill use on SDXL. Every stage is checkpointed under ``--work`` a
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-from .train_tiny import (SD_SCHEDULE, TinyTrainingConfig, _Captioner, _Log, encode_latents, train_text_encoder,
-                         train_unet)
+from .train_tiny import (SD_SCHEDULE, TinyTrainingConfig, _Captioner, encode_latents, save_folder, start_run,
+                         train_text_encoder, train_unet, training_parser)
 
 
 @dataclass(frozen=True)
@@ -128,55 +125,22 @@ def build_pipeline(cfg: TinyXLTrainingConfig, vae, te, te_2, tokenizer, tokenize
                                      force_zeros_for_empty_prompt=True)
 
 
-def save_pipeline(cfg, pipe, out: Path, overwrite: bool, log: _Log):
-    from safetensors.torch import load_file, save_file
-
-    from ..atomic import atomic_output_dir
-
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
-        # the token embeddings are most of the text encoders: fp16 storage halves them (computed in fp32)
-        for name in ("text_encoder", "text_encoder_2"):
-            path = tmp / name / "model.safetensors"
-            save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
-        (tmp / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    log(f"saved {out} ({size / 2**20:.1f} MiB)")
+FIELDS = ("text_steps", "unet_steps", "unet_batch", "train_images", "threads")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeldm.zoo.train_tiny_xl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output diffusers folder")
-    parser.add_argument("--work", default=None, help="checkpoints and log (default: OUT.work); reused to resume")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    fields = ("text_steps", "unet_steps", "unet_batch", "train_images", "threads")
-    for field in fields:
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None)
-    args = parser.parse_args(argv)
+    args = training_parser("python -m edgeldm.zoo.train_tiny_xl", __doc__, FIELDS).parse_args(argv)
 
-    import torch
     from diffusers import AutoencoderKL
 
     from ..calibration.scenes import make_scenes
-    from ..loading import ensure_offline
     from . import get_zoo_entry
     from .clip_bpe import clip_tokenizer
 
-    ensure_offline()
-    cfg = TinyXLTrainingConfig(seed=args.seed, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        print(f"error: {out} already exists (pass --overwrite)", file=sys.stderr)
+    run = start_run(args, TinyXLTrainingConfig, FIELDS, "edgeldm.zoo.train_tiny_xl", argv)
+    if run is None:
         return 1
-    work = Path(args.work) if args.work else out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    log = _Log(work / "train.log")
-    torch.set_num_threads(cfg.threads)
-    log(f"config: {json.dumps(asdict(cfg))}")
-    log(f"command: python -m edgeldm.zoo.train_tiny_xl {' '.join(argv if argv is not None else sys.argv[1:])}")
-
+    cfg, out, work, log = run
     data = make_scenes(cfg.train_images, seed=cfg.seed, split="train")
     log(f"data: {len(data.images)} training scenes")
     vae = AutoencoderKL.from_pretrained(get_zoo_entry(cfg.vae_from).folder / "vae").eval().requires_grad_(False)
@@ -197,7 +161,7 @@ def main(argv=None) -> int:
     pipe = build_pipeline(cfg, vae, te, te_2, tokenizer, tokenizer_2, build_unet(cfg))
     train_unet(cfg, pipe.unet, _SDXLText(pipe, _Captioner(tokenizer, data.scenes, cfg.seed)), lat_mean, lat_std,
                scaling_factor, work, log)
-    save_pipeline(cfg, pipe, out, args.overwrite, log)
+    save_folder(cfg, pipe, out, args.overwrite, log, text_encoders=("text_encoder", "text_encoder_2"))
     return 0
 
 
