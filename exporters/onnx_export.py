@@ -42,10 +42,15 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
         torch.onnx.export(module, args, str(path), input_names=io.input_names, output_names=io.output_names,
                           dynamic_axes=dynamic_axes or None, opset_version=opset, do_constant_folding=True,
                           dynamo=False)
-    if precision != "fp16" and _gather_external_data(onnx, path):  # > 2 GB, streamed: never all in memory
-        logger.debug("exported %s to %s (external data)", io.component, path)
-        return [path, folder / ONNX_DATA_FILE]
-    model = onnx.load(str(path), load_external_data=True)
+    model = onnx.load(str(path), load_external_data=False)  # parsed once; weights beyond 2 GB stay on disk
+    if _scattered(model):
+        if precision != "fp16":  # streamed into one file: never all in memory
+            _gather_external_data(model, folder)
+            logger.debug("exported %s to %s (external data)", io.component, path)
+            return [path, folder / ONNX_DATA_FILE]
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(folder))  # the fp16 converter needs the weights in memory
     if precision == "fp16":
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -68,24 +73,27 @@ def export_onnx(module, io: ComponentIO, folder: Path, *, opset: int = DEFAULT_O
     return files
 
 
-def _gather_external_data(onnx, path: Path) -> bool:
-    """Move the tensors the exporter scattered one file each (a graph over 2 GB) into one ``model.onnx_data``
-    beside ``path``, copying file by file, and point the graph at it; False when nothing was external.
+def _scattered(model) -> list:
+    """The tensors the exporter wrote to files of their own (a graph over 2 GB)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    return [t for t in _get_all_tensors(model) if uses_external_data(t)]
+
+
+def _gather_external_data(model, folder: Path) -> None:
+    """Move the tensors the exporter scattered one file each into one ``model.onnx_data`` in ``folder``, copying
+    file by file, and save ``model`` (loaded without its external data) pointing at it.
 
     Loading such a graph whole to save it again would hold a second copy of the weights beside the torch
     model: 20 GB for an SDXL UNet on a machine that has 24.
     """
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+    onnx = require("onnx")
+    from onnx.external_data_helper import ExternalDataInfo
 
-    model = onnx.load(str(path), load_external_data=False)
-    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
-    if not external:
-        return False
-    folder = path.parent
     scattered = set()
     tmp = folder / (ONNX_DATA_FILE + ".tmp")
     with open(tmp, "wb") as out:
-        for tensor in external:
+        for tensor in _scattered(model):
             info = ExternalDataInfo(tensor)
             with open(folder / info.location, "rb") as f:
                 f.seek(info.offset or 0)
@@ -100,8 +108,7 @@ def _gather_external_data(onnx, path: Path) -> bool:
     for name in scattered - {ONNX_DATA_FILE}:
         (folder / name).unlink()
     tmp.replace(folder / ONNX_DATA_FILE)
-    onnx.save_model(model, str(path))
-    return True
+    onnx.save_model(model, str(folder / ONNX_FILE))
 
 
 def _constants_to_initializers(model) -> None:

@@ -77,14 +77,12 @@ def _torch_step_timer(original, pruned, device: str, dtype: str, latent: int):
 
 
 def macs_ratio(model: str, like: str, size: int) -> float:
-    """MACs per UNet step of preset ``like`` over those of preset ``model`` at ``size`` px (shapes only)."""
-    from ...inventory import count_macs, unet_example_inputs
-    from ...zoo import get_zoo_entry
-    from ...zoo.build import build_components
+    """MACs per UNet step of preset ``like`` over those of preset ``model`` at ``size`` px, as ``edgeldm info``
+    counts them (shapes only)."""
+    from ...info import describe_model
 
     def macs(name):
-        unet = build_components(get_zoo_entry(name).folder, device="meta", only=("unet",))["unet"]
-        return count_macs(unet, unet_example_inputs(unet, size, size)).total
+        return describe_model(name, height=size, width=size)["unet"]["macs_per_step"]
 
     return macs(like) / macs(model)
 

@@ -57,13 +57,13 @@ def measure(model: str, sizes: list[int], backends: list[str], *, batch: int, re
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     unet = build_components(get_zoo_entry(model).folder, seed=seed, only=("unet",))["unet"]
-    log(f"{model}: UNet built ({sum(p.numel() for p in unet.parameters()) / 1e9:.3f} B parameters, "
-        f"{time.perf_counter() - t0:.0f} s)")
+    params = sum(p.numel() for p in unet.parameters())
+    log(f"{model}: UNet built ({params / 1e9:.3f} B parameters, {time.perf_counter() - t0:.0f} s)")
     config = unet.config
     ios = {s: unet_io(config, latent_height=s // 8, latent_width=s // 8) for s in sizes}
     feeds = {s: example_inputs(io, {"batch_size": batch}, seed=seed) for s, io in ios.items()}
     out: dict = {"model": model, "batch": batch, "threads": threads, "repeat": repeat, "sizes": sizes,
-                 "params": sum(p.numel() for p in unet.parameters()), "backends": {}}
+                 "params": params, "backends": {}}
 
     peak = ResidentPeak()
 

@@ -239,7 +239,7 @@ def train_text_encoder(cfg: TinyTrainingConfig, captioner: _Captioner, labels: n
     for step in range(cfg.text_steps):
         idx = gen.integers(len(labels), size=cfg.text_batch)
         captions = captioner.captions(idx)
-        out = te(input_ids=captioner.ids(captions), output_hidden_states=len(readouts) > 1 or None)
+        out = te(input_ids=captioner.ids(captions))
         y = torch.from_numpy(labels[idx])
         has_bg = torch.tensor([captioner.scenes[i].background in c for i, c in zip(idx, captions)])
         losses, accs = [], []
@@ -378,24 +378,23 @@ def save_pipeline(cfg, vae, te, tokenizer, unet, scaling_factor: float, out: Pat
     save_folder(cfg, pipe, out, overwrite, log)
 
 
-def training_parser(prog: str, doc: str, fields: tuple[str, ...]) -> argparse.ArgumentParser:
-    """The trainers' shared command line: output, work folder, seed, and integer overrides of ``fields``."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def start_run(module: str, doc: str, config_cls, fields: tuple[str, ...], argv):
+    """Parse a trainer's command line (output, work folder, seed, integer overrides of ``fields``), set the
+    thread count and log the config and command: ``(config, output folder, work folder, log, args)``, or None
+    when OUT exists and may not be replaced."""
+    import torch
+
+    from ..loading import ensure_offline
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output diffusers folder")
     parser.add_argument("--work", default=None, help="checkpoints and log (default: OUT.work); reused to resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     for field in fields:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None)
-    return parser
-
-
-def start_run(args, config_cls, fields: tuple[str, ...], prog: str, argv):
-    """``(config, output folder, work folder, log)`` from the parsed command line (the thread count set, the
-    config and command logged); None when OUT exists and may not be replaced."""
-    import torch
-
-    from ..loading import ensure_offline
+    args = parser.parse_args(argv)
 
     ensure_offline()
     cfg = config_cls(seed=args.seed, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
@@ -408,23 +407,22 @@ def start_run(args, config_cls, fields: tuple[str, ...], prog: str, argv):
     log = _Log(work / "train.log")
     torch.set_num_threads(cfg.threads)
     log(f"config: {json.dumps(asdict(cfg))}")
-    log(f"command: python -m {prog} {' '.join(argv if argv is not None else sys.argv[1:])}")
-    return cfg, out, work, log
+    log(f"command: python -m {module} {' '.join(argv if argv is not None else sys.argv[1:])}")
+    return cfg, out, work, log, args
 
 
 FIELDS = ("vae_steps", "text_steps", "unet_steps", "unet_batch", "train_images", "threads")
 
 
 def main(argv=None) -> int:
-    args = training_parser("python -m edgeldm.zoo.train_tiny", __doc__, FIELDS).parse_args(argv)
+    run = start_run("edgeldm.zoo.train_tiny", __doc__, TinyTrainingConfig, FIELDS, argv)
+    if run is None:
+        return 1
+    cfg, out, work, log, args = run
 
     from ..calibration.scenes import make_scenes
     from .clip_bpe import clip_tokenizer
 
-    run = start_run(args, TinyTrainingConfig, FIELDS, "edgeldm.zoo.train_tiny", argv)
-    if run is None:
-        return 1
-    cfg, out, work, log = run
     data = make_scenes(cfg.train_images, seed=cfg.seed, split="train")
     log(f"data: {len(data.images)} training scenes")
     vae = train_vae(cfg, data.images, work, log)

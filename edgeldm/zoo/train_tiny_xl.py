@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 
 from .train_tiny import (SD_SCHEDULE, TinyTrainingConfig, _Captioner, encode_latents, save_folder, start_run,
-                         train_text_encoder, train_unet, training_parser)
+                         train_text_encoder, train_unet)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,10 @@ FIELDS = ("text_steps", "unet_steps", "unet_batch", "train_images", "threads")
 
 
 def main(argv=None) -> int:
-    args = training_parser("python -m edgeldm.zoo.train_tiny_xl", __doc__, FIELDS).parse_args(argv)
+    run = start_run("edgeldm.zoo.train_tiny_xl", __doc__, TinyXLTrainingConfig, FIELDS, argv)
+    if run is None:
+        return 1
+    cfg, out, work, log, args = run
 
     from diffusers import AutoencoderKL
 
@@ -137,10 +140,6 @@ def main(argv=None) -> int:
     from . import get_zoo_entry
     from .clip_bpe import clip_tokenizer
 
-    run = start_run(args, TinyXLTrainingConfig, FIELDS, "edgeldm.zoo.train_tiny_xl", argv)
-    if run is None:
-        return 1
-    cfg, out, work, log = run
     data = make_scenes(cfg.train_images, seed=cfg.seed, split="train")
     log(f"data: {len(data.images)} training scenes")
     vae = AutoencoderKL.from_pretrained(get_zoo_entry(cfg.vae_from).folder / "vae").eval().requires_grad_(False)
