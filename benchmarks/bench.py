@@ -62,7 +62,8 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
     """Benchmark ``spec`` (and ``vs`` alternately); returns the result document and sample images.
 
     ``vs_config`` (default: ``config``) lets the two sides sample differently — a 4-step distilled bundle
-    against its 25-step guided teacher is the comparison a user of few-step sampling wants.
+    against its 25-step guided teacher is the comparison a user of few-step sampling wants — and warm up
+    differently (``warmup`` per side; ``repeat`` is ``config``'s: the pairs are what is counted).
 
     The samples (uint8 images n x H x W x 3, and a caption each) are the first quality images when
     quality was measured, else the last timed image: what a contact sheet shows.
@@ -70,10 +71,11 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
     from ..progress import progress_bar
     from .worker import TargetProcess
 
-    if config.repeat < 1 or config.warmup < 0:
-        raise EdgeLDMError(f"--repeat must be >= 1 and --warmup >= 0, got {config.repeat}, {config.warmup}")
     specs = [spec] + ([vs] if vs else [])
     configs = [config] + ([vs_config or config] if vs else [])
+    if config.repeat < 1 or min(c.warmup for c in configs) < 0:
+        raise EdgeLDMError(f"--repeat must be >= 1 and --warmup >= 0, got {config.repeat}, "
+                           f"{' / '.join(str(c.warmup) for c in configs)}")
     procs = [TargetProcess(s, c) for s, c in zip(specs, configs)]
     try:
         loads = []
@@ -82,12 +84,16 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
             loads.append(p.load())
         samples = [{f: [] for f in TIMED_FIGURES} for _ in procs]
         unet_calls, last = [0] * len(procs), [None] * len(procs)
-        logger.info("timing %d image(s) per target after %d warm-up", config.repeat, config.warmup)
-        with progress_bar(total=(config.warmup + config.repeat) * len(procs), desc="timing", unit="img") as bar:
-            for _ in range(config.warmup):
-                for p in procs:
-                    p.image(0)
-                    bar.update(1)
+        warmups = [c.warmup for c in configs]
+        logger.info("timing %d image(s) per target after %s warm-up", config.repeat,
+                    " / ".join(str(w) for w in warmups))
+        with progress_bar(total=sum(warmups) + config.repeat * len(procs), desc="timing", unit="img") as bar:
+            # each side its own warm-up count: a cheap side can be warmed beside one whose image takes minutes
+            for i in range(max(warmups)):
+                for p, w in zip(procs, warmups):
+                    if i < w:
+                        p.image(0)
+                        bar.update(1)
             for r in range(config.repeat):
                 for k, p in enumerate(procs):  # A B A B …: machine noise hits both alike
                     if len(procs) > 1:
@@ -107,7 +113,7 @@ def run_bench(spec: str, config: BenchConfig = BenchConfig(), *, vs: str | None 
             figures = {"cold_load_s": loads[k]["cold_load_s"], "peak_rss_bytes": memory[k]["peak_rss_bytes"],
                        **component_peaks(memory[k]["components"]),
                        "size_bytes": loads[k]["size_bytes"], "unet_calls_per_image": unet_calls[k]}
-            figures.update({f: summarize(samples[k][f], config.warmup).to_dict() for f in TIMED_FIGURES})
+            figures.update({f: summarize(samples[k][f], configs[k].warmup).to_dict() for f in TIMED_FIGURES})
             runs.append({"target": {**loads[k]["describe"], "source": loads[k]["source"]},
                          "fingerprint": _fingerprint(loads[k]["describe"], configs[k]), "figures": figures,
                          "samples": samples[k], "quality": quality})

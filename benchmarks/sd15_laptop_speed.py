@@ -104,6 +104,13 @@ def _summary(run: dict) -> dict:
     return out
 
 
+def _outside_components(summary: dict) -> float:
+    """Seconds of an image not spent in its timed components (scheduler, glue, a cold first call's extra)."""
+    inside = (summary["unet_calls_per_image"] * summary["unet_step_s"] + summary["vae_decode_s"]
+              + summary["text_encoder_s"])
+    return summary["image_s"] - inside
+
+
 def _speedup(result: dict, figure: str) -> float:
     """How many times faster ours (A) is than the other side (B): the inverse of the median A/B ratio."""
     ratio = result["ratios"][figure]["median"]
@@ -125,16 +132,21 @@ def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, re
     logger.info("%d px: ours vs optimum-intel", size)
     runs["optimum_intel"], _ = run_bench(f"openvino:{bundle}", ours, vs=f"optimum-ov:{peer}")
     logger.info("%d px: ours vs torch", size)
-    # no warm-up image here: one 25-step torch image at 512 px takes minutes, and what a warm-up saves (first-call
-    # allocations) is a rounding error of it; our side's first call is then timed cold, against us
-    beside_torch = replace(ours, repeat=torch_repeat, warmup=0)
+    # our side is warmed up as against optimum-intel (seconds); torch's is not: one 25-step torch image at 512 px
+    # takes minutes, and what its warm-up would save (first-call allocations, oneDNN primitive creation) is a
+    # rounding error of it, in torch's disfavour. ``outside_components_s`` below bounds it
+    beside_torch = replace(ours, repeat=torch_repeat)
     runs["torch"], _ = run_bench(f"openvino:{bundle}", beside_torch, vs=f"diffusers:{model}",
-                                 vs_config=replace(beside_torch, steps=TORCH_STEPS, guidance=TORCH_GUIDANCE))
+                                 vs_config=replace(beside_torch, steps=TORCH_STEPS, guidance=TORCH_GUIDANCE,
+                                                   warmup=0))
     mine = _summary(runs["optimum_intel"])
+    targets = {"ours": mine, "optimum_intel": _summary(runs["optimum_intel"]["vs"]),
+               "torch": _summary(runs["torch"]["vs"]), "ours_beside_torch": _summary(runs["torch"])}
+    for summary in targets.values():
+        summary["outside_components_s"] = _outside_components(summary)
     return {
         "size": size,
-        "targets": {"ours": mine, "optimum_intel": _summary(runs["optimum_intel"]["vs"]),
-                    "torch": _summary(runs["torch"]["vs"]), "ours_beside_torch": _summary(runs["torch"])},
+        "targets": targets,
         "speedup_vs_torch": _speedup(runs["torch"], "image_s"),
         "speedup_vs_optimum_intel": _speedup(runs["optimum_intel"], "image_s"),
         "unet_step_speedup_vs_optimum_intel": _speedup(runs["optimum_intel"], "unet_step_s"),
@@ -154,6 +166,7 @@ def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, re
                    "optimum_intel": {"steps": own["steps"], "guidance": own["guidance"]},
                    "torch": {"steps": TORCH_STEPS, "guidance": TORCH_GUIDANCE},
                    "repeat": repeat, "torch_repeat": torch_repeat, "warmup": warmup, "torch_warmup": 0,
+                   "ours_warmup_beside_torch": warmup,
                    "threads": threads},
     }
 
@@ -215,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-repeat", type=int, default=1,
                    help="timed images per side against torch (default 1: a 512-px torch image takes minutes)")
     p.add_argument("--warmup", type=int, default=1,
-                   help="untimed images per side first against optimum-intel (default 1; none against torch)")
+                   help="untimed images per side first (default 1); torch's side gets none: a 512-px torch "
+                        "image takes minutes")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of every target (default 2)")
     p.add_argument("--work", default="sd15-laptop-speed.work", help="where the optimum-intel peer is built / reused")
     p.add_argument("--floor-source", default=None,

@@ -188,6 +188,43 @@ def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_pa
     assert seen == {"main": (2, 8.0), "vs": (2, 7.5)}  # a given option applies to both sides
 
 
+def test_each_side_warms_up_its_own_count_and_the_pairs_stay_alternated(monkeypatch):
+    """A 4-step bundle can be warmed up beside a 25-step torch baseline that is not (its image takes minutes)."""
+    from dataclasses import replace
+
+    from edgeldm.benchmarks import worker
+
+    calls = []
+
+    class Recording:  # the worker process's interface, recording the order of the images asked for
+        def __init__(self, spec, config):
+            self.spec = spec
+
+        def load(self):
+            return {"cold_load_s": 0.1, "size_bytes": 1, "source": "x",
+                    "describe": {"backend": "onnx", "device": "cpu"}}
+
+        def image(self, seed):
+            calls.append(self.spec)
+            return {"image_s": 1.0, "text_encoder_s": 0.1, "unet_step_s": 0.2, "vae_decode_s": 0.3,
+                    "unet_calls": 2, "image": np.zeros((8, 8, 3), np.uint8)}
+
+        def peak_memory(self):
+            return {"peak_rss_bytes": 2**20, "components": {}}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(worker, "TargetProcess", Recording)
+    config = replace(CONFIG, repeat=2, warmup=1, quality_prompts=0)
+    result, _ = run_bench("A", config, vs="B", vs_config=replace(config, warmup=0))
+    assert calls == ["A", "A", "B", "A", "B"]  # A's warm-up only, then A B A B
+    assert result["figures"]["image_s"]["warmup"] == 1 and result["vs"]["figures"]["image_s"]["warmup"] == 0
+    assert len(result["samples"]["image_s"]) == len(result["vs"]["samples"]["image_s"]) == 2
+    with pytest.raises(EdgeLDMError, match="--warmup >= 0"):
+        run_bench("A", config, vs="B", vs_config=replace(config, warmup=-1))
+
+
 def test_bench_cli_writes_json_and_markdown(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--quiet", "bench", str(tiny_bundle), "--steps", "1", "--repeat", "1", "--warmup", "0",

@@ -41,7 +41,7 @@ def test_one_run_writes_every_figure_per_size(peer, tiny_random_bundle, tmp_path
 
     out = tmp_path / "speed.json"
     assert speed.main([str(tiny_random_bundle), "--model", "tiny-random", "--sizes", "64", "--repeat", "1",
-                       "--warmup", "0", "--threads", "1", "--work", str(peer), "--json", str(out)]) == 0
+                       "--warmup", "1", "--threads", "1", "--work", str(peer), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     row = doc["sizes"]["64"]
     for figure in ("speedup_vs_torch", "speedup_vs_optimum_intel", "floor_ratio", "floor_ratio_int8"):
@@ -52,6 +52,10 @@ def test_one_run_writes_every_figure_per_size(peer, tiny_random_bundle, tmp_path
     # the speed-up is the inverse of the median ratio of the pairs, here one pair: the two images' times
     assert row["speedup_vs_torch"] == pytest.approx(torch_side["image_s"] / ours["image_s"], rel=1e-6)
     assert row["config"]["torch"] == {"steps": 25, "guidance": 7.5}
+    assert row["config"]["ours_warmup_beside_torch"] == 1 and row["config"]["torch_warmup"] == 0
+    for name, target in row["targets"].items():  # time outside the components: what a cold call would add
+        inside = target["image_s"] - target["outside_components_s"]
+        assert 0 < inside <= target["image_s"] * 1.001, name
     assert row["targets"]["optimum_intel"]["unet_calls_per_image"] == row["config"]["ours"]["steps"]
     # the floor counts this bundle's image: 25 guided steps of tiny-random (UNet batch 2) + decoder + encoder
     macs = row["floor"]["macs"]

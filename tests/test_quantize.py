@@ -238,6 +238,19 @@ def test_a_scheme_per_component_and_weight_only_graphs(tiny_random_bundle, calib
     assert scales and all(list(t.dims) == [] for t in scales)
 
 
+def test_a_mix_naming_text_encoder_covers_sdxls_second_encoder():
+    """tiny-demo's per-component mix, written for SD 1.5, left SDXL's text_encoder_2 (its largest) in fp32."""
+    from edgeldm.compressor.quantize.schemes import component_schemes
+
+    present = ("text_encoder", "text_encoder_2", "unet", "vae_decoder")
+    mix = component_schemes("onnx", "text_encoder=int4-weights,unet=int8-weights", present=present)
+    assert {c: s.name for c, s in mix.items()} == {
+        "text_encoder": "int4-weights", "unet": "int8-weights", "text_encoder_2": "int4-weights"}
+    named = component_schemes("onnx", "text_encoder=int4-weights,text_encoder_2=int8-weights", present=present)
+    assert named["text_encoder_2"].name == "int8-weights"  # named itself: its own scheme
+    assert "text_encoder_2" not in component_schemes("onnx", "unet=int8-weights", present=present)
+
+
 def test_optimum_loads_quantized_bundles(tiny_random_bundle, calib, tmp_path):
     from optimum.intel import OVStableDiffusionPipeline
     from optimum.onnxruntime import ORTStableDiffusionPipeline

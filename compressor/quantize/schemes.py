@@ -116,9 +116,10 @@ def component_schemes(backend: str, spec: str, components: tuple[str, ...] | Non
 
     ``spec`` is one scheme name (for ``components``, or the scheme's default components) or a per-component
     mix ``"text_encoder=int4-weights,unet=int8-weights"`` — each graph gets the scheme its size and
-    sensitivity call for (a token embedding takes 4 bits, VAE activations take none). A scheme's default
-    ``text_encoder`` stands for every text encoder among the bundle's ``present`` components (SDXL's
-    ``text_encoder_2``, its largest).
+    sensitivity call for (a token embedding takes 4 bits, VAE activations take none). ``text_encoder`` — a
+    scheme's default or a mix's item — stands for every text encoder among the bundle's ``present`` components
+    that is not named itself (SDXL's ``text_encoder_2``, its largest: a recipe written for SD 1.5 must not
+    leave it in fp32 on SDXL).
     """
     if "=" not in spec:
         scheme = get_scheme(backend, spec.strip())
@@ -137,6 +138,8 @@ def component_schemes(backend: str, spec: str, components: tuple[str, ...] | Non
         if comp in mix:
             raise EdgeLDMError(f"--scheme names {comp} twice")
         mix[comp] = get_scheme(backend, name)
+    if "text_encoder" in mix:
+        mix.update({c: mix["text_encoder"] for c in present if c.startswith("text_encoder") and c not in mix})
     return mix
 
 
