@@ -173,4 +173,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run_guarded
+
+    raise SystemExit(run_guarded(main, tracebacks=True))

@@ -150,4 +150,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..cli import run_guarded
+
+    raise SystemExit(run_guarded(main, tracebacks=True))

@@ -84,11 +84,8 @@ def build_peer(model: str, out: Path, *, calibration_calls: int = PEER_CALIBRATI
     return out
 
 
-def image_floor(source: str, size: int, steps: int, guidance_batch: bool, rates: dict) -> dict:
-    """MACs of one image of ``source`` at ``size`` and its floor times at the probe's rates."""
-    from .floor import image_macs
-
-    macs = image_macs(source, height=size, width=size, steps=steps, guidance=guidance_batch)
+def image_floor(macs: dict, rates: dict) -> dict:
+    """One image's MACs (``floor.image_macs``) and its floor times at the probe's rates."""
     return {"macs": macs, "floor_s": macs["total"] / rates["best_macs_per_s"],
             "floor_s_int8": macs["total"] / rates["matmul_int8_macs_per_s"]}
 
@@ -187,24 +184,26 @@ def goals(per_size: dict) -> dict:
 
 def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat: int, warmup: int,
         threads: int | None, work: Path, floor_source: str | None = None, on_size=None) -> dict:
+    from ..lineage import default_sampling_of
     from ..manifest import load_manifest
-    from .floor import throughput
+    from .floor import image_macs, throughput
 
+    # the bundle read and its image counted before anything slow (the peer's export, the torch images): a wrong
+    # path or a model that cannot be counted fails in seconds
+    source = floor_source or load_manifest(Path(bundle))["source"]["model"]
+    own = default_sampling_of(bundle)
+    # classifier-free guidance runs the UNet on a batch of two, unless the UNet takes guidance as an input (an
+    # LCM's guidance embedding: one call of batch one per step); the bundle's own defaults say which
+    guided_batch = own["guidance"] > 1 and not own.get("guidance_embedding", False)
+    macs = {size: image_macs(source, height=size, width=size, steps=own["steps"], guidance=guided_batch)
+            for size in sizes}
     peer = work / PEER_FOLDER
     if not (peer / "model_index.json").is_file():
         build_peer(model, peer)
         gc.collect()
-    source = floor_source or load_manifest(Path(bundle))["source"]["model"]
     logger.info("probing the machine's MAC rates")
     rates = throughput(threads or 0)
-    from ..lineage import default_sampling_of
-
-    own = default_sampling_of(bundle)
-    # counted before any timing: a model that cannot be counted fails in seconds, not after the torch images
-    # classifier-free guidance runs the UNet on a batch of two, unless the UNet takes guidance as an input (an
-    # LCM's guidance embedding: one call of batch one per step); the bundle's own defaults say which
-    guided_batch = own["guidance"] > 1 and not own.get("guidance_embedding", False)
-    floors = {size: image_floor(source, size, own["steps"], guided_batch, rates) for size in sizes}
+    floors = {size: image_floor(macs[size], rates) for size in sizes}
     out = {"bundle": bundle, "model": model, "peer": str(peer), "floor_source": source, "rates": rates,
            "sizes": {}, "goals": {},
            "weights": "random-weight preset: latency does not depend on weight values; quality means nothing"}
@@ -261,4 +260,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..cli import run_guarded
+
+    raise SystemExit(run_guarded(main, tracebacks=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .version import __version__
 from .commands import add_subcommands
@@ -106,9 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_merge_bench_subcommands(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args.verbose, args.quiet)
+    return run_guarded(lambda: args.func(args), verbose=args.verbose)
+
+
+def run_guarded(body: Callable[[], int | None], *, verbose: bool = False, tracebacks: bool = False) -> int:
+    """Run a command's body the way every edgeldm entry point ends: an :class:`EdgeLDMError` is one line and
+    its exit code, Ctrl-C 130, SIGTERM 143 (after the same cleanup), a closed pipe 141, anything else one line
+    — or its traceback with ``tracebacks`` (the benchmark modules' ``python -m`` entry points, whose users
+    are developers)."""
     previous = _install_sigterm()
     try:
-        return _run(args)
+        return _run(body, verbose, tracebacks)
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM while an error was being reported
         print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
@@ -119,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args) -> int:
+def _run(body: Callable[[], int | None], verbose: bool, tracebacks: bool) -> int:
     try:
-        return int(args.func(args) or 0)
+        return int(body() or 0)
     except EdgeLDMError as exc:
-        if args.verbose:
+        if verbose:
             logger.exception("edgeldm failed")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -137,9 +145,11 @@ def _run(args) -> int:
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if tracebacks:
+            raise
         from .atomic import describe_os_error, is_disk_full
 
-        if args.verbose:
+        if verbose:
             logger.exception("edgeldm failed")
         if is_disk_full(exc):
             print("error: the disk filled up; nothing was written\n  hint: free some space or choose another "
@@ -148,7 +158,7 @@ def _run(args) -> int:
             print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         else:
             print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
-        if not args.verbose:
+        if not verbose:
             print("  run with --verbose for the traceback", file=sys.stderr)
         return 1
 

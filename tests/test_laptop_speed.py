@@ -99,3 +99,18 @@ def test_op_profile_refuses_what_it_cannot_profile(tiny_random_bundle):
         profile(tiny_random_bundle, "unet", "coreml")
     with pytest.raises(EdgeLDMError, match="no component"):
         profile(tiny_random_bundle, "vae_encoder", "onnx")
+
+
+def test_a_missing_bundle_is_one_line_before_anything_slow(tmp_path):
+    """A wrong path fails in seconds: not after optimum-intel exported the peer (minutes at 512 px), and as
+    one line like every edgeldm command, not a traceback."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, "-m", "edgeldm.benchmarks.sd15_laptop_speed", str(tmp_path / "nope"),
+                           "--model", "tiny-random", "--sizes", "64", "--work", str(work)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "error: bundle" in proc.stderr and "Traceback" not in proc.stderr
+    assert not work.exists()

@@ -125,7 +125,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
 
-    from ...errors import EdgeLDMError
     from ...loading import ensure_offline
 
     ensure_offline()
@@ -133,16 +132,14 @@ def main(argv=None) -> int:
     unknown = set(backends) - {"torch", "onnx", "openvino"}
     if unknown:
         p.error(f"unknown backend(s) {', '.join(sorted(unknown))}: choose from torch, onnx, openvino")
-    try:
-        res = measure(args.model, [int(s) for s in args.sizes.split(",")], backends, batch=args.batch,
-                      repeat=args.repeat, threads=args.threads)
-    except EdgeLDMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    res = measure(args.model, [int(s) for s in args.sizes.split(",")], backends, batch=args.batch,
+                  repeat=args.repeat, threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ...cli import run_guarded
+
+    raise SystemExit(run_guarded(main, tracebacks=True))
