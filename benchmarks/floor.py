@@ -1,6 +1,6 @@
 """The arithmetic floor of an image: its MACs over the machine's sustained multiply-accumulate rate (issue #29).
 
-``image_macs``: what one image costs in multiply-accumulates — the text encoder once per prompt (twice with
+``image_macs``: what one image costs in multiply-accumulates — the text encoders once per prompt (twice with
 classifier-free guidance), the UNet once per step on a batch of one or two, the VAE decoder once — counted by
 ``torch.utils.flop_counter`` on shapes only (:func:`edgeldm.inventory.count_macs`: meta weights, nothing runs).
 
@@ -28,6 +28,7 @@ def image_macs(source, *, height: int | None = None, width: int | None = None, s
     import torch
 
     from edgeldm.components import vae_scale_factor
+    from edgeldm.exporters.torch_modules import VaeDecoderModule
     from edgeldm.inventory import count_macs, unet_example_inputs
     from edgeldm.loading import resolve_source
     from edgeldm.zoo import get_zoo_entry
@@ -37,10 +38,13 @@ def image_macs(source, *, height: int | None = None, width: int | None = None, s
     if kind == "preset":  # shapes only: meta weights
         components = build_components(get_zoo_entry(source).folder, device="meta")
     else:  # the real loading code: a pruned UNet's plan replayed, a tiny VAE as it is (counted, not run)
+        from edgeldm.families import FAMILIES
         from edgeldm.loading import load_pipeline
 
-        components = load_pipeline(str(path)).components
-    unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
+        components = load_pipeline(str(path), families=tuple(FAMILIES)).components
+    unet, vae = components["unet"], components["vae"]
+    # every text encoder the prompt goes through (SDXL: two, the second the larger)
+    encoders = [m for name, m in components.items() if name.startswith("text_encoder") and m is not None]
     factor = vae_scale_factor(vae.config)
     height = height or unet.config.sample_size * factor
     width = width or unet.config.sample_size * factor
@@ -49,29 +53,12 @@ def image_macs(source, *, height: int | None = None, width: int | None = None, s
     unet_step = count_macs(unet, unet_example_inputs(unet, height, width, vae_scale_factor=factor,
                                                      sequence_length=seq, batch=batch)).total
     ids = torch.zeros(batch, seq, dtype=torch.long)
-    text = count_macs(text_encoder, {"input_ids": ids}).total
+    text = sum(count_macs(encoder, {"input_ids": ids}).total for encoder in encoders)
     latents = torch.zeros(1, vae.config.latent_channels, height // factor, width // factor)
-    decode = count_macs(_Decoder(vae), {"latents": latents}).total
+    decode = count_macs(VaeDecoderModule(vae), {"latent_sample": latents}).total
     return {"height": height, "width": width, "steps": steps, "unet_batch": batch, "text_encoder": text,
             "unet_step": unet_step, "unet": unet_step * steps, "vae_decoder": decode,
             "total": text + unet_step * steps + decode}
-
-
-class _Decoder:
-    """``vae.decode`` as a module call for the counter (it calls the model; this only names the method)."""
-
-    def __init__(self, vae):
-        self.vae = vae
-
-    def parameters(self):
-        return self.vae.parameters()
-
-    @property
-    def training(self):
-        return self.vae.training
-
-    def __call__(self, latents):
-        return self.vae.decode(latents).sample
 
 
 def throughput(threads: int = 0, *, seconds: float = 2.0) -> dict:

@@ -22,6 +22,24 @@ def test_image_macs_add_up_per_component_and_step():
         4 * one["vae_decoder"]
 
 
+def test_an_sdxl_image_counts_both_text_encoders(tmp_path):
+    """SDXL's prompt goes through two encoders (the second the larger): the floor counts both, also for a
+    folder loaded by the real loading code."""
+    import torch
+
+    from edgeldm.inventory import count_macs
+    from edgeldm.loading import load_pipeline
+
+    folder = tmp_path / "xl"
+    pipe = load_pipeline("tiny-random-xl", families=("sdxl",))
+    pipe.save_pretrained(folder)
+    macs = image_macs(str(folder), steps=1, guidance=False)
+    ids = {"input_ids": torch.zeros(1, pipe.tokenizer.model_max_length, dtype=torch.long)}
+    first, second = (count_macs(pipe.text_encoder, ids).total, count_macs(pipe.text_encoder_2, ids).total)
+    assert second > 0 and macs["text_encoder"] == first + second
+    assert image_macs("tiny-random-xl", steps=1, guidance=False)["text_encoder"] == macs["text_encoder"]
+
+
 def test_the_probe_reports_both_kernels_and_the_floor_ratio_is_time_over_floor():
     rate = throughput(1, seconds=0.05)
     assert rate["best_macs_per_s"] == max(rate["matmul_macs_per_s"], rate["conv3x3_macs_per_s"]) > 0
