@@ -121,6 +121,11 @@ def test_gates_compare_with_numbers_and_baselines():
     assert ok and "meets <= 0.6" in message
     assert parse_gate("output_psnr_min >= 30", "quantize", "here").check({"output_psnr_min": 29.9}, {})[0] is False
     assert parse_gate("fd < baseline", "evaluate", "here").bound({"fd": 30.0}) == 30.0
+    # distill without validation has no ODE PSNR: a gate on it fails and says why, for None or a NaN
+    gate = parse_gate("ode_psnr_1step >= 20", "distill", "here")
+    for unmeasured in ({"ode_psnr_1step": None}, {"ode_psnr_1step": float("nan")}, {}):
+        ok, message = gate.check(unmeasured, {})
+        assert ok is False and "not measured" in message
 
 
 def test_compress_check_prints_the_plan_and_refuses_existing_output(tmp_path, capsys):

@@ -106,5 +106,7 @@ def distilled_metrics(model) -> dict:
     from ..lineage import read_lineage
 
     validation = (read_lineage(Path(model)) or {}).get("distill", {}).get("validation") or [{}]
+    # None, not NaN, without validation (--validation-prompts 0): stage.json stays strict JSON, and a gate on
+    # it says the metric was not measured instead of comparing a NaN
     return {"size_bytes": weights_bytes(model),
-            "ode_psnr_1step": validation[-1].get("latent_psnr_1step_db", float("nan"))}
+            "ode_psnr_1step": validation[-1].get("latent_psnr_1step_db")}

@@ -22,6 +22,7 @@ recipe line. What chains the stages (inputs, outputs, caches) the runner sets.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -108,7 +109,11 @@ class Gate:
         return self.factor * baseline[self.metric]
 
     def check(self, metrics: dict, baseline: dict) -> tuple[bool, str]:
-        value, bound = metrics[self.metric], self.bound(baseline)
+        value = metrics.get(self.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            # e.g. distill's ode_psnr_1step with --validation-prompts 0: a gate on it cannot pass silently
+            return False, f"{self.metric} was not measured by this stage's options; it FAILS ({self.text})"
+        bound = self.bound(baseline)
         ok = bool(_OPS[self.op](value, bound))
         return ok, f"{self.metric} = {_fmt(value)} {'meets' if ok else 'FAILS'} {self.op} {_fmt(bound)} ({self.text})"
 
