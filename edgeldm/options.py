@@ -16,6 +16,7 @@ are tuples given by repeating the flag; ``group`` names a set of mutually exclus
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
@@ -95,8 +96,6 @@ def flag(name: str) -> str:
 
 def add_arguments(parser, cls, *, skip: Sequence[str] = (), required: Sequence[str] = ()) -> None:
     """Add one argument per described field of ``cls`` to an argparse parser."""
-    import argparse
-
     groups: dict[str, Any] = {}
     for f, meta in described_fields(cls):
         if f.name in skip:
@@ -126,8 +125,22 @@ def add_arguments(parser, cls, *, skip: Sequence[str] = (), required: Sequence[s
             kwargs["metavar"] = meta.metavar
         if meta.repeat:
             target.add_argument(flag(f.name), action="append", default=[], **kwargs)
+        elif meta.parse is split_list:
+            target.add_argument(flag(f.name), action=_CommaListAction, default=f.default,
+                                required=f.name in required, **kwargs)
         else:
             target.add_argument(flag(f.name), default=f.default, required=f.name in required, **kwargs)
+
+
+class _CommaListAction(argparse.Action):
+    """A comma-separated list flag given more than once adds up (``--backend onnx --backend openvino`` is
+    ``--backend onnx,openvino``) instead of the last one silently winning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, "_comma_lists_given", set())
+        current = tuple(getattr(namespace, self.dest) or ()) if self.dest in given else ()
+        namespace._comma_lists_given = given | {self.dest}
+        setattr(namespace, self.dest, current + tuple(v for v in values if v not in current))
 
 
 def from_namespace(cls, args, **extra):

@@ -366,3 +366,16 @@ def test_weights_written_by_libraries_follow_the_umask_too(tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "z").rglob("*") if p.is_file()}
     assert modes["diffusion_pytorch_model.safetensors"] == 0o644 and set(modes.values()) == {0o644}
+
+
+def test_a_list_flag_given_twice_adds_up():
+    """`--backend onnx --backend openvino` is `--backend onnx,openvino`: the last one no longer wins silently."""
+    from edgeldm.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["export", "tiny", "-o", "x", "--backend", "onnx", "--backend", "openvino,onnx"])
+    assert args.backend == ("onnx", "openvino")
+    assert parser.parse_args(["export", "tiny", "-o", "x"]).backend == ("onnx", "openvino")  # the default
+    args = parser.parse_args(["quantize", "b", "-o", "q", "--backend", "onnx", "--scheme", "int8",
+                              "--components", "unet", "--components", "vae_decoder"])
+    assert args.components == ("unet", "vae_decoder")
