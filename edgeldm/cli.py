@@ -72,7 +72,14 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+#: set by SIGTERM: a native library can turn the exception raised in Python code it called back (OpenVINO's
+#: frontends do) into its own error on the way up; the exit code must still say the run was terminated
+_terminated = False
+
+
 def _raise_terminated(signum, frame):
+    global _terminated
+    _terminated = True
     raise Terminated()
 
 
@@ -114,6 +121,8 @@ def run_guarded(body: Callable[[], int | None], *, verbose: bool = False, traceb
     its exit code, Ctrl-C 130, SIGTERM 143 (after the same cleanup), a closed pipe 141, anything else one line
     — or its traceback with ``tracebacks`` (the benchmark modules' ``python -m`` entry points, whose users
     are developers)."""
+    global _terminated
+    _terminated = False
     previous = _install_sigterm()
     try:
         return _run(body, verbose, tracebacks)
@@ -130,37 +139,45 @@ def run_guarded(body: Callable[[], int | None], *, verbose: bool = False, traceb
 def _run(body: Callable[[], int | None], verbose: bool, tracebacks: bool) -> int:
     try:
         return int(body() or 0)
-    except EdgeLDMError as exc:
-        if verbose:
-            logger.exception("edgeldm failed")
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except Terminated:
         print("terminated; nothing half-written was left behind", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        _silence_stdout()
-        return 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        if tracebacks:
-            raise
-        from .atomic import describe_os_error, is_disk_full
+    except Exception as exc:  # noqa: BLE001 - reported as one line (_report)
+        if _terminated:  # SIGTERM's exception, turned into another error by a native library on its way up
+            print("terminated; nothing half-written was left behind", file=sys.stderr)
+            return 143
+        return _report(exc, verbose, tracebacks)
 
+
+def _report(exc: Exception, verbose: bool, tracebacks: bool) -> int:
+    """An error as one line (and a hint) on stderr, and its exit code; called while it is being handled."""
+    if isinstance(exc, EdgeLDMError):
         if verbose:
             logger.exception("edgeldm failed")
-        if is_disk_full(exc):
-            print("error: the disk filled up; nothing was written\n  hint: free some space or choose another "
-                  "output location", file=sys.stderr)
-        elif isinstance(exc, OSError):
-            print(f"error: {describe_os_error(exc)}", file=sys.stderr)
-        else:
-            print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
-        if not verbose:
-            print("  run with --verbose for the traceback", file=sys.stderr)
-        return 1
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, BrokenPipeError):
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
+    if tracebacks:
+        raise exc
+    from .atomic import describe_os_error, is_disk_full
+
+    if verbose:
+        logger.exception("edgeldm failed")
+    if is_disk_full(exc):
+        print("error: the disk filled up; nothing was written\n  hint: free some space or choose another "
+              "output location", file=sys.stderr)
+    elif isinstance(exc, OSError):
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+    else:
+        print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+    if not verbose:
+        print("  run with --verbose for the traceback", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

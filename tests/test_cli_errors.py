@@ -379,3 +379,26 @@ def test_a_list_flag_given_twice_adds_up():
     args = parser.parse_args(["quantize", "b", "-o", "q", "--backend", "onnx", "--scheme", "int8",
                               "--components", "unet", "--components", "vae_decoder"])
     assert args.components == ("unet", "vae_decoder")
+
+
+def test_sigterm_wrapped_by_a_native_library_still_exits_143(capsys):
+    """OpenVINO's frontends call back into Python and turn the Terminated raised there into their own
+    RuntimeError: the run was still terminated, and its exit code says so."""
+    import signal
+
+    from edgeldm.cli import run_guarded
+    from edgeldm.errors import Terminated
+
+    def body():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except Terminated:
+            raise RuntimeError("Check 'false' failed at src/frontends/common/src/input_model.cpp:21") from None
+        return 0
+
+    assert run_guarded(body) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert run_guarded(lambda: 0) == 0  # the next run starts unterminated
+    assert run_guarded(lambda: (_ for _ in ()).throw(RuntimeError("boom"))) == 1
+    assert "RuntimeError: boom" in capsys.readouterr().err
