@@ -229,7 +229,7 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
         if not root.is_dir():
             continue
         for f in sorted(root.rglob("*")):
-            if not (f.is_file() or f.is_symlink()):
+            if not (f.is_file() or f.is_symlink()) or _os_metadata(f.name):
                 continue
             rel = f.relative_to(bundle).as_posix()
             mine = owners(folder, rel)
@@ -241,6 +241,15 @@ def verify_files(bundle: Path, manifest: dict, *, backends: list[str] | None = N
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n    " + "\n    ".join(problems),
                           hint="re-export the bundle; pass verify=False (--no-verify) only if you edited it on purpose")
+
+
+#: what file managers leave in folders they show (Finder, Explorer): no graph of ours opens these names, and a
+#: bundle copied through a Mac must still verify
+OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
+
+
+def _os_metadata(name: str) -> bool:
+    return name in OS_METADATA or name.startswith("._")  # ._*: macOS's AppleDouble resource forks
 
 
 def graph_name(backend: str) -> str:

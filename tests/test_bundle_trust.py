@@ -148,6 +148,16 @@ def test_an_unlisted_file_beside_a_graph_fails(bundle):
         Text2Image(bundle, backend="onnx")
 
 
+def test_a_bundle_copied_through_a_file_manager_still_verifies(bundle):
+    """Finder's .DS_Store and AppleDouble ._* files, Explorer's Thumbs.db: no graph opens those names."""
+    for rel in ("unet/.DS_Store", "unet/._model.onnx", "vae_decoder/Thumbs.db", "text_encoder/desktop.ini"):
+        (bundle / rel).write_bytes(b"\0\1metadata")
+    verify_files(bundle, load_manifest(bundle))
+    (bundle / "unet" / "DS_Store.onnx_data").write_bytes(b"\0")  # a look-alike is still an unlisted file
+    with pytest.raises(BundleError, match="unet/DS_Store.onnx_data is in the bundle but not in its manifest"):
+        verify_files(bundle, load_manifest(bundle))
+
+
 def test_a_format_1_bundle_without_listed_configs_needs_no_verify(bundle, tmp_path):
     def downgrade(m):
         m["format_version"] = 1
