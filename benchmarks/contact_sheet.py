@@ -34,6 +34,6 @@ def contact_sheet(images: np.ndarray, captions: list[str], path: str | Path, *, 
         sheet.paste(Image.fromarray(img).resize((w, h), Image.NEAREST), (x0 + pad, y0 + pad))
         lines = textwrap.wrap(cap, width=30)[: max(1, h // 12)]
         draw.multiline_text((x0 + w + 2 * pad, y0 + pad), "\n".join(lines), fill=(20, 20, 20), font=font, spacing=2)
-    from ..atomic import atomic_write_bytes, png_bytes
+    from ..atomic import atomic_write_bytes, image_bytes
 
-    return atomic_write_bytes(path, png_bytes(sheet))
+    return atomic_write_bytes(path, image_bytes(sheet, Path(path).suffix or ".png"))  # the suffix's format

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeldm.cli import main
@@ -402,3 +403,18 @@ def test_sigterm_wrapped_by_a_native_library_still_exits_143(capsys):
     assert run_guarded(lambda: 0) == 0  # the next run starts unterminated
     assert run_guarded(lambda: (_ for _ in ()).throw(RuntimeError("boom"))) == 1
     assert "RuntimeError: boom" in capsys.readouterr().err
+
+
+def test_sheet_and_json_paths_are_checked_before_the_work(tiny_random_bundle, tmp_path, capsys):
+    """A contact sheet takes its format from its suffix like every image edgeldm writes; a suffix that names
+    none, or an empty --json / --sheet, is refused before anything is generated."""
+    assert main(["eval", "tiny-random", "--prompts", "2", "--steps", "1", "--sheet", str(tmp_path / "s.xyz")]) == 1
+    assert "suffix .xyz" in capsys.readouterr().err and not (tmp_path / "s.xyz").exists()
+    for flag in ("--json", "--sheet"):
+        assert main(["bench", str(tiny_random_bundle), "--repeat", "1", flag, ""]) == 1
+        assert f"{flag} was given an empty path" in capsys.readouterr().err
+    from edgeldm.benchmarks.contact_sheet import contact_sheet
+
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    contact_sheet(images, ["a", "b"], tmp_path / "s.jpg")
+    assert (tmp_path / "s.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, as the name says

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import EdgeLDMError
 from . import command
-from .common import RAW
+from .common import RAW, image_output
 
 EPILOG = """targets:
   BUNDLE                 our torch-free runtime on an exported bundle (--backend picks the graphs)
@@ -69,10 +69,13 @@ def run(args) -> int:
     options = from_namespace(BenchOptions, args)  # bench() checks it, and --gate against --history
     max_regression = None if args.gate is None else parse_regression(args.gate)
     # every output is checked before the measurement: a bad path must not cost the run its results
+    for flag, value in (("--json", args.json), ("--sheet", args.sheet)):
+        if value is not None and not str(value).strip():
+            raise EdgeLDMError(f"{flag} was given an empty path", hint=f"name a file, or leave {flag} out")
     if args.json and args.json != "-":
         check_output(args.json, True, folder=False)
     if args.sheet:
-        check_output(args.sheet, True, folder=False)
+        image_output(args.sheet, True)  # writable, and a format its suffix names
     result = bench(args.target, options, history=args.history, max_regression=max_regression,
                    command=" ".join(["edgeldm"] + sys.argv[1:]))
     document = result.details

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import command
-from .common import RAW, add_model_argument, print_json
+from .common import RAW, add_model_argument, image_output, print_json
 
 
 @command("eval")
@@ -34,11 +34,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..options import from_namespace
-    from ..stages.common import check_output
     from ..stages.evaluate import EvaluateOptions, evaluate
 
     if args.sheet:
-        check_output(args.sheet, True, folder=False)
+        image_output(args.sheet, True)  # writable, and a format its suffix names
     r = evaluate(args.model, from_namespace(EvaluateOptions, args), allow_pickle=args.allow_pickle,
                  vae_ceiling=args.vae_ceiling)
     result, m = r.extra["result"], r.details
