@@ -119,6 +119,8 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     if config.rank_by == "latency" and not config.score.latency_repeat:
         raise EdgeLDMError("ranking by latency needs the per-candidate latency measurement",
                            hint="give --latency-repeat 5 (or more), not 0")
+    if budget.remove is not None:
+        _check_removable(pipe.unet, budget.remove, config.protect)
     by = "params" if budget.target_params is not None else "macs"
     height, width = _size(pipe, config.score)
     cost = UNetCost(pipe, height, width)
@@ -141,6 +143,9 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
             break
     if not picked:
         raise EdgeLDMError("nothing to prune: no candidate operator saves anything under this budget")
+    if budget.remove is not None and len(picked) < budget.remove:
+        logger.warning("removed %d operators of the %d asked: the others save nothing or overlap a pick",
+                       len(picked), budget.remove)
     for c in picked:
         c.apply(pipe.unet)
     macs1, params1 = count_macs(pipe.unet, cost.inputs).total, sum(p.numel() for p in pipe.unet.parameters())
@@ -169,6 +174,22 @@ def prune_pipeline(pipe, source: str, config: PruneConfig, *, cache_dir: Path | 
     plan = PruningPlan(base=str(source), operations=(list(prior.operations) if prior else []) + new_ops,
                        report=report)
     return plan, scored
+
+
+def _check_removable(unet, remove: int, protect: tuple[str, ...]) -> None:
+    """``--remove N`` beyond what can go together is refused before scoring (minutes at SD scale): at most
+    one pick per innermost operator, since picks may not overlap, and none touching a protected module."""
+    from ..inventory import operator_inventory
+    from .selection import overlaps
+
+    kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
+    ops = [op.name for op in operator_inventory(unet) if not any(overlaps(op.name, k) for k in kept)]
+    innermost = [a for a in ops if not any(b.startswith(a + ".") for b in ops)]
+    if remove > len(innermost):
+        raise EdgeLDMError(f"--remove {remove} asks for more operators than can go together: this UNet has "
+                           f"{len(innermost)} that do not contain one another ({len(ops)} candidates"
+                           f"{', protected ones left out' if protect else ''})",
+                           hint=f"give --remove {len(innermost)} or fewer, or a budget (--target-macs 0.65)")
 
 
 def _architecture_count(unet, inputs: dict) -> tuple[int, int]:

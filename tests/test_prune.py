@@ -18,7 +18,7 @@ from edgeldm.compressor.patches import MODIFICATIONS, apply_modification, modifi
 from edgeldm.compressor.plan import PLAN_FILE
 from edgeldm.compressor.prune import PruneConfig, UNetCost, prune_pipeline, save_pruned
 from edgeldm.compressor.selection import Budget, select
-from edgeldm.errors import CheckpointError
+from edgeldm.errors import CheckpointError, EdgeLDMError
 from edgeldm.inventory import count_macs, operator_inventory, unet_example_inputs
 from edgeldm.loading import load_pipeline
 
@@ -388,6 +388,23 @@ def test_prune_refuses_contradictory_budgets(tiny_random_dir, tmp_path, capsys):
     assert "(0, 1)" in capsys.readouterr().err
     assert main(["--quiet", "prune", str(tiny_random_dir)]) != 0  # no -o and no --score-only
     assert "--output is required" in capsys.readouterr().err
+
+
+def test_removing_more_operators_than_can_go_together_is_refused_before_scoring(pipe, monkeypatch):
+    import edgeldm.compressor.prune as prune_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored before refusing")
+
+    monkeypatch.setattr(prune_module, "score_model", never)
+    names = [op.name for op in operator_inventory(pipe.unet)]
+    innermost = [a for a in names if not any(b.startswith(a + ".") for b in names)]
+    with pytest.raises(EdgeLDMError, match=f"has {len(innermost)} that do not contain one another"):
+        prune_pipeline(pipe, "tiny-random", PruneConfig(budget=Budget(remove=len(innermost) + 1), score=FAST))
+    # protecting a module leaves out what it contains and what contains it
+    with pytest.raises(EdgeLDMError, match="protected ones left out"):
+        prune_pipeline(pipe, "tiny-random", PruneConfig(budget=Budget(remove=len(innermost)), score=FAST,
+                                                        protect=("down_blocks.*",)))
 
 
 def test_narrowed_channels_replay_from_the_plan(tiny_random_dir, candidates, inputs, tmp_path):
