@@ -6,6 +6,13 @@ fails with a ``NameError`` on every model import (``logger`` undefined in its fa
 with an ``ImportError`` on every adapter. edgeldm uses neither library's torchao integration (ExecuTorch's PT2E
 flow calls torchao directly), so both are told torchao is absent, right after their import-utility module
 executes — before anything reads it. Nothing changes where torchao is not installed.
+
+OpenVINO's converter (``convert_model``, which NNCF and optimum-intel also go through) sends usage events to
+Google Analytics unless the user opted out in ``~/intel``, from forked sender processes: on a machine without
+network (CI, air-gapped build hosts) they wait for timeouts, and a SIGTERM arriving while one is forked left the
+export hanging (found by terminating exports at random moments). Both OpenVINO and NNCF fall back to their own
+telemetry stubs when the ``openvino_telemetry`` package is absent; edgeldm makes it look absent in its own
+process (nothing is written to the user's opt-in file) unless ``EDGELDM_OPENVINO_TELEMETRY=1``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
+
+#: set to 1 to let OpenVINO's tools send their usage telemetry from edgeldm's processes
+OPENVINO_TELEMETRY_ENV = "EDGELDM_OPENVINO_TELEMETRY"
 
 
 def _no_torchao_in_diffusers(module) -> None:
@@ -46,7 +57,14 @@ class _WithoutTorchao(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _no_openvino_telemetry() -> None:
+    if os.environ.get(OPENVINO_TELEMETRY_ENV) == "1" or "openvino_telemetry" in sys.modules:
+        return  # asked for, or already imported by the caller before edgeldm: theirs to decide
+    sys.modules["openvino_telemetry"] = None  # `import openvino_telemetry` raises ImportError: the stubs' path
+
+
 def install() -> None:
+    _no_openvino_telemetry()
     if importlib.util.find_spec("torchao") is None:
         return
     for name, patch in _PATCHES.items():

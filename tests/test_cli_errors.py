@@ -418,3 +418,20 @@ def test_sheet_and_json_paths_are_checked_before_the_work(tiny_random_bundle, tm
     images = np.zeros((2, 16, 16, 3), np.uint8)
     contact_sheet(images, ["a", "b"], tmp_path / "s.jpg")
     assert (tmp_path / "s.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, as the name says
+
+
+@pytest.mark.parametrize("opt_in", [None, "1"])
+def test_openvinos_usage_telemetry_is_off_in_edgeldms_processes_unless_asked(opt_in):
+    """OpenVINO's converter sends usage events from forked processes unless the user opted out: offline they
+    wait for timeouts, and a SIGTERM during one left an export hanging. Its own stub stands in."""
+    code = ("import edgeldm, openvino.tools.ovc.convert_impl as c, nncf.telemetry.wrapper as w; "
+            "print(c.tm.__name__, type(w.telemetry).__name__)")
+    env = {k: v for k, v in os.environ.items() if k != "EDGELDM_OPENVINO_TELEMETRY"}
+    if opt_in:
+        env["EDGELDM_OPENVINO_TELEMETRY"] = opt_in
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    ovc, nncf_telemetry = out.stdout.split()
+    if opt_in:
+        assert ovc == "openvino_telemetry"
+    else:
+        assert ovc == "openvino.tools.ovc.telemetry_stub" and nncf_telemetry != "NNCFTelemetry"
