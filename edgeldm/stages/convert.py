@@ -62,8 +62,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction)
     elif prediction is None and kind == "single-file":
         logger.warning("assumed %s prediction (the matched architecture's scheduler); pass --prediction-type or "
-                       "--original-config if the checkpoint was trained otherwise (SD 2.x 768-px models predict v)",
-                       scheduler)
+                       "--original-config if the checkpoint was trained otherwise (SD 2.x 768-px models and "
+                       "v-prediction SDXL finetunes predict v)", scheduler)
     loras = fuse_loras(pipe, specs)
     vae = replace_vae(pipe, options.vae) if options.vae else None
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
