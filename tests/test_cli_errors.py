@@ -387,7 +387,7 @@ def test_sigterm_wrapped_by_a_native_library_still_exits_143(capsys):
     RuntimeError: the run was still terminated, and its exit code says so."""
     import signal
 
-    from edgeldm.cli import run_guarded
+    from edgeldm.entry import run_guarded
     from edgeldm.errors import Terminated
 
     def body():

@@ -179,6 +179,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ...cli import run_guarded
+    from ...entry import run_guarded
 
     raise SystemExit(run_guarded(main, tracebacks=True))
