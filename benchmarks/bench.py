@@ -313,7 +313,8 @@ def _target_key(doc: dict) -> tuple:
     t, c = doc["target"], doc.get("config", {})
     return (t["kind"], t["backend"], Path(t["location"]).name, t.get("source"),
             tuple(c.get(k) for k in ("steps", "guidance", "height", "width", "threads")),
-            bool(c.get("low_memory")), c.get("vae_tile"))  # results from before these options ran without them
+            bool(c.get("low_memory")), c.get("vae_tile"),  # results from before these options ran without them
+            c.get("inference_precision"))
 
 
 def compare(new: dict, baseline: dict, max_regression: float, figures=GATED_FIGURES) -> list[dict]:

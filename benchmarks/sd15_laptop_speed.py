@@ -2,7 +2,8 @@
 optimum-intel's best, per image size, in one command.
 
     python -m edgeldm.benchmarks.sd15_laptop_speed BUNDLE [--model sd15] [--sizes 512,256] [--repeat 3]
-        [--torch-repeat 1] [--threads 2] [--work DIR] [--json benchmarks/data/sd15_laptop_speed.json]
+        [--torch-repeat 1] [--threads 2] [--work DIR] [--inference-precision bf16]
+        [--json benchmarks/data/sd15_laptop_speed.json]
 
 Three targets; each other one is timed alternately with ours (``edgeldm bench A --vs B``: A B A B …, the figure
 is the median of the per-pair ratios, so machine noise hits both sides alike):
@@ -115,7 +116,8 @@ def _speedup(result: dict, figure: str) -> float:
 
 
 def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, repeat: int, torch_repeat: int,
-                 warmup: int, threads: int | None, rates: dict, floor: dict) -> dict:
+                 warmup: int, threads: int | None, rates: dict, floor: dict,
+                 inference_precision: str | None = None) -> dict:
     """One image size: ours against optimum-intel and against torch; ``own`` is the bundle's default sampling."""
     from dataclasses import replace
 
@@ -124,7 +126,8 @@ def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, re
     from .targets import BenchConfig
 
     ours = BenchConfig(steps=own["steps"], guidance=own["guidance"], height=size, width=size, repeat=repeat,
-                       warmup=warmup, threads=threads, backend="openvino", quality_prompts=0)
+                       warmup=warmup, threads=threads, backend="openvino", quality_prompts=0,
+                       inference_precision=inference_precision)
     runs = {}
     logger.info("%d px: ours vs optimum-intel", size)
     runs["optimum_intel"], _ = run_bench(f"openvino:{bundle}", ours, vs=f"optimum-ov:{peer}")
@@ -135,7 +138,7 @@ def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, re
     beside_torch = replace(ours, repeat=torch_repeat)
     runs["torch"], _ = run_bench(f"openvino:{bundle}", beside_torch, vs=f"diffusers:{model}",
                                  vs_config=replace(beside_torch, steps=TORCH_STEPS, guidance=TORCH_GUIDANCE,
-                                                   warmup=0))
+                                                   warmup=0, inference_precision=None))
     mine = _summary(runs["optimum_intel"])
     targets = {"ours": mine, "optimum_intel": _summary(runs["optimum_intel"]["vs"]),
                "torch": _summary(runs["torch"]["vs"]), "ours_beside_torch": _summary(runs["torch"])}
@@ -159,8 +162,10 @@ def measure_size(bundle: str, model: str, peer: str, size: int, own: dict, *, re
         "size_bytes": {"ours": mine["size_bytes"],
                        "optimum_intel": runs["optimum_intel"]["vs"]["figures"]["size_bytes"],
                        "torch": runs["torch"]["vs"]["figures"]["size_bytes"]},
-        "config": {"ours": {"steps": own["steps"], "guidance": own["guidance"]},
-                   "optimum_intel": {"steps": own["steps"], "guidance": own["guidance"]},
+        "config": {"ours": {"steps": own["steps"], "guidance": own["guidance"],
+                            "inference_precision": inference_precision or "f32"},
+                   "optimum_intel": {"steps": own["steps"], "guidance": own["guidance"],
+                                     "inference_precision": inference_precision or "f32"},
                    "torch": {"steps": TORCH_STEPS, "guidance": TORCH_GUIDANCE},
                    "repeat": repeat, "torch_repeat": torch_repeat, "warmup": warmup, "torch_warmup": 0,
                    "ours_warmup_beside_torch": warmup,
@@ -183,7 +188,8 @@ def goals(per_size: dict) -> dict:
 
 
 def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat: int, warmup: int,
-        threads: int | None, work: Path, floor_source: str | None = None, on_size=None) -> dict:
+        threads: int | None, work: Path, floor_source: str | None = None, on_size=None,
+        inference_precision: str | None = None) -> dict:
     from ..lineage import default_sampling_of
     from ..manifest import load_manifest
     from .floor import image_macs, throughput
@@ -210,7 +216,8 @@ def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat:
     for size in sizes:
         out["sizes"][str(size)] = measure_size(bundle, model, str(peer), size, own, repeat=repeat,
                                                torch_repeat=torch_repeat, warmup=warmup, threads=threads,
-                                               rates=rates, floor=floors[size])
+                                               rates=rates, floor=floors[size],
+                                               inference_precision=inference_precision)
         out["goals"] = goals(out["sizes"])
         if on_size:
             on_size(out)  # each size's figures kept as soon as they exist: a later size may fail or be stopped
@@ -233,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="sd15-laptop-speed.work", help="where the optimum-intel peer is built / reused")
     p.add_argument("--floor-source", default=None,
                    help="model folder whose MACs are the bundle's (default: the bundle manifest's source)")
+    p.add_argument("--inference-precision", default=None, choices=("f32", "bf16", "f16"),
+                   help="what our bundle and optimum-intel's pipeline compute in (OpenVINO; default f32, parity "
+                        "with the exported graph; bf16 on CPUs with AVX512_BF16 / AMX, OpenVINO's own default there); "
+                        "torch stays fp32")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -244,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = run(args.bundle, args.model, sizes, repeat=args.repeat, torch_repeat=args.torch_repeat,
               warmup=args.warmup, threads=args.threads, work=Path(args.work), floor_source=args.floor_source,
-              on_size=keep)
+              on_size=keep, inference_precision=args.inference_precision)
     for size, row in out["sizes"].items():
         t = row["targets"]
         print(f"{size} px: ours {t['ours']['image_s']:.2f} s/image | optimum-intel {t['optimum_intel']['image_s']:.2f}"

@@ -26,7 +26,7 @@ import numpy as np
 from ..backends import get_backend, owners
 from ..errors import EdgeLDMError
 from ..families import FAMILIES
-from ..runtimes.backends import device_options
+from ..runtimes.backends import device_options, precision_options
 
 #: the components every target reports, in pipeline order (SDXL's text_encoder_2 counts as text encoder time)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
@@ -50,6 +50,7 @@ class BenchConfig:
     verify: bool = True  # bundle targets: check the files against the manifest's digests before loading
     low_memory: bool = False  # bundle targets: Text2Image(low_memory=True)
     vae_tile: int | None = None  # bundle targets: the VAE tile in latent pixels (None: untiled / low-memory's)
+    inference_precision: str | None = None  # bundle targets on a backend that offers it: OpenVINO's f32 / bf16 / f16
 
 
 class ComponentTimer:
@@ -154,13 +155,15 @@ class RuntimeTarget(Target):
 
     @property
     def label(self) -> str:
-        return f"{self.backend}:{self.location}"
+        precision = self.config.inference_precision
+        return f"{self.backend}:{self.location}" + (f" ({precision})" if precision else "")
 
     def _session_options(self) -> dict:
         opts: dict = {}
         if self.config.threads and self.description.threads:
             opts["threads"] = self.config.threads
         opts.update(device_options(self.backend, self.config.device))
+        opts.update(precision_options(self.backend, self.config.inference_precision))
         return opts
 
     def load(self) -> None:
@@ -317,8 +320,10 @@ class OptimumOVTarget(_OptimumTarget):
     def _open(self):
         from optimum.intel import OVDiffusionPipeline
 
-        # f32 like our OpenVINO session: the CPU plugin would otherwise pick bf16 where the CPU has it
-        ov_config = {"INFERENCE_PRECISION_HINT": "f32"}
+        # the precision our OpenVINO session computes in (f32 unless --inference-precision): the CPU plugin would
+        # otherwise pick bf16 where the CPU has it, and the two sides of a comparison must compute alike
+        precision = precision_options("openvino", self.config.inference_precision).get("inference_precision")
+        ov_config = {"INFERENCE_PRECISION_HINT": precision or "f32"}
         if self.config.threads:
             ov_config["INFERENCE_NUM_THREADS"] = self.config.threads
         return OVDiffusionPipeline.from_pretrained(self.location, device=self.device, ov_config=ov_config,

@@ -138,6 +138,10 @@ GUIDANCE_HELP = "classifier-free guidance scale, a finite number >= 0; 0 and 1 b
 LOW_MEMORY_HELP = ("hold one component at a time: each graph opens on first use and is released after its phase "
                    "(prompt, denoising, decoding), ONNX Runtime's memory arena off, the VAE tiled at 32 latent "
                    "pixels (the same image up to the tiling; slower: graphs load for every image)")
+INFERENCE_PRECISION_HELP = ("arithmetic precision the backend computes in, where it offers a choice (OpenVINO: "
+                            "f32, the default, keeps parity with the exported graph; bf16 is faster on CPUs with "
+                            "AVX512_BF16 or AMX at ~50 dB image parity; f16 on GPUs)")
+
 VAE_TILE_HELP = ("decode and encode the VAE in overlapping tiles of N latent pixels a side (N x the VAE factor "
                  "image pixels), blended as diffusers' enable_tiling does: the VAE's memory stays one tile's at any "
                  "size (dynamic bundles; default: untiled, or 32 with --low-memory)")

@@ -186,6 +186,16 @@ def test_each_target_samples_at_its_own_defaults_unless_told(tiny_bundle, tmp_pa
     assert seen == {"main": (4, 8.0), "vs": (25, 7.5)}  # student at 4, teacher at 25 guided
     seen = sides(f"diffusers:{lcm}", vs="diffusers:tiny", steps=2)
     assert seen == {"main": (2, 8.0), "vs": (2, 7.5)}  # a given option applies to both sides
+    # one bundle at two precisions: the --vs side's own, else the main side's
+    config, vs_config = configs(f"openvino:{tiny_bundle}", BenchOptions(vs=f"openvino:{tiny_bundle}",
+                                                                        inference_precision="bf16"))
+    assert config.inference_precision == vs_config.inference_precision == "bf16"
+    config, vs_config = configs(f"openvino:{tiny_bundle}", BenchOptions(vs=f"openvino:{tiny_bundle}",
+                                                                        vs_inference_precision="bf16"))
+    assert (config.inference_precision, vs_config.inference_precision) == (None, "bf16")
+    assert make_target(f"openvino:{tiny_bundle}", vs_config).label == f"openvino:{tiny_bundle} (bf16)"
+    with pytest.raises(EdgeLDMError, match="onnx backend takes no --inference-precision"):
+        make_target(f"onnx:{tiny_bundle}", vs_config)._session_options()
 
 
 def test_each_side_warms_up_its_own_count_and_the_pairs_stay_alternated(monkeypatch):

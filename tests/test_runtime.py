@@ -180,6 +180,35 @@ def test_an_execution_provider_that_is_missing_or_fell_back_is_an_error(tiny_ran
         check_ort_session(cpu, ["CUDAExecutionProvider", "CPUExecutionProvider"], "unet")
 
 
+def test_an_inference_precision_reaches_openvino_and_is_refused_elsewhere(tiny_random_bundle, tmp_path, capsys):
+    """OpenVINO computes in f32 unless asked (parity with the exported graph); bf16 is a speed choice that keeps
+    the image close (on a CPU without bf16, OpenVINO computes in f32 and the images are the same)."""
+    import openvino as ov
+
+    from edgeldm.cli import main
+    from edgeldm.runtimes.backends import precision_options
+
+    assert precision_options("openvino", None) == {} and precision_options("openvino", "bf16") == {
+        "inference_precision": "bf16"}
+    with pytest.raises(EdgeLDMError, match="onnx backend takes no --inference-precision"):
+        precision_options("onnx", "bf16")
+    with pytest.raises(EdgeLDMError, match="not 'int3'"):
+        precision_options("openvino", "int3")
+    fast = Text2Image(tiny_random_bundle, backend="openvino", **precision_options("openvino", "bf16"))
+    asked = fast.sessions["unet"].compiled.get_property("INFERENCE_PRECISION_HINT")
+    supported = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert asked == (ov.Type.bf16 if supported else ov.Type.f32)
+    default = Text2Image(tiny_random_bundle, backend="openvino")
+    assert default.sessions["unet"].compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    a = np.asarray(default(PROMPT, steps=3, seed=2))
+    b = np.asarray(fast(PROMPT, steps=3, seed=2))
+    assert psnr(a[None], b[None])[0] >= 35.0
+    out = tmp_path / "x.png"
+    assert main(["run", str(tiny_random_bundle), "--prompt", PROMPT, "--inference-precision", "bf16",
+                 "-o", str(out)]) == 1  # the default backend is ONNX Runtime
+    assert "takes no --inference-precision" in capsys.readouterr().err and not out.exists()
+
+
 def test_device_options_per_backend_and_unknown_devices(tiny_random_bundle, tmp_path, capsys):
     from edgeldm.cli import main
     from edgeldm.runtimes.backends.devices import check_ov_device

@@ -48,3 +48,14 @@ def test_tiny_xl_draws_its_prompts(tiny_xl):
     assert metrics["images"] == 12
     # a trained model: far better than chance (shape 25 %, colour 17 %, position 20 %) even at 8 steps
     assert metrics["accuracy"]["color"] > 0.5 and metrics["accuracy"]["shape"] > 0.4
+
+
+def test_size_ratios_count_both_text_encoders():
+    """A recipe's size column counts the weights a model ships: SDXL's second text encoder (its largest) too."""
+    from edgeldm.benchmarks.targets import folder_bytes
+    from edgeldm.stages.common import weights_bytes
+
+    folder = ZOO["tiny-xl"].folder
+    parts = {c: folder_bytes(folder / c) for c in ("text_encoder", "text_encoder_2", "unet", "vae")}
+    assert parts["text_encoder_2"] > parts["text_encoder"] > 0
+    assert weights_bytes(folder) == sum(parts.values())

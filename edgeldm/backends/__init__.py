@@ -35,6 +35,9 @@ class Backend:
     runs_on_hint: str = ""
     #: session options of low-memory mode (``Text2Image(low_memory=True)``): what the backend offers to hold less
     low_memory_options: tuple[tuple[str, object], ...] = ()
+    #: arithmetic precisions the session can be asked to compute in (``--inference-precision``; the first is its
+    #: default, the one that keeps parity with the exported graph); () where the backend takes no such option
+    inference_precisions: tuple[str, ...] = ()
 
     @property
     def graph_is_folder(self) -> bool:

@@ -12,7 +12,7 @@ logger = logging.getLogger("edgeldm")
 
 @command("run")
 def add_parser(sub) -> None:
-    from ..arguments import STRENGTH, THREADS
+    from ..arguments import INFERENCE_PRECISION_HELP, STRENGTH, THREADS
     from ..runtimes.backends import BACKENDS
     from ..runtimes.noise import NOISE_GENERATORS
     from ..runtimes.samplers import SAMPLERS
@@ -58,6 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None,
                    help="where the backend runs: an ONNX Runtime execution provider (e.g. CUDAExecutionProvider), "
                         "an OpenVINO device (CPU, GPU, NPU, AUTO) or Core ML compute units (default: the CPU)")
+    p.add_argument("--inference-precision", default=None, metavar="PRECISION", help=INFERENCE_PRECISION_HELP)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="BUNDLE: skip the SHA-256 check of the bundle's files against its manifest (paths must "
                         "still stay inside the bundle)")
@@ -79,7 +80,7 @@ def add_memory_arguments(p) -> None:
 def run(args) -> int:
     from ..atomic import atomic_write_bytes, image_bytes
     from ..errors import EdgeLDMError
-    from ..runtimes.backends import device_options
+    from ..runtimes.backends import device_options, precision_options
     from ..runtimes.images import open_image
     from ..runtimes.text2image import Text2Image
 
@@ -95,6 +96,7 @@ def run(args) -> int:
     mask = open_image(args.mask, "mask") if args.mask else None
     options = {"threads": args.threads} if args.threads else {}
     options.update(device_options(args.backend, args.device))
+    options.update(precision_options(args.backend, args.inference_precision))
     t2i = Text2Image(args.bundle, backend=args.backend, verify=args.verify, sampler=args.sampler,
                      low_memory=args.low_memory, vae_tile=args.vae_tile, **options)
     result = t2i(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,

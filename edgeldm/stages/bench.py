@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..arguments import GUIDANCE, LOW_MEMORY_HELP, THREADS, VAE_TILE_HELP
+from ..arguments import GUIDANCE, INFERENCE_PRECISION_HELP, LOW_MEMORY_HELP, THREADS, VAE_TILE_HELP
 from ..benchmarks.targets import BenchConfig
 from ..errors import EdgeLDMError
 from ..options import check_positive, option, resolve, to_config
@@ -45,6 +45,11 @@ class BenchOptions:
     low_memory: bool = option(BenchConfig.low_memory, "bundle targets: " + LOW_MEMORY_HELP)
     vae_tile: int | None = option(BenchConfig.vae_tile, "bundle targets: " + VAE_TILE_HELP.replace("N ", "VAE_TILE "),
                                   metavar="VAE_TILE")
+    inference_precision: str | None = option(BenchConfig.inference_precision,
+                                             "bundle targets: " + INFERENCE_PRECISION_HELP, metavar="PRECISION")
+    vs_inference_precision: str | None = option(None, "the --vs target's --inference-precision (default: "
+                                                      "--inference-precision), e.g. bf16 against f32 on one bundle",
+                                                metavar="PRECISION")
 
     def check(self) -> None:
         check_positive(self, "steps", "repeat", "height", "width", "threads", "vs_steps", "vae_tile")
@@ -72,7 +77,8 @@ def configs(target: str, options: BenchOptions) -> tuple[BenchConfig, BenchConfi
                        guidance=_first(options.guidance, own["guidance"]))
     vs_own = target_sampling(options.vs) if options.vs else own
     vs_config = replace(config, steps=options.vs_steps or options.steps or vs_own["steps"],
-                        guidance=_first(options.vs_guidance, options.guidance, vs_own["guidance"]))
+                        guidance=_first(options.vs_guidance, options.guidance, vs_own["guidance"]),
+                        inference_precision=options.vs_inference_precision or options.inference_precision)
     return config, vs_config
 
 

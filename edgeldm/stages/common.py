@@ -75,7 +75,9 @@ def weights_bytes(path: str | Path) -> int:
     """
     from ..benchmarks.targets import folder_bytes
 
-    return sum(folder_bytes(Path(path) / c) for c in WEIGHT_FOLDERS if (Path(path) / c).is_dir())
+    folders = [f for f in Path(path).iterdir() if f.is_dir()] if Path(path).is_dir() else []
+    # every text encoder a family has (SDXL's text_encoder_2, its largest), not only the first
+    return sum(folder_bytes(f) for f in folders if f.name in WEIGHT_FOLDERS or f.name.startswith("text_encoder"))
 
 
 def remove_work(out: Path) -> None:

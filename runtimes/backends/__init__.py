@@ -30,6 +30,20 @@ def device_options(backend: str, device: str | None) -> dict:
     return {key: [device] if device == "CPUExecutionProvider" else [device, "CPUExecutionProvider"]}
 
 
+def precision_options(backend: str, precision: str | None) -> dict:
+    """Session options that make ``backend`` compute in ``precision`` (``--inference-precision``)."""
+    if not precision:
+        return {}
+    offered = get_backend(backend).inference_precisions
+    if not offered:
+        raise EdgeLDMError(f"the {backend} backend takes no --inference-precision",
+                           hint="it computes in the graph's own precision; leave the option out")
+    if precision not in offered:
+        raise EdgeLDMError(f"{backend} computes in {', '.join(offered)}, not {precision!r}",
+                           hint=f"choose one of {', '.join(offered)}")
+    return {"inference_precision": precision}
+
+
 def session_class(backend: str):
     """The session class of ``backend`` (its module imported now: only the backend in use must be installed)."""
     return load(get_backend(backend).session)
