@@ -46,10 +46,11 @@ def _table(times: dict[str, float], nodes: dict[str, int], runs: int) -> dict:
             for name in rows}
 
 
-def profile_openvino(graph: Path, inputs: dict, *, runs: int, threads: int | None) -> dict:
+def profile_openvino(graph: Path, inputs: dict, *, runs: int, threads: int | None,
+                     inference_precision: str | None = None) -> dict:
     import openvino as ov
 
-    config = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}
+    config = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": inference_precision or "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     compiled = ov.Core().compile_model(str(graph), "CPU", config)
@@ -71,7 +72,7 @@ def profile_openvino(graph: Path, inputs: dict, *, runs: int, threads: int | Non
             "by_kernel": _table(by_kernel, {k: v // runs for k, v in kernel_nodes.items()}, runs)}
 
 
-def profile_onnxruntime(graph: Path, inputs: dict, *, runs: int, threads: int | None) -> dict:
+def profile_onnxruntime(graph: Path, inputs: dict, *, runs: int, threads: int | None, **_) -> dict:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="edgeldm-ort-profile-") as tmp:
@@ -101,9 +102,10 @@ PROFILERS = {"openvino": profile_openvino, "onnx": profile_onnxruntime}
 
 
 def profile(bundle: str | Path, component: str = "unet", backend: str = "openvino", *, size: int | None = None,
-            runs: int = 3, threads: int | None = None) -> dict:
+            runs: int = 3, threads: int | None = None, inference_precision: str | None = None) -> dict:
     from ..errors import EdgeLDMError
     from ..manifest import graph_file, load_manifest
+    from ..runtimes.backends import precision_options
 
     if backend not in PROFILERS:
         raise EdgeLDMError(f"no profiler for backend {backend!r}", hint=f"one of {', '.join(PROFILERS)}")
@@ -114,9 +116,12 @@ def profile(bundle: str | Path, component: str = "unet", backend: str = "openvin
     if component not in manifest["components"]:
         raise EdgeLDMError(f"{bundle} has no component {component!r}",
                            hint=f"one of {', '.join(manifest['components'])}")
+    precision = precision_options(backend, inference_precision)  # refused where the backend offers no choice
     inputs = component_inputs(manifest, component, size)
-    result = PROFILERS[backend](graph_file(bundle, manifest, component, backend), inputs, runs=runs, threads=threads)
+    result = PROFILERS[backend](graph_file(bundle, manifest, component, backend), inputs, runs=runs, threads=threads,
+                                **precision)
     return {"bundle": str(bundle), "component": component, "backend": backend, "size": size, "runs": runs,
+            "inference_precision": precision.get("inference_precision"),
             "inputs": {k: list(v.shape) for k, v in inputs.items()}, **result}
 
 
@@ -130,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="profiled runs after one warm-up (default 3)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=15, help="rows printed per table (default 15)")
+    p.add_argument("--inference-precision", default=None, metavar="PRECISION",
+                   help="what OpenVINO computes in (default f32; bf16 on CPUs with AVX512_BF16 / AMX)")
     p.add_argument("--json", default=None, help="also write the profile to this file")
     args = p.parse_args(argv)
-    out = profile(args.bundle, args.component, args.backend, size=args.size, runs=args.runs, threads=args.threads)
+    out = profile(args.bundle, args.component, args.backend, size=args.size, runs=args.runs, threads=args.threads,
+                  inference_precision=args.inference_precision)
     print(f"{args.component} on {args.backend}, {out['total_ms']:.1f} ms per call (profiled layers)")
     for table in ("by_op_type", "by_kernel"):
         if table in out:

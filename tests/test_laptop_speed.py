@@ -99,6 +99,10 @@ def test_op_profile_refuses_what_it_cannot_profile(tiny_random_bundle):
         profile(tiny_random_bundle, "unet", "coreml")
     with pytest.raises(EdgeLDMError, match="no component"):
         profile(tiny_random_bundle, "vae_encoder", "onnx")
+    with pytest.raises(EdgeLDMError, match="onnx backend takes no --inference-precision"):
+        profile(tiny_random_bundle, "unet", "onnx", inference_precision="bf16")
+    out = profile(tiny_random_bundle, "unet", "openvino", size=64, runs=1, threads=1, inference_precision="bf16")
+    assert out["inference_precision"] == "bf16" and out["total_ms"] > 0
 
 
 def test_a_missing_bundle_is_one_line_before_anything_slow(tmp_path):
