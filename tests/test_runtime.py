@@ -207,6 +207,10 @@ def test_an_inference_precision_reaches_openvino_and_is_refused_elsewhere(tiny_r
     assert main(["run", str(tiny_random_bundle), "--prompt", PROMPT, "--inference-precision", "bf16",
                  "-o", str(out)]) == 1  # the default backend is ONNX Runtime
     assert "takes no --inference-precision" in capsys.readouterr().err and not out.exists()
+    # a CPU that computes bf16 natively gets a hint when it was not asked for, and no other does
+    assert main(["run", str(tiny_random_bundle), "--prompt", PROMPT, "--backend", "openvino", "--steps", "1",
+                 "-o", str(out)]) == 0
+    assert ("--inference-precision bf16 made" in capsys.readouterr().err) == supported
 
 
 def test_device_options_per_backend_and_unknown_devices(tiny_random_bundle, tmp_path, capsys):

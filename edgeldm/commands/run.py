@@ -104,4 +104,10 @@ def run(args) -> int:
                 resize=args.resize, noise=args.noise)
     atomic_write_bytes(out, image_bytes(result, out.suffix))
     logger.info("wrote %s (%s, %s)", out, args.backend, type(t2i.sampler).__name__)
+    if args.backend == "openvino" and args.inference_precision is None and (args.device or "CPU") == "CPU":
+        from ..runtimes.backends.devices import openvino_cpu_computes_bf16
+
+        if openvino_cpu_computes_bf16():
+            logger.info("hint: this CPU computes bf16 natively; --inference-precision bf16 made the sd15 laptop "
+                        "bundle's image 1.29x faster at ~49 dB of the f32 one (docs/export-and-run.md)")
     return 0

@@ -35,3 +35,15 @@ def check_ov_device(core, device: str) -> None:
     if not any(d == device or d.split(".")[0] == base for d in available):
         raise EdgeLDMError(f"OpenVINO has no {device} device here (available: {', '.join(available) or 'none'})",
                            hint="GPU needs Intel's OpenCL runtime, NPU its driver; leave --device out for the CPU")
+
+
+def openvino_cpu_computes_bf16() -> bool:
+    """OpenVINO's CPU plugin reports native bf16 arithmetic (AVX512_BF16, AMX): where ``--inference-precision
+    bf16`` is worth suggesting (edgeldm pins f32 for parity unless told)."""
+    from ..._lazy import require
+
+    try:
+        return "BF16" in require("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:  # no CPU plugin property on this build: say nothing
+        return False
+
