@@ -225,6 +225,8 @@ def run(bundle: str, model: str, sizes: list[int], *, repeat: int, torch_repeat:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..backends import get_backend
+
     p = argparse.ArgumentParser(prog="python -m edgeldm.benchmarks.sd15_laptop_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="our final bundle (OpenVINO graphs), e.g. RUN/bundle of the laptop recipe")
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="sd15-laptop-speed.work", help="where the optimum-intel peer is built / reused")
     p.add_argument("--floor-source", default=None,
                    help="model folder whose MACs are the bundle's (default: the bundle manifest's source)")
-    p.add_argument("--inference-precision", default=None, choices=("f32", "bf16", "f16"),
+    p.add_argument("--inference-precision", default=None, choices=get_backend("openvino").inference_precisions,
                    help="what our bundle and optimum-intel's pipeline compute in (OpenVINO; default f32, parity "
                         "with the exported graph; bf16 on CPUs with AVX512_BF16 / AMX, OpenVINO's own default there); "
                         "torch stays fp32")

@@ -180,9 +180,9 @@ def _check_removable(unet, remove: int, protect: tuple[str, ...]) -> None:
     """``--remove N`` beyond what can go together is refused before scoring (minutes at SD scale): at most
     one pick per innermost operator, since picks may not overlap, and none touching a protected module."""
     from ..inventory import operator_inventory
-    from .selection import overlaps
+    from .selection import overlaps, protected_modules
 
-    kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
+    kept = protected_modules(unet, protect)
     ops = [op.name for op in operator_inventory(unet) if not any(overlaps(op.name, k) for k in kept)]
     innermost = [a for a in ops if not any(b.startswith(a + ".") for b in ops)]
     if remove > len(innermost):

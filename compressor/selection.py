@@ -38,6 +38,11 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
+def protected_modules(unet, protect: tuple[str, ...]) -> list[str]:
+    """Names of the UNet's modules that match one of the ``protect`` glob patterns."""
+    return [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
+
+
 def register_strategy(name: str):
     def deco(fn):
         if name in STRATEGIES:
@@ -128,7 +133,7 @@ def select(candidates: list[Candidate], unet, budget: Budget, *, strategy: str =
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if protect:  # no candidate may touch a protected module: be it, sit inside it, or contain it (removing a
         # transformer block would remove its protected cross-attention too)
-        kept = [n for n, _ in unet.named_modules() if n and any(fnmatch.fnmatchcase(n, p) for p in protect)]
+        kept = protected_modules(unet, protect)
         candidates = [c for c in candidates if not any(overlaps(c.op, k) for k in kept)]
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}")

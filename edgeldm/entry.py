@@ -72,17 +72,20 @@ def run_guarded(body: Callable[[], int | None], *, verbose: bool = False, traceb
 def _run(body: Callable[[], int | None], verbose: bool, tracebacks: bool) -> int:
     try:
         return int(body() or 0)
-    except Terminated:
-        print("terminated; nothing half-written was left behind", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if _terminated or isinstance(exc, Terminated):
+            return _exit_terminated()
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - reported as one line (_report)
         if _terminated:  # SIGTERM's exception, turned into another error by a native library on its way up
-            print("terminated; nothing half-written was left behind", file=sys.stderr)
-            return 143
+            return _exit_terminated()
         return _report(exc, verbose, tracebacks)
+
+
+def _exit_terminated() -> int:
+    print("terminated; nothing half-written was left behind", file=sys.stderr)
+    return 143
 
 
 def _report(exc: Exception, verbose: bool, tracebacks: bool) -> int:

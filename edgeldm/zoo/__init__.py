@@ -67,26 +67,18 @@ for _name, _description in {
     register_zoo_entry(ZooEntry(_name, _description, "preset", _configs(_name)))
 
 
-# The embedded default model, trained by `python -m edgeldm.zoo.train_tiny` (log and command in tiny/TRAINING.md)
-register_zoo_entry(ZooEntry(
-    "tiny",
-    "the embedded default: SD-architecture text-to-image LDM trained by edgeldm on synthetic captioned scenes "
-    "(64 px; CLIP BPE tokenizer, UNet2DConditionModel, AutoencoderKL f=8)",
-    "checkpoint",
-    Path(str(resources.files("edgeldm.zoo").joinpath("tiny"))),
-    trained_on_scenes=True,
-))
-
-
-# Its SDXL-architecture twin on the same scenes, trained by `python -m edgeldm.zoo.train_tiny_xl` (tiny-xl/TRAINING.md)
-register_zoo_entry(ZooEntry(
-    "tiny-xl",
-    "SDXL-architecture text-to-image LDM trained by edgeldm on tiny's scenes (64 px; two CLIP text encoders with "
-    "the pooled projection, text_time conditioning, a deeper innermost transformer stack; tiny's VAE)",
-    "checkpoint",
-    Path(str(resources.files("edgeldm.zoo").joinpath("tiny-xl"))),
-    trained_on_scenes=True,
-))
+# The trained checkpoints shipped inside the package, each by its trainer `python -m edgeldm.zoo.train_<name>`
+# (log and command in <name>/TRAINING.md): the embedded default `tiny`, and its SDXL-architecture twin on the
+# same scenes
+for _name, _description in {
+    "tiny": "the embedded default: SD-architecture text-to-image LDM trained by edgeldm on synthetic captioned "
+            "scenes (64 px; CLIP BPE tokenizer, UNet2DConditionModel, AutoencoderKL f=8)",
+    "tiny-xl": "SDXL-architecture text-to-image LDM trained by edgeldm on tiny's scenes (64 px; two CLIP text "
+               "encoders with the pooled projection, text_time conditioning, a deeper innermost transformer "
+               "stack; tiny's VAE)",
+}.items():
+    register_zoo_entry(ZooEntry(_name, _description, "checkpoint",
+                                Path(str(resources.files("edgeldm.zoo").joinpath(_name))), trained_on_scenes=True))
 
 
 def get_zoo_entry(name: str) -> ZooEntry:
